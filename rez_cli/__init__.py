@@ -1,0 +1,3 @@
+"""Rez: a command-line LLM trading assistant."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Candles from exchanges (ccxt), files and the simulator, validated the same way."""

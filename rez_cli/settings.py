@@ -1,0 +1,268 @@
+"""Settings and risk profiles: TOML files validated by pydantic.
+
+Lookup order for the config file: ``--config PATH`` > ``$REZ_CONFIG`` > ``<config dir>/config.toml``
+> the defaults shipped in ``configs/``. A file only needs the keys it changes; the rest keep their
+defaults. Environment variables ``REZ__SECTION__KEY=value`` override single keys (as freqtrade does),
+so cron jobs and tests can change one value without another file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from rez_cli import paths
+from rez_cli.errors import ConfigError, UsageError
+from rez_cli.timeframes import timeframe_ms
+
+ENV_PREFIX = "REZ__"
+DEFAULT_PROFILE = "moderate"
+Action = Literal["buy", "sell", "hold"]
+
+
+def _check_timeframe(value: str) -> None:
+    # pydantic reports ValueError with the key's location; our UsageError would escape unlocated.
+    try:
+        timeframe_ms(value)
+    except UsageError as error:
+        raise ValueError(error.one_line()) from None
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ExchangeSettings(_Section):
+    id: str = "binance"
+    # Passed as-is to the ccxt exchange constructor, which deep-merges it into its defaults.
+    ccxt: dict[str, Any] = Field(default_factory=dict)
+    retries: Annotated[int, Field(ge=0, le=10)] = 3
+    cache: bool = True
+
+
+class MarketSettings(_Section):
+    timeframe: str = "1h"
+    context_timeframes: list[str] = Field(default_factory=lambda: ["15m", "1h", "4h"])
+    candles: Annotated[int, Field(ge=50, le=5000)] = 300
+    seed: int = 7
+
+    @field_validator("timeframe")
+    @classmethod
+    def _known_timeframe(cls, value: str) -> str:
+        _check_timeframe(value)
+        return value
+
+    @field_validator("context_timeframes")
+    @classmethod
+    def _known_timeframes(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("needs at least one timeframe")
+        for timeframe in value:
+            _check_timeframe(timeframe)
+        return sorted(dict.fromkeys(value), key=timeframe_ms)
+
+
+class ModelPrice(_Section):
+    """US dollars per million tokens."""
+
+    input: Annotated[float, Field(ge=0)]
+    output: Annotated[float, Field(ge=0)]
+
+
+class LLMSettings(_Section):
+    model: str | None = None
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    resilience_model: str | None = None
+    timeout_s: Annotated[float, Field(gt=0, le=600)] = 60.0
+    cycle_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 180.0
+    max_turns: Annotated[int, Field(ge=1, le=20)] = 6
+    max_retries: Annotated[int, Field(ge=0, le=10)] = 2
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    supports_json_schema: bool = True
+    parallel_tool_calls: bool = True
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
+
+
+class JournalSettings(_Section):
+    path: Path | None = None
+
+
+class MemorySettings(_Section):
+    enabled: bool = True
+
+
+class RiskSettings(_Section):
+    profile: str = DEFAULT_PROFILE
+
+
+class Settings(_Section):
+    exchange: ExchangeSettings = Field(default_factory=ExchangeSettings)
+    market: MarketSettings = Field(default_factory=MarketSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    journal: JournalSettings = Field(default_factory=JournalSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
+    risk: RiskSettings = Field(default_factory=RiskSettings)
+
+
+class RiskProfile(_Section):
+    """The hard limits every decision is checked against."""
+
+    name: str
+    description: str = ""
+    max_leverage: Annotated[float, Field(ge=1, le=125)]
+    risk_per_trade_pct: Annotated[float, Field(gt=0, le=100)]
+    max_position_pct: Annotated[float, Field(gt=0, le=100)]
+    require_stop_loss: bool = True
+    min_reward_risk: Annotated[float, Field(ge=0)]
+    max_entry_deviation_pct: Annotated[float, Field(gt=0, le=100)]
+    allowed_actions: list[Action] = Field(default_factory=lambda: ["buy", "sell", "hold"])
+
+    @field_validator("allowed_actions")
+    @classmethod
+    def _hold_always_allowed(cls, value: list[Action]) -> list[Action]:
+        if "hold" not in value:
+            raise ValueError("must include 'hold': a failure always ends in hold")
+        return list(dict.fromkeys(value))
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Loaded(Generic[T]):
+    """A validated value and the file it came from (``None``: built-in defaults)."""
+
+    value: T
+    path: Path | None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, expected a TOML file") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+
+
+def _first_error(path: Path | str, error: ValidationError) -> ConfigError:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif "input" in first and first["type"] not in ("missing",):
+        message = f"{message} (got {first['input']!r})"
+    more = len(error.errors()) - 1
+    suffix = f"; and {more} more problem{'s' if more > 1 else ''}" if more else ""
+    return ConfigError(f"{path}: {key}: {message}{suffix}")
+
+
+def _parse_env_value(raw: str) -> Any:
+    # JSON first so lists, numbers and booleans work (REZ__MARKET__CONTEXT_TIMEFRAMES='["1h"]').
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def _apply_env_overrides(data: dict[str, Any], environ: dict[str, str]) -> list[str]:
+    applied = []
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        keys = [part.lower() for part in name[len(ENV_PREFIX) :].split("__") if part]
+        if not keys:
+            continue
+        target = data
+        for key in keys[:-1]:
+            existing = target.get(key)
+            if not isinstance(existing, dict):
+                existing = {}
+                target[key] = existing
+            target = existing
+        target[keys[-1]] = _parse_env_value(raw)
+        applied.append(name)
+    return applied
+
+
+def config_path(explicit: Path | None, environ: dict[str, str] | None = None) -> Path:
+    """The config file to read, following the documented lookup order."""
+    env = os.environ if environ is None else environ
+    if explicit is not None:
+        return explicit
+    if env.get("REZ_CONFIG"):
+        return Path(env["REZ_CONFIG"]).expanduser()
+    user_file = paths.config_dir() / "config.toml"
+    if user_file.is_file():
+        return user_file
+    return paths.shipped_configs_dir() / "config.toml"
+
+
+def load_settings(explicit: Path | None = None, environ: dict[str, str] | None = None) -> Loaded[Settings]:
+    """Read, merge with ``REZ__`` overrides, and validate the config.
+
+    Raises:
+        ConfigError: the file is missing, not TOML, or a key is invalid (the message names it).
+    """
+    env = dict(os.environ if environ is None else environ)
+    path = config_path(explicit, env)
+    data = _read_toml(path)
+    overrides = _apply_env_overrides(data, env)
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as error:
+        where = f"{path} (with {', '.join(overrides)})" if overrides else path
+        raise _first_error(where, error) from None
+    return Loaded(settings, path)
+
+
+def profile_path(name_or_path: str) -> Path:
+    """Resolve ``--profile``: a path to a TOML file, or a name in the user or shipped profiles."""
+    candidate = Path(name_or_path).expanduser()
+    if candidate.suffix == ".toml" or os.sep in name_or_path or candidate.is_file():
+        return candidate
+    for directory in (paths.config_dir() / "profiles", paths.shipped_configs_dir() / "profiles"):
+        path = directory / f"{name_or_path}.toml"
+        if path.is_file():
+            return path
+    raise ConfigError(
+        f"unknown risk profile {name_or_path!r}",
+        hint=f"choose one of {', '.join(available_profiles())} or give a path to a .toml file",
+    )
+
+
+def available_profiles() -> list[str]:
+    """Profile names from the user config dir and the shipped defaults."""
+    names: set[str] = set()
+    for directory in (paths.config_dir() / "profiles", paths.shipped_configs_dir() / "profiles"):
+        if directory.is_dir():
+            names.update(path.stem for path in directory.glob("*.toml"))
+    return sorted(names)
+
+
+def load_profile(name_or_path: str) -> Loaded[RiskProfile]:
+    """Load and validate a risk profile by name or path.
+
+    Raises:
+        ConfigError: unknown name, unreadable file, or an invalid key (the message names it).
+    """
+    path = profile_path(name_or_path)
+    data = _read_toml(path)
+    data.setdefault("name", path.stem)
+    try:
+        return Loaded(RiskProfile.model_validate(data), path)
+    except ValidationError as error:
+        raise _first_error(path, error) from None

@@ -1,0 +1,32 @@
+"""Candle intervals as ccxt spells them ("1m", "15m", "4h", "1d", "1w")."""
+
+from __future__ import annotations
+
+from rez_cli.errors import UsageError
+
+_UNIT_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+
+def timeframe_ms(timeframe: str) -> int:
+    """Length of one candle in milliseconds.
+
+    Raises:
+        UsageError: the text is not a number followed by m, h, d or w.
+    """
+    unit = timeframe[-1:]
+    amount = timeframe[:-1]
+    if unit not in _UNIT_MS or not amount.isdigit() or int(amount) <= 0:
+        raise UsageError(
+            f"unknown timeframe {timeframe!r}", hint="use a number and a unit: 5m, 15m, 1h, 4h, 1d, 1w"
+        )
+    return int(amount) * _UNIT_MS[unit]
+
+
+def parse_timeframes(text: str) -> list[str]:
+    """Parse a comma-separated list such as ``15m,1h,4h`` into sorted, unique timeframes."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise UsageError("no timeframe given", hint="e.g. --timeframes 15m,1h,4h")
+    for item in items:
+        timeframe_ms(item)
+    return sorted(dict.fromkeys(items), key=timeframe_ms)
