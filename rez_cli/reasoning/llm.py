@@ -1,0 +1,119 @@
+"""The contract between the ReAct loop and a chat model.
+
+``OpenAIChat`` (``openai_llm.py``) is the real implementation and the only module that imports the
+openai SDK; tests drive it against a scripted server on 127.0.0.1.
+
+    LLMError                 ends the cycle in a hold whose ``error`` is ``code``
+    ├── LLMNotConfigured     model_not_configured: a model was asked for but no key/endpoint
+    ├── LLMAuthFailed        model_auth_failed: 401/403
+    ├── LLMTimeout           model_timeout: no answer within the request timeout (after retries)
+    ├── LLMRateLimited       model_rate_limited: 429 after the SDK's retries
+    ├── LLMUnavailable       model_unreachable: connection refused, DNS, 5xx after retries
+    └── LLMBadResponse       model_bad_response: 400/404/422 or an answer with no choices
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class LLMError(Exception):
+    """A model call that failed; ``code`` is the stable error code of the resulting hold."""
+
+    code = "model_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class LLMNotConfigured(LLMError):
+    code = "model_not_configured"
+
+
+class LLMAuthFailed(LLMError):
+    code = "model_auth_failed"
+
+
+class LLMTimeout(LLMError):
+    code = "model_timeout"
+
+
+class LLMRateLimited(LLMError):
+    code = "model_rate_limited"
+
+
+class LLMUnavailable(LLMError):
+    code = "model_unreachable"
+
+
+class LLMBadResponse(LLMError):
+    code = "model_bad_response"
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One function call the model asked for; ``arguments`` is the raw JSON text it wrote."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class ChatResponse:
+    """The assistant message of one completion."""
+
+    content: str | None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    model: str = ""
+    finish_reason: str | None = None
+
+    def as_message(self) -> dict[str, Any]:
+        """The message to append to the conversation (OpenAI Chat Completions shape)."""
+        message: dict[str, Any] = {"role": "assistant", "content": self.content}
+        if self.tool_calls:
+            message["tool_calls"] = [
+                {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+                for call in self.tool_calls
+            ]
+        return message
+
+
+class LLMClient(Protocol):
+    """A chat model behind an OpenAI-compatible Chat Completions API."""
+
+    async def chat(
+        self,
+        *,
+        model: str,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        parallel_tool_calls: bool | None = None,
+        response_format: dict[str, Any] | None = None,
+    ) -> ChatResponse:
+        """One non-streaming completion.
+
+        Args:
+            model: the model name the endpoint knows.
+            messages: the conversation so far, in Chat Completions shape.
+            tools: function tool schemas, or None for a turn where the model must answer.
+            parallel_tool_calls: passed only when the endpoint supports it (None: not sent).
+            response_format: ``{"type": "json_schema", ...}`` or ``{"type": "json_object"}``.
+
+        Raises:
+            LLMError: a subclass whose ``code`` names the failure; never an SDK exception.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release the HTTP connections."""
+        ...
