@@ -1,0 +1,70 @@
+"""The root ``rez`` command and ``main()``, the one place errors become exit codes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Annotated
+
+import typer
+
+from rez_cli import __version__
+from rez_cli.errors import ExitCode, RezError
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 a decision was made (a hold the model chose included) · 2 usage, config or data error · "
+    "3 a hold forced by a failure (the decision's error says why) · 4 another run holds the lock · "
+    "1 a bug · 130 interrupted."
+)
+
+app = typer.Typer(
+    name="rez",
+    help="Rez: an LLM trading assistant that ends every cycle in one validated decision.\n\n" + EXIT_CODES_HELP,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"rez {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Rez: an LLM trading assistant that ends every cycle in one validated decision."""
+
+
+def _register() -> None:
+    # Command modules import only typer at module level; their heavy imports happen when they run.
+    from rez_cli.cli import context_cmd, data_cmd, decide_cmd
+
+    app.command("decide")(decide_cmd.decide)
+    app.command("context")(context_cmd.context)
+    app.add_typer(data_cmd.app, name="data")
+
+
+_register()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``rez`` and return its exit code; a ``RezError`` becomes one line on stderr."""
+    try:
+        app(args=list(argv) if argv is not None else None, prog_name="rez")
+    except SystemExit as exit_:
+        code = exit_.code
+        return code if isinstance(code, int) else (0 if code is None else ExitCode.USAGE)
+    except RezError as error:
+        print(f"rez: error: {error.one_line()}", file=sys.stderr)
+        return int(error.exit_code)
+    except KeyboardInterrupt:
+        print("rez: interrupted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    return int(ExitCode.OK)

@@ -1,0 +1,90 @@
+"""``rez decide``: one decision cycle per symbol."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from rez_cli.cli.options import (
+    AsOfOption,
+    ConfigOption,
+    DataOption,
+    ExchangeOption,
+    JsonOption,
+    NoCacheOption,
+    ProfileOption,
+)
+
+
+def decide(
+    symbols: Annotated[list[str], typer.Argument(help="One or more symbols, e.g. BTC/USDT ETH/USDT.")],
+    exchange: ExchangeOption = None,
+    data: DataOption = None,
+    profile: ProfileOption = None,
+    config: ConfigOption = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Model name at the endpoint. Default: [llm] model.",
+                                 show_default=False)
+    ] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option("--mode", help="react (the model reasons with tools) or rules (deterministic baseline). "
+                     "Default: react when a model is configured, else rules.", show_default=False),
+    ] = None,
+    max_turns: Annotated[
+        int | None, typer.Option("--max-turns", min=1, max=20, help="Model turns before it must answer.",
+                                 show_default=False)
+    ] = None,
+    max_cost: Annotated[
+        float | None, typer.Option("--max-cost", min=0, help="Hold (budget_exceeded) rather than spend more US$.",
+                                   show_default=False)
+    ] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=32, help="Symbols decided at once.")] = 4,
+    as_of: AsOfOption = None,
+    no_cache: NoCacheOption = False,
+    json_output: JsonOption = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the decision, no trace.")] = False,
+) -> None:
+    """Decide buy, sell or hold for each SYMBOL, checked against the risk profile.
+
+    Example: rez decide BTC/USDT --exchange sim --json
+
+    Exit codes: 0 a decision (a chosen hold included), 2 usage/config/data error, 3 a hold forced by a failure.
+    """
+    import asyncio
+
+    from rez_cli.cli.console import print_json_line, stderr_console
+    from rez_cli.cli.render import decision_view, turn_view
+    from rez_cli.cycle import DecideRequest, run_decide
+    from rez_cli.errors import UsageError
+    from rez_cli.market.candles import parse_time
+    from rez_cli.settings import load_profile, load_settings
+
+    if mode is not None and mode not in ("react", "rules"):
+        raise UsageError(f"unknown mode {mode!r}", hint="use --mode react or --mode rules")
+    settings = load_settings(config).value
+    risk = load_profile(profile or settings.risk.profile).value
+    console = stderr_console()
+    show_trace = not quiet and not json_output
+
+    def on_turn(symbol: str, turn: object) -> None:
+        if show_trace:
+            console.print(turn_view(symbol, turn))  # type: ignore[arg-type]
+
+    request = DecideRequest(
+        symbols=symbols, exchange=exchange, data=data, model=model, mode=mode, max_turns=max_turns,
+        max_cost_usd=max_cost, as_of_ms=parse_time(as_of) if as_of else None, use_cache=not no_cache,
+        concurrency=concurrency,
+    )
+    run = asyncio.run(run_decide(settings, risk, request, on_turn=on_turn if len(symbols) == 1 else None))
+    if run.notice:
+        console.print(f"note: {run.notice}", style="yellow", markup=False)
+    for result in run.results:
+        decision = result.decision
+        assert decision is not None
+        if json_output:
+            print_json_line(decision.model_dump(mode="json"))
+        else:
+            console.print(decision_view(decision, result.metadata, profile=risk, model=run.model))
+    raise typer.Exit(int(run.exit_code))

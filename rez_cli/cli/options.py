@@ -1,0 +1,67 @@
+"""Options shared by several commands, declared once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Config file (TOML). Default: $REZ_CONFIG, then the user config dir, then the shipped defaults.",
+        show_default=False,
+    ),
+]
+ProfileOption = Annotated[
+    str | None,
+    typer.Option(
+        "--profile",
+        "-p",
+        help="Risk profile: conservative, moderate, aggressive, or a path to a .toml file. Default: [risk] profile.",
+        show_default=False,
+    ),
+]
+ExchangeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--exchange",
+        "-e",
+        help="A ccxt exchange id (binance, kraken, okx...) or 'sim' for the seeded offline market. "
+        "Default: [exchange] id.",
+        show_default=False,
+    ),
+]
+DataOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data",
+        "-d",
+        help="Read candles from a CSV/JSON/Parquet/Feather file or a freqtrade data directory instead of an exchange.",
+        show_default=False,
+    ),
+]
+TimeframesOption = Annotated[
+    str | None,
+    typer.Option(
+        "--timeframes",
+        "-t",
+        help="Comma-separated timeframes for the context, e.g. 15m,1h,4h. Default: [market] context_timeframes.",
+        show_default=False,
+    ),
+]
+NoCacheOption = Annotated[
+    bool, typer.Option("--no-cache", help="Ask the exchange for every candle; neither read nor write the cache.")
+]
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        help="See the market as it was then (2021-03-01T12:00, UTC): only candles closed by that moment.",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout and nothing else there.")]

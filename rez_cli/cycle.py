@@ -1,0 +1,113 @@
+"""Running ``rez decide`` for one or more symbols: sources, model client, orchestrator, exit code.
+
+Kept out of the CLI so tests and other programs can run a whole command's worth of cycles directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rez_cli.errors import ExitCode
+from rez_cli.market.view import open_source
+from rez_cli.orchestrator import Event, EventResult, Orchestrator, default_mode, model_configured
+from rez_cli.reasoning.llm import LLMClient, LLMNotConfigured
+from rez_cli.reasoning.react import Turn
+from rez_cli.settings import RiskProfile, Settings
+
+
+@dataclass(frozen=True)
+class DecideRequest:
+    symbols: Sequence[str]
+    exchange: str | None = None
+    data: Path | None = None
+    model: str | None = None
+    mode: str | None = None
+    max_turns: int | None = None
+    max_cost_usd: float | None = None
+    as_of_ms: int | None = None
+    use_cache: bool = True
+    concurrency: int = 4
+
+
+@dataclass(frozen=True)
+class DecideRun:
+    mode: str
+    model: str | None
+    notice: str | None
+    results: list[EventResult]
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """3 when any symbol's decision is a hold forced by a failure, else 0."""
+        return ExitCode.HOLD_BY_FAILURE if any(r.status != "decided" for r in self.results) else ExitCode.OK
+
+
+def make_llm(settings: Settings, model_override: str | None) -> tuple[LLMClient | None, str | None]:
+    """The model client when a model is configured; raises LLMNotConfigured when it cannot be built."""
+    from rez_cli.orchestrator import DEFAULT_MODEL
+    from rez_cli.reasoning.openai_llm import OpenAIChat
+
+    llm = settings.llm
+    model = model_override or llm.model or DEFAULT_MODEL
+    client = OpenAIChat(
+        api_key=llm.api_key.get_secret_value() if llm.api_key else None,
+        base_url=llm.base_url,
+        timeout_s=llm.timeout_s,
+        max_retries=llm.max_retries,
+    )
+    return client, model
+
+
+async def run_decide(
+    settings: Settings,
+    profile: RiskProfile,
+    request: DecideRequest,
+    *,
+    on_turn: Callable[[str, Turn], None] | None = None,
+) -> DecideRun:
+    """One cycle per symbol, concurrently within ``request.concurrency``, over one market source.
+
+    Raises:
+        RezError: bad inputs (unknown symbol, exchange or timeframe; invalid candles).
+    """
+    mode = request.mode or default_mode(settings.llm, request.model)
+    notice = None
+    llm: LLMClient | None = None
+    model: str | None = None
+    if mode == "rules" and request.mode is None:
+        notice = ("no model configured: running the deterministic rules mode "
+                  "(set [llm] model and OPENAI_API_KEY, or [llm] base_url, to let a model decide)")
+    if mode == "react" and model_configured(settings.llm, request.model):
+        try:
+            llm, model = make_llm(settings, request.model)
+        except LLMNotConfigured as error:
+            notice = error.message
+    elif mode == "react":
+        notice = "a model was asked for (--mode react) but none is configured"
+    source = open_source(settings, exchange=request.exchange, data=request.data, use_cache=request.use_cache,
+                         now_ms=request.as_of_ms)
+    limit = asyncio.Semaphore(max(1, request.concurrency))
+    try:
+        async def one(symbol: str) -> EventResult:
+            async with limit:
+                orchestrator = Orchestrator(
+                    settings, profile, source, llm=llm, model=model, max_turns=request.max_turns,
+                    max_cost_usd=request.max_cost_usd,
+                    on_turn=(lambda turn: on_turn(symbol, turn)) if on_turn else None,
+                )
+                payload: dict[str, object] = {"symbol": symbol, "mode": mode}
+                if request.as_of_ms is not None:
+                    payload["as_of"] = request.as_of_ms
+                timestamp = request.as_of_ms if request.as_of_ms is not None else int(time.time() * 1000)
+                return await orchestrator.handle_event(Event("decide", payload, timestamp, symbol))
+
+        results = list(await asyncio.gather(*(one(symbol) for symbol in request.symbols)))
+    finally:
+        await source.close()
+        if llm is not None:
+            await llm.close()
+    return DecideRun(mode, model, notice, results)

@@ -1,0 +1,224 @@
+"""One decision cycle, as a library: ``Orchestrator.handle_event(Event) -> EventResult``.
+
+This is the only place the pieces meet: market data → context → reasoning manager → policy →
+decision. The CLI is one caller; other programs embed the same call. A failure anywhere after the
+inputs are known ends in a hold with a stable error code, never in an exception; bad inputs
+(unknown symbol, candles that break a rule) are raised as ``RezError`` for the caller to report.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rez_cli.context import build_context, context_text, context_timeframes
+from rez_cli.decision import Decision, ModelAnswer
+from rez_cli.errors import ExchangeUnavailable
+from rez_cli.market.source import MarketSource
+from rez_cli.market.view import MarketView
+from rez_cli.policy import evaluate
+from rez_cli.reasoning.llm import LLMClient
+from rez_cli.reasoning.manager import AdvisorySignal, MemoryAccessor, ReasoningManager
+from rez_cli.reasoning.modes import CycleServices, react_mode, rules_mode
+from rez_cli.reasoning.react import Turn
+from rez_cli.reasoning.tools import ToolRegistry, fetch_indicator_tool
+from rez_cli.reasoning.usage import Meter
+from rez_cli.settings import LLMSettings, RiskProfile, Settings
+
+DEFAULT_MODEL = "gpt-4o-mini"
+BUILTIN_MODES = {"react": react_mode, "rules": rules_mode}
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something to decide on. ``event_type`` ``decide`` takes ``{"symbol": ..., "mode"?: ..., "as_of"?: ms}``."""
+
+    event_type: str
+    payload: Mapping[str, Any]
+    timestamp: int
+    correlation_id: str
+
+
+@dataclass(frozen=True)
+class EventResult:
+    """``status``: ``decided`` (a decision, a chosen hold included), ``held`` (a hold forced by a
+    failure), or ``rejected`` (an event Rez does not handle)."""
+
+    status: str
+    decision_id: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def decision(self) -> Decision | None:
+        raw = self.metadata.get("decision")
+        return Decision.model_validate(raw) if raw is not None else None
+
+
+def model_configured(llm: LLMSettings, model_override: str | None, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether any model was asked for: a model name, an endpoint or a key, in config or environment."""
+    env = os.environ if environ is None else environ
+    return bool(
+        model_override or llm.model or llm.base_url or llm.api_key
+        or env.get("OPENAI_API_KEY") or env.get("OPENAI_BASE_URL")
+    )
+
+
+def default_mode(llm: LLMSettings, model_override: str | None) -> str:
+    """``react`` when a model is configured; otherwise the offline ``rules`` baseline."""
+    return "react" if model_configured(llm, model_override) else "rules"
+
+
+class Orchestrator:
+    """Runs decision cycles for one settings + profile, over one market source."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        profile: RiskProfile,
+        source: MarketSource,
+        *,
+        llm: LLMClient | None = None,
+        model: str | None = None,
+        manager: ReasoningManager | None = None,
+        memory: MemoryAccessor | None = None,
+        max_turns: int | None = None,
+        max_cost_usd: float | None = None,
+        on_turn: Callable[[Turn], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.profile = profile
+        self.source = source
+        self.llm = llm
+        self.model = model or settings.llm.model or (DEFAULT_MODEL if llm is not None else None)
+        self.manager = manager or ReasoningManager(
+            BUILTIN_MODES, memory_accessor=memory, timeout_ms=int(settings.llm.cycle_timeout_s * 1000),
+            default_mode="react",
+        )
+        self.max_turns = max_turns or settings.llm.max_turns
+        self.max_cost_usd = max_cost_usd
+        self.on_turn = on_turn
+
+    async def handle_event(self, event: Event) -> EventResult:
+        """Run one cycle for a ``decide`` event.
+
+        Raises:
+            RezError: the inputs cannot be used (unknown symbol, invalid candles, unknown timeframe).
+        """
+        decision_id = uuid.uuid4().hex[:16]
+        if event.event_type != "decide" or not isinstance(event.payload, Mapping) or not event.payload.get("symbol"):
+            return EventResult("rejected", decision_id, {"error": "unsupported_event",
+                                                         "detail": "expected event_type 'decide' with a symbol"})
+        symbol = str(event.payload["symbol"])
+        mode = str(event.payload.get("mode") or default_mode(self.settings.llm, self.model))
+        as_of = event.payload.get("as_of")
+        meter = Meter(prices=self.settings.llm.prices, max_cost_usd=self.max_cost_usd)
+        started = time.perf_counter()
+        view = MarketView(self.source, symbol, limit=self.settings.market.candles,
+                          until_ms=int(as_of) if as_of is not None else None)
+        timeframes = context_timeframes(list(self.settings.market.context_timeframes), self.settings.market.timeframe)
+        try:
+            with meter.stage("market"):
+                frames = await view.frames(timeframes)
+        except ExchangeUnavailable as error:
+            # The exchange being away is a failure to hold on (cron keeps running); bad input is not.
+            return self._held(decision_id, symbol, mode, event, meter, "exchange_unavailable", error.one_line(),
+                              {}, [])
+        with meter.stage("context"):
+            context = build_context(symbol, self.source.name, frames,
+                                    primary_timeframe=self.settings.market.timeframe, simulated=self.source.simulated)
+            text = context_text(context)
+        registry = ToolRegistry()
+        registry.register(fetch_indicator_tool(view))
+        services = CycleServices(
+            context=context, context_text=text, profile=self.profile, tools=registry, meter=meter,
+            llm_settings=self.settings.llm, llm=self.llm, model=self.model if self.llm is not None else None,
+            max_turns=self.max_turns, on_turn=self.on_turn,
+        )
+        services.trace["context"] = context.model_dump(mode="json")
+        payload = {"symbol": symbol, "context": context.model_dump(mode="json"),
+                   "profile": self.profile.model_dump(mode="json")}
+        with meter.stage("reasoning"):
+            signals = await self.manager.reason(decision_id, payload, services, reasoning_mode=mode,
+                                                plan_id=event.correlation_id)
+        meter.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 3)
+        return self._conclude(decision_id, symbol, mode, event, meter, context.last_price, signals, services)
+
+    def _conclude(
+        self, decision_id: str, symbol: str, mode: str, event: Event, meter: Meter, last_price: float,
+        signals: list[AdvisorySignal], services: CycleServices,
+    ) -> EventResult:
+        verdicts = []
+        chosen: tuple[AdvisorySignal, ModelAnswer, Any] | None = None
+        for signal in signals:
+            if signal.signal_type != "decision" or "answer" not in signal.payload:
+                continue
+            answer = ModelAnswer.model_validate(dict(signal.payload["answer"]))
+            verdict = evaluate(answer, self.profile, last_price)
+            verdicts.append({
+                "decision_id": signal.decision_id,
+                "error": verdict.error,
+                "detail": verdict.detail,
+                "reward_risk": verdict.reward_risk,
+                "checks": [{"rule": c.rule, "passed": c.passed, "detail": c.detail} for c in verdict.checks],
+            })
+            if chosen is None:
+                chosen = (signal, answer, verdict)
+        trace = {**services.trace, "context_text": services.context_text, "verdicts": verdicts}
+        if chosen is None:
+            failed = next((signal for signal in signals if signal.error), None)
+            code = failed.error if failed and failed.error else "no_decision"
+            detail = str(failed.payload.get("detail", "")) if failed else "the mode returned no decision"
+            return self._held(decision_id, symbol, mode, event, meter, code, detail, trace, signals)
+        signal, answer, verdict = chosen
+        source = str(signal.payload.get("source", "native"))
+        if not verdict.passed:
+            return self._held(decision_id, symbol, mode, event, meter, verdict.error, verdict.detail, trace, signals,
+                              answer=answer, source=source)
+        decision = Decision(
+            symbol=symbol,
+            action=answer.action,
+            entry_price=answer.entry_price if answer.action != "hold" else None,
+            tp_price=answer.tp_price if answer.action != "hold" else None,
+            sl_price=answer.sl_price if answer.action != "hold" else None,
+            leverage=answer.leverage if answer.action != "hold" else 1.0,
+            size_pct=verdict.size_pct,
+            confidence=signal.confidence,
+            rationale=answer.rationale,
+            invalidation=answer.invalidation,
+            mode=mode,
+            source=source,  # type: ignore[arg-type]  # a Source literal, set by the modes
+            error=None,
+            usage=meter.usage(),
+            trace_id=decision_id,
+            timestamp=event.timestamp,
+        )
+        return EventResult("decided", decision_id, self._metadata(decision, signals, trace))
+
+    def _held(
+        self, decision_id: str, symbol: str, mode: str, event: Event, meter: Meter, code: str | None,
+        detail: str | None, trace: dict[str, Any], signals: list[AdvisorySignal],
+        answer: ModelAnswer | None = None, source: str = "fallback",
+    ) -> EventResult:
+        rationale = f"Hold forced by a failure: {detail}" if detail else "Hold forced by a failure."
+        decision = Decision(
+            symbol=symbol, action="hold", entry_price=None, tp_price=None, sl_price=None, leverage=1.0,
+            size_pct=0.0, confidence=0.0, rationale=rationale,
+            invalidation=None, mode=mode, source=source if answer is not None else "fallback",  # type: ignore[arg-type]
+            error=code or "unknown_failure", usage=meter.usage(), trace_id=decision_id, timestamp=event.timestamp,
+        )
+        metadata = self._metadata(decision, signals, {**trace, "error_detail": detail})
+        if answer is not None:
+            metadata["rejected_answer"] = answer.model_dump()
+        return EventResult("held", decision_id, metadata)
+
+    @staticmethod
+    def _metadata(decision: Decision, signals: list[AdvisorySignal], trace: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "decision": decision.model_dump(mode="json"),
+            "signals": [signal.summary() for signal in signals],
+            "trace": trace,
+        }

@@ -1,0 +1,261 @@
+"""The reasoning modes Rez ships: ``react`` (the LLM loop) and ``rules`` (the deterministic baseline).
+
+Both receive the same services (market view, tool registry, profile) and return the same proposal:
+``{"answer": ModelAnswer, "source": ...}`` plus a trace in the metadata. Failures the mode can name
+(the model timed out, the budget ran out, the exchange went away) are error proposals with a stable code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rez_cli.context import Context
+from rez_cli.decision import ModelAnswer, answer_json_schema
+from rez_cli.errors import RezError
+from rez_cli.reasoning.llm import LLMClient, LLMError
+from rez_cli.reasoning.manager import ModeRequest, Proposal
+from rez_cli.reasoning.parse import numbers_in, parse_answer
+from rez_cli.reasoning.prompts import first_messages, repair_messages
+from rez_cli.reasoning.react import ReactOutcome, Turn, react_loop
+from rez_cli.reasoning.tools import ToolRegistry, ToolResult
+from rez_cli.reasoning.usage import BudgetExceeded, Meter
+from rez_cli.settings import LLMSettings, RiskProfile
+
+
+@dataclass
+class CycleServices:
+    """The execution context of one cycle: what a mode may use, besides the read-only payload."""
+
+    context: Context
+    context_text: str
+    profile: RiskProfile
+    tools: ToolRegistry
+    meter: Meter
+    llm_settings: LLMSettings
+    llm: LLMClient | None = None
+    model: str | None = None
+    max_turns: int = 6
+    memory_text: str | None = None
+    on_turn: Callable[[Turn], None] | None = None
+    trace: dict[str, Any] = field(default_factory=dict)
+
+
+def _tool_result_dict(result: ToolResult) -> dict[str, Any]:
+    return {
+        "id": result.call_id,
+        "name": result.name,
+        "arguments": result.arguments,
+        "ok": result.ok,
+        "content": result.content,
+        "rows": result.rows,
+        "cached": result.cached,
+        "duration_ms": round(result.duration_ms, 3),
+    }
+
+
+def turn_dict(turn: Turn) -> dict[str, Any]:
+    return {
+        "index": turn.index,
+        "content": turn.content,
+        "tools_offered": turn.tools_offered,
+        "tool_calls": [_tool_result_dict(result) for result in turn.tool_results],
+        "prompt_tokens": turn.usage.prompt_tokens,
+        "completion_tokens": turn.usage.completion_tokens,
+        "duration_ms": round(turn.duration_ms, 3),
+    }
+
+
+def _failure(code: str, detail: str, trace: dict[str, Any]) -> list[Proposal]:
+    return [Proposal("error", {"detail": detail}, 0.0, error=code, metadata={"trace": trace})]
+
+
+def _decision(answer: ModelAnswer, source: str, trace: dict[str, Any]) -> list[Proposal]:
+    confidence = answer.confidence if math.isfinite(answer.confidence) else 0.0
+    return [
+        Proposal(
+            "decision",
+            {"answer": answer.model_dump(), "source": source},
+            min(1.0, max(0.0, confidence)),
+            metadata={"trace": trace},
+        )
+    ]
+
+
+def _known_numbers(services: CycleServices, raw_text: str, outcome: ReactOutcome) -> set[float]:
+    texts = [raw_text, services.context_text]
+    texts += [turn.content or "" for turn in outcome.turns]
+    texts += [result.content for turn in outcome.turns for result in turn.tool_results]
+    known: set[float] = set()
+    for text in texts:
+        known |= numbers_in(text)
+    return known
+
+
+def _appears(value: float, known: set[float]) -> bool:
+    return any(math.isclose(value, number, rel_tol=1e-9, abs_tol=1e-12) for number in known)
+
+
+async def _repair(services: CycleServices, raw_text: str, outcome: ReactOutcome, trace: dict[str, Any]
+                  ) -> tuple[ModelAnswer | None, str | None, str | None]:
+    """Ask the resilience model for the JSON; returns (answer, error code, detail)."""
+    assert services.llm is not None
+    model = services.llm_settings.resilience_model or services.model or ""
+    if services.llm_settings.supports_json_schema:
+        response_format: dict[str, Any] = {
+            "type": "json_schema",
+            "json_schema": {"name": "rez_decision", "strict": True, "schema": answer_json_schema()},
+        }
+    else:
+        response_format = {"type": "json_object"}
+    messages = repair_messages(raw_text)
+    services.meter.check_budget(model, messages, None)
+    try:
+        with services.meter.stage("repair"):
+            response = await services.llm.chat(model=model, messages=messages, response_format=response_format)
+    except LLMError as error:
+        trace["repair"] = {"model": model, "error": error.code, "detail": error.message}
+        return None, "repair_failed", f"the resilience model failed: {error.message}"
+    services.meter.record_call(model, response.usage)
+    parsed = parse_answer(response.content)
+    trace["repair"] = {"model": model, "raw_text": response.content, "stage": parsed.stage, "error": parsed.error}
+    if parsed.answer is None:
+        return None, "repair_failed", f"the resilience model's answer is not a decision: {parsed.detail}"
+    known = _known_numbers(services, raw_text, outcome)
+    answer = parsed.answer
+    invented = [
+        f"{name}={value}"
+        for name, value in (("entry_price", answer.entry_price), ("tp_price", answer.tp_price),
+                            ("sl_price", answer.sl_price))
+        if value is not None and math.isfinite(value) and not _appears(value, known)
+    ]
+    if invented:
+        trace["repair"]["invented"] = invented
+        return None, "repair_invented_prices", f"the repair gave prices the model never wrote: {', '.join(invented)}"
+    return answer, None, None
+
+
+async def react_mode(request: ModeRequest) -> list[Proposal]:
+    """The LLM reasons over the context, may call tools, and ends with a decision."""
+    services: CycleServices = request.execution_context
+    trace = services.trace
+    trace["mode"] = "react"
+    if services.llm is None or not services.model:
+        return _failure("model_not_configured", "no model is configured", trace)
+    messages = first_messages(services.profile, services.context_text, services.memory_text)
+    trace["messages"] = messages
+    turns: list[dict[str, Any]] = trace.setdefault("turns", [])
+
+    def on_turn(turn: Turn) -> None:
+        turns.append(turn_dict(turn))
+        if services.on_turn is not None:
+            services.on_turn(turn)
+
+    try:
+        outcome = await react_loop(
+            services.llm,
+            model=services.model,
+            messages=messages,
+            tools=services.tools,
+            max_turns=services.max_turns,
+            parallel_tool_calls=services.llm_settings.parallel_tool_calls,
+            meter=services.meter,
+            on_turn=on_turn,
+        )
+    except LLMError as error:
+        return _failure(error.code, error.message, trace)
+    except BudgetExceeded as error:
+        return _failure(error.code, str(error), trace)
+    except RezError as error:
+        return _failure(error.reference, error.one_line(), trace)
+    raw_text = outcome.final_text or ""
+    trace["raw_text"] = outcome.final_text
+    if outcome.exhausted or outcome.final_text is None:
+        return _failure("max_turns_exceeded",
+                        f"no answer after {services.max_turns} turns: the model kept calling tools", trace)
+    with services.meter.stage("parse"):
+        parsed = parse_answer(raw_text)
+    trace["parse"] = {"stage": parsed.stage, "error": parsed.error, "detail": parsed.detail}
+    if parsed.answer is not None and parsed.stage is not None:
+        return _decision(parsed.answer, parsed.stage, trace)
+    try:
+        answer, code, detail = await _repair(services, raw_text, outcome, trace)
+    except BudgetExceeded as error:
+        return _failure(error.code, str(error), trace)
+    if answer is None:
+        return _failure(code or parsed.error or "unparseable_output", detail or parsed.detail or "", trace)
+    return _decision(answer, "repaired", trace)
+
+
+# The rules baseline: trend from the slowest timeframe's EMA 20 slope, confirmation from the fastest
+# timeframe's RSI 14, stop at 1.5 ATR 14 of the primary timeframe, target at the profile's reward/risk.
+TREND_SLOPE_PCT = 0.05
+STOP_ATR = 1.5
+
+
+def _last_value(result: ToolResult, column: str) -> float | None:
+    values = [row.get(column) for row in result.rows if isinstance(row.get(column), int | float)]
+    return float(values[-1]) if values else None
+
+
+async def rules_mode(request: ModeRequest) -> list[Proposal]:
+    """A deterministic baseline over the same tools, with the same output shape as ``react``."""
+    services: CycleServices = request.execution_context
+    trace = services.trace
+    trace["mode"] = "rules"
+    timeframes = list(services.context.timeframes)
+    slow, fast, primary = timeframes[-1], timeframes[0], services.context.primary_timeframe
+    calls = [
+        ("rules-ema", {"indicator": "ema", "timeframe": slow, "params": {"length": 20}, "lookback": 6}),
+        ("rules-rsi", {"indicator": "rsi", "timeframe": fast, "params": {"length": 14}, "lookback": 1}),
+        ("rules-atr", {"indicator": "atr", "timeframe": primary, "params": {"length": 14}, "lookback": 1}),
+    ]
+    import json
+
+    try:
+        results = [await services.tools.call(call_id, "fetch_indicator", json.dumps(args)) for call_id, args in calls]
+    except RezError as error:
+        return _failure(error.reference, error.one_line(), trace)
+    services.meter.tool_calls += len(results)
+    trace["tool_calls"] = [_tool_result_dict(result) for result in results]
+    ema_rows = [row for row in results[0].rows if isinstance(row.get("ema"), int | float)]
+    rsi = _last_value(results[1], "rsi")
+    atr = _last_value(results[2], "atr")
+    price = services.context.last_price
+    if len(ema_rows) < 2 or rsi is None or atr is None or atr <= 0:
+        answer = ModelAnswer(action="hold", confidence=0.0,
+                             rationale="Not enough history for EMA, RSI or ATR: holding.")
+        return _decision(answer, "native", trace)
+    ema_first, ema_last = float(ema_rows[0]["ema"]), float(ema_rows[-1]["ema"])
+    slope_pct = (ema_last / ema_first - 1) * 100
+    profile = services.profile
+    reward_risk = max(profile.min_reward_risk, 1.0)
+    stop_distance = STOP_ATR * atr
+    trend = f"{slow} EMA20 slope {slope_pct:+.3f}% over {len(ema_rows) - 1} bars, {fast} RSI14 {rsi:.1f}"
+    if slope_pct > TREND_SLOPE_PCT and price > ema_last and 45 <= rsi <= 70 and "buy" in profile.allowed_actions:
+        action = "buy"
+        sl, tp = price - stop_distance, price + reward_risk * stop_distance
+        invalidation = f"{slow} close below the EMA20 ({ema_last:.6g})"
+    elif slope_pct < -TREND_SLOPE_PCT and price < ema_last and 30 <= rsi <= 55 and "sell" in profile.allowed_actions:
+        action = "sell"
+        sl, tp = price + stop_distance, price - reward_risk * stop_distance
+        invalidation = f"{slow} close above the EMA20 ({ema_last:.6g})"
+    else:
+        answer = ModelAnswer(action="hold", confidence=0.5,
+                             rationale=f"No confluent trend: {trend}.", invalidation=None)
+        return _decision(answer, "native", trace)
+    confidence = min(0.9, 0.5 + abs(slope_pct) / (10 * TREND_SLOPE_PCT))
+    answer = ModelAnswer(
+        action=action,
+        entry_price=price,
+        tp_price=tp,
+        sl_price=sl,
+        leverage=1.0,
+        confidence=round(confidence, 3),
+        rationale=f"Trend and momentum agree: {trend}; stop {STOP_ATR} ATR ({atr:.6g}) away, "
+        f"target at {reward_risk:g}R.",
+        invalidation=invalidation,
+    )
+    return _decision(answer, "native", trace)

@@ -1,0 +1,166 @@
+"""The tools a reasoning mode may call, and ``fetch_indicator``, the one Rez ships.
+
+Tools are registered by name with a pydantic model for their arguments (the JSON schema sent to the
+model is generated from it) and an async function. A call the model got wrong — unknown tool, JSON
+that does not parse, arguments the model can fix — comes back as an ``Error: ...`` result the model
+can correct; failures of the infrastructure (the exchange is down) are raised and end the cycle.
+Identical calls within one cycle are answered from memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rez_cli import indicators
+from rez_cli.errors import DataNotFound, TimeframeNotOffered, UsageError
+from rez_cli.market.view import MarketView
+from rez_cli.timeframes import timeframe_ms
+
+MAX_LOOKBACK = 50
+# Tool errors the model can act on; anything else is the infrastructure failing.
+CORRECTABLE = (UsageError, TimeframeNotOffered, DataNotFound)
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """What a tool call gave back to the model."""
+
+    call_id: str
+    name: str
+    arguments: str
+    ok: bool
+    content: str
+    duration_ms: float
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    cached: bool = False
+
+
+ToolFunction = Callable[[Any], Awaitable["ToolOutput"]]
+
+
+@dataclass(frozen=True)
+class ToolOutput:
+    text: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    arguments: type[BaseModel]
+    run: ToolFunction
+
+    def schema(self) -> dict[str, Any]:
+        """The function-tool schema in Chat Completions shape."""
+        parameters = self.arguments.model_json_schema()
+        parameters.pop("title", None)
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": parameters},
+        }
+
+
+class ToolRegistry:
+    """The tools of one cycle; also remembers the calls already answered."""
+
+    def __init__(self) -> None:
+        self._tools: dict[str, Tool] = {}
+        self._memo: dict[tuple[str, str], asyncio.Task[ToolOutput]] = {}
+        self.calls: list[ToolResult] = []
+
+    def register(self, tool: Tool) -> None:
+        self._tools[tool.name] = tool
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return [tool.schema() for tool in self._tools.values()]
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._tools)
+
+    async def call(self, call_id: str, name: str, arguments: str) -> ToolResult:
+        """Run one call; errors the model can fix come back as an ``Error: ...`` result.
+
+        Raises:
+            RezError: the infrastructure failed (e.g. the exchange is unreachable).
+        """
+        started = time.perf_counter()
+
+        def result(ok: bool, output: ToolOutput, cached: bool = False) -> ToolResult:
+            item = ToolResult(call_id, name, arguments, ok, output.text, (time.perf_counter() - started) * 1000,
+                              output.rows, cached)
+            self.calls.append(item)
+            return item
+
+        tool = self._tools.get(name)
+        if tool is None:
+            return result(False, ToolOutput(f"Error: unknown tool {name!r}; available: {', '.join(self._tools)}"))
+        try:
+            raw = json.loads(arguments or "{}")
+            parsed = tool.arguments.model_validate(raw)
+        except json.JSONDecodeError as error:
+            return result(False, ToolOutput(f"Error: arguments are not valid JSON ({error.msg})"))
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "arguments"
+            return result(False, ToolOutput(f"Error: {where}: {first['msg']}"))
+        key = (name, parsed.model_dump_json())
+        cached = key in self._memo
+        if not cached:
+            self._memo[key] = asyncio.ensure_future(tool.run(parsed))
+        try:
+            output = await asyncio.shield(self._memo[key])
+        except CORRECTABLE as error:
+            return result(False, ToolOutput(f"Error: {error.one_line()}"), cached)
+        return result(True, output, cached)
+
+
+class FetchIndicatorArgs(BaseModel):
+    """Arguments of ``fetch_indicator``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    indicator: Annotated[str, Field(description="Indicator name, one of the allowed list.")]
+    timeframe: Annotated[str, Field(description="Candle interval, e.g. 5m, 15m, 1h, 4h, 1d.")]
+    params: Annotated[
+        dict[str, int | float],
+        Field(default_factory=dict, description="Indicator parameters, e.g. {\"length\": 50}; omit for defaults."),
+    ]
+    lookback: Annotated[
+        int, Field(ge=1, le=MAX_LOOKBACK, description="How many of the most recent values to return.")
+    ] = 10
+
+
+def fetch_indicator_tool(view: MarketView) -> Tool:
+    """``fetch_indicator`` over the cycle's market view (the same candles, cut at the same moment)."""
+
+    async def run(args: FetchIndicatorArgs) -> ToolOutput:
+        name = args.indicator.strip().lower()
+        params = indicators.validate_params(name, args.params)
+        step_ms = timeframe_ms(args.timeframe)
+        frame = await view.frame(args.timeframe)
+        values = await asyncio.to_thread(indicators.compute, frame, name, params.model_dump())
+        reference = float(frame["close"].iloc[-1])
+        text = indicators.summarize(values, args.lookback, reference, step_ms)
+        rows = indicators.summary_rows(values, args.lookback, reference, step_ms)
+        header = f"{name} {args.timeframe} {json.dumps(params.model_dump(), separators=(',', ':'))}"
+        return ToolOutput(f"{header}\n{text}", rows)
+
+    allowed = ", ".join(sorted(indicators.INDICATORS))
+    return Tool(
+        name="fetch_indicator",
+        description=(
+            "Compute a technical indicator on closed candles of this symbol and return its last values. "
+            f"Allowed indicators: {allowed}."
+        ),
+        arguments=FetchIndicatorArgs,
+        run=run,
+    )
