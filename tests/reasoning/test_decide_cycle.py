@@ -1,0 +1,318 @@
+"""``rez decide`` end to end: the real openai SDK against a scripted server on 127.0.0.1, sim candles."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from rez_cli.decision import Decision
+from tests.support.cli import Result, run
+from tests.support.openai_server import FakeOpenAI, error, hang, reply, tool_calls
+
+AS_OF = "2021-07-01T00:00"
+SECRET = "sk-test-SECRET-1234"
+
+
+@pytest.fixture(scope="module")
+def last_price() -> float:
+    import asyncio
+
+    from rez_cli.context import load_context
+    from rez_cli.market.candles import parse_time
+    from rez_cli.settings import load_settings
+
+    settings = load_settings().value
+    context = asyncio.run(load_context(settings, "BTC/USDT", timeframes=["15m", "1h", "4h"], exchange="sim",
+                                       as_of_ms=parse_time(AS_OF)))
+    return context.last_price
+
+
+@pytest.fixture
+def model_env(fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAI:
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_openai.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    monkeypatch.setenv("REZ__LLM__MODEL", "test-model")
+    monkeypatch.setenv("REZ__LLM__TIMEOUT_S", "5")
+    return fake_openai
+
+
+def decide(capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[Result, dict[str, Any]]:
+    result = run(capsys, "decide", "BTC/USDT", "--exchange", "sim", "--as-of", AS_OF, "--json", *extra)
+    lines = result.json_lines()
+    assert len(lines) == 1, result
+    Decision.model_validate(lines[0])
+    assert SECRET not in result.stdout + result.stderr
+    return result, lines[0]
+
+
+def buy(price: float, **changes: Any) -> dict[str, Any]:
+    answer = {
+        "action": "buy", "entry_price": round(price, 2), "tp_price": round(price * 1.03, 2),
+        "sl_price": round(price * 0.985, 2), "leverage": 2, "confidence": 0.7,
+        "rationale": "4h trend up, 15m RSI confirms", "invalidation": "4h close below the EMA20",
+    }
+    answer.update(changes)
+    return answer
+
+
+def test_direct_json_is_a_native_decision(capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI,
+                                          last_price: float) -> None:
+    model_env.push(reply(json.dumps(buy(last_price)), usage=(1200, 150)))
+    result, decision = decide(capsys)
+    assert result.exit_code == 0
+    assert decision["action"] == "buy" and decision["source"] == "native" and decision["error"] is None
+    assert decision["mode"] == "react"
+    # 1% risk, 1.5% stop, 2x leverage: 1 / (2 * 0.015) = 33.3%, capped by moderate's 25%.
+    assert decision["size_pct"] == 25
+    assert decision["usage"]["llm_calls"] == 1 and decision["usage"]["prompt_tokens"] == 1200
+    first = model_env.requests[0].body
+    assert first["model"] == "test-model"
+    assert first["messages"][0]["content"].startswith("You are Rez. Your goal is to maximize PnL while adhering "
+                                                      "to the moderate risk profile")
+    assert "leverage: between 1 and 5" in first["messages"][0]["content"]
+    assert "BTC/USDT on sim (SIMULATED market)" in first["messages"][1]["content"]
+    assert [tool["function"]["name"] for tool in first["tools"]] == ["fetch_indicator"]
+    assert model_env.requests[0].headers["authorization"] == f"Bearer {SECRET}"
+
+
+def test_tool_call_then_json(capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float) -> None:
+    model_env.push(
+        tool_calls([("fetch_indicator", {"indicator": "rsi", "timeframe": "5m", "params": {"length": 14},
+                                         "lookback": 3})]),
+        reply(json.dumps(buy(last_price))),
+    )
+    result, decision = decide(capsys)
+    assert result.exit_code == 0 and decision["action"] == "buy"
+    assert decision["usage"]["llm_calls"] == 2 and decision["usage"]["tool_calls"] == 1
+    tool_message = model_env.requests[1].body["messages"][-1]
+    assert tool_message["role"] == "tool" and tool_message["tool_call_id"] == "call_1_0"
+    assert tool_message["content"].startswith("rsi 5m")
+    assert len(tool_message["content"].splitlines()) == 5  # header, column line, 3 values
+
+
+def test_parallel_tool_calls_all_answered(capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI,
+                                          last_price: float) -> None:
+    model_env.push(
+        tool_calls([
+            ("fetch_indicator", {"indicator": "macd", "timeframe": "4h"}),
+            ("fetch_indicator", {"indicator": "bbands", "timeframe": "1h", "lookback": 2}),
+            ("fetch_indicator", {"indicator": "macd", "timeframe": "4h"}),
+        ]),
+        reply(json.dumps(buy(last_price))),
+    )
+    result, decision = decide(capsys)
+    assert result.exit_code == 0
+    tool_messages = [m for m in model_env.requests[1].body["messages"] if m["role"] == "tool"]
+    assert [m["tool_call_id"] for m in tool_messages] == ["call_1_0", "call_1_1", "call_1_2"]
+    assert tool_messages[0]["content"] == tool_messages[2]["content"]
+    assert all(not m["content"].startswith("Error") for m in tool_messages)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "Trend is up, RSI fine. Decision: {answer} Good luck.",
+        "```json\n{answer}\n```",
+        "MACD last values [12.5, 13.1, 14.2] and RSI [55, 58].\nFinal: {answer}",
+        "{answer_trailing_comma}",
+        "{answer_truncated}",
+    ],
+)
+def test_json_in_prose_fences_and_truncated_is_extracted(
+    capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float, template: str
+) -> None:
+    answer = json.dumps(buy(last_price))
+    text = template.format(answer=answer, answer_trailing_comma=answer[:-1] + ",}",
+                           answer_truncated=answer[:-1])
+    model_env.push(reply(text))
+    result, decision = decide(capsys)
+    assert result.exit_code == 0, result.stderr
+    assert decision["action"] == "buy" and decision["source"] == "extracted"
+
+
+def test_garbage_is_repaired_by_the_resilience_model(capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI,
+                                                      last_price: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REZ__LLM__RESILIENCE_MODEL", "fixer")
+    answer = buy(last_price)
+    prose = (f"I would go long at {answer['entry_price']} with a target of {answer['tp_price']} and a stop at "
+             f"{answer['sl_price']}, leverage 2.")
+    model_env.push(reply(prose), reply(json.dumps(answer)))
+    result, decision = decide(capsys)
+    assert result.exit_code == 0
+    assert decision["source"] == "repaired" and decision["action"] == "buy"
+    repair = model_env.requests[1].body
+    assert repair["model"] == "fixer"
+    assert repair["response_format"]["type"] == "json_schema"
+    assert repair["response_format"]["json_schema"]["strict"] is True
+    assert prose in repair["messages"][-1]["content"]
+
+
+def test_json_object_fallback_when_the_endpoint_cannot_do_schemas(
+    capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REZ__LLM__SUPPORTS_JSON_SCHEMA", "false")
+    answer = buy(last_price)
+    model_env.push(reply(f"long at {answer['entry_price']}, tp {answer['tp_price']}, sl {answer['sl_price']}"),
+                   reply(json.dumps(answer)))
+    _, decision = decide(capsys)
+    assert decision["source"] == "repaired"
+    assert model_env.requests[1].body["response_format"] == {"type": "json_object"}
+
+
+def test_repair_that_invents_prices_is_rejected(capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI,
+                                                last_price: float) -> None:
+    model_env.push(reply("Looks bullish, I would buy."), reply(json.dumps(buy(last_price * 0.999))))
+    result, decision = decide(capsys)
+    assert result.exit_code == 3
+    assert decision["action"] == "hold" and decision["error"] == "repair_invented_prices"
+    assert decision["source"] == "fallback"
+
+
+def test_garbage_everywhere_is_a_hold(capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI) -> None:
+    model_env.push(reply("no idea"), reply("still no idea"))
+    result, decision = decide(capsys)
+    assert result.exit_code == 3
+    assert decision["action"] == "hold" and decision["error"] == "repair_failed"
+
+
+def test_unknown_tool_and_bad_arguments_let_the_model_correct_itself(
+    capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float
+) -> None:
+    model_env.push(
+        tool_calls([("get_news", {"q": "btc"}), ("fetch_indicator", {"indicator": "rsii", "timeframe": "1h"})]),
+        tool_calls([("fetch_indicator", {"indicator": "rsi", "timeframe": "7x"}),
+                    ("fetch_indicator", {"indicator": "ema", "timeframe": "1h", "params": {"length": 100000}}),
+                    ("fetch_indicator", "{not json")]),
+        reply(json.dumps(buy(last_price))),
+    )
+    result, decision = decide(capsys)
+    assert result.exit_code == 0 and decision["action"] == "buy"
+    first = [m["content"] for m in model_env.requests[1].body["messages"] if m["role"] == "tool"]
+    assert first[0].startswith("Error: unknown tool 'get_news'")
+    assert first[1].startswith("Error:") and "rsi" in first[1]
+    second = [m["content"] for m in model_env.requests[2].body["messages"] if m["role"] == "tool"][2:]
+    assert all(content.startswith("Error:") for content in second)
+    assert "7x" in second[0] and "length" in second[1] and "JSON" in second[2]
+
+
+def test_endless_tool_calls_meet_a_final_turn_without_tools(
+    capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float
+) -> None:
+    loop = tool_calls([("fetch_indicator", {"indicator": "atr", "timeframe": "1h"})])
+    model_env.push(*([loop] * 5), reply(json.dumps(buy(last_price))))
+    result, decision = decide(capsys)
+    assert result.exit_code == 0 and decision["action"] == "buy"
+    assert len(model_env.requests) == 6
+    assert all("tools" in request.body for request in model_env.requests[:5])
+    assert "tools" not in model_env.requests[5].body
+    assert "last turn" in model_env.requests[5].body["messages"][-1]["content"]
+
+
+def test_a_model_that_never_answers_is_a_hold(capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI) -> None:
+    model_env.push(tool_calls([("fetch_indicator", {"indicator": "atr", "timeframe": "1h"})]))
+    model_env.repeat_last = True
+    result, decision = decide(capsys, "--max-turns", "3")
+    assert result.exit_code == 3 and decision["error"] == "max_turns_exceeded"
+    assert len(model_env.requests) == 3
+
+
+def test_rate_limit_then_success(capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float) -> None:
+    model_env.push(error(429, retry_after=0.01), reply(json.dumps(buy(last_price))))
+    result, decision = decide(capsys)
+    assert result.exit_code == 0 and decision["action"] == "buy"
+    assert len(model_env.requests) == 2
+
+
+def test_server_error_always_is_a_hold(capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REZ__LLM__MAX_RETRIES", "1")
+    model_env.push(error(500, retry_after=0.01))
+    model_env.repeat_last = True
+    result, decision = decide(capsys)
+    assert result.exit_code == 3
+    assert decision["action"] == "hold" and decision["error"] == "model_unreachable"
+    assert len(model_env.requests) == 2
+
+
+def test_hanging_server_is_a_hold_within_the_time_budget(
+    capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REZ__LLM__TIMEOUT_S", "0.5")
+    monkeypatch.setenv("REZ__LLM__MAX_RETRIES", "0")
+    model_env.push(hang())
+    started = time.monotonic()
+    result, decision = decide(capsys)
+    assert time.monotonic() - started < 5
+    assert result.exit_code == 3 and decision["error"] == "model_timeout"
+
+
+def test_the_whole_cycle_is_bounded(capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REZ__LLM__CYCLE_TIMEOUT_S", "1")
+    model_env.push(hang())
+    started = time.monotonic()
+    result, decision = decide(capsys)
+    assert time.monotonic() - started < 4
+    assert result.exit_code == 3 and decision["error"] == "reasoning_timeout_exceeded"
+
+
+def test_budget_stops_before_the_call_that_would_pass_it(
+    capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REZ__LLM__MODEL", "gpt-4o")
+    result, decision = decide(capsys, "--max-cost", "0.001")
+    assert result.exit_code == 3 and decision["error"] == "budget_exceeded"
+    assert model_env.requests == []
+
+
+def test_policy_failure_is_a_hold_with_the_rule(capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI,
+                                               last_price: float) -> None:
+    model_env.push(reply(json.dumps(buy(last_price, tp_price=round(last_price * 0.99, 2)))))
+    result, decision = decide(capsys)
+    assert result.exit_code == 3
+    assert decision["action"] == "hold" and decision["error"] == "tp_not_above_entry"
+    assert decision["source"] == "native"
+
+
+def test_a_hold_the_model_chose_exits_zero(capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI) -> None:
+    model_env.push(reply(json.dumps({"action": "hold", "entry_price": None, "tp_price": None, "sl_price": None,
+                                     "leverage": 1, "confidence": 0.4, "rationale": "mixed",
+                                     "invalidation": None})))
+    result, decision = decide(capsys)
+    assert result.exit_code == 0
+    assert decision["action"] == "hold" and decision["error"] is None and decision["size_pct"] == 0
+
+
+def test_no_model_configured_runs_rules_and_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    result, decision = decide(capsys)
+    assert result.exit_code == 0
+    assert decision["mode"] == "rules" and decision["error"] is None
+    assert "no model configured: running the deterministic rules mode" in result.stderr
+    again = run(capsys, "decide", "BTC/USDT", "--exchange", "sim", "--as-of", AS_OF, "--json").json_lines()[0]
+    assert {k: v for k, v in again.items() if k not in ("usage", "trace_id")} == {
+        k: v for k, v in decision.items() if k not in ("usage", "trace_id")
+    }
+
+
+def test_asking_for_a_model_without_one_is_a_hold(capsys: pytest.CaptureFixture[str]) -> None:
+    result, decision = decide(capsys, "--mode", "react")
+    assert result.exit_code == 3 and decision["error"] == "model_not_configured"
+
+
+def test_trace_on_stderr_shows_turns_and_the_decision(
+    capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float
+) -> None:
+    model_env.push(
+        tool_calls([("fetch_indicator", {"indicator": "rsi", "timeframe": "15m", "lookback": 2})],
+                   content="Checking momentum."),
+        reply("Confluent.\n" + json.dumps(buy(last_price))),
+    )
+    result = run(capsys, "decide", "BTC/USDT", "--exchange", "sim", "--as-of", AS_OF)
+    assert result.exit_code == 0 and result.stdout == ""
+    assert "SIMULATED" in result.stderr
+    assert "turn 1" in result.stderr and "fetch_indicator" in result.stderr and "Checking momentum." in result.stderr
+    assert "BTC/USDT · BUY" in result.stderr and "reward/risk" in result.stderr
+    assert SECRET not in result.stderr
