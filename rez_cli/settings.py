@@ -84,7 +84,6 @@ class LLMSettings(_Section):
     cycle_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 180.0
     max_turns: Annotated[int, Field(ge=1, le=20)] = 6
     max_retries: Annotated[int, Field(ge=0, le=10)] = 2
-    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     supports_json_schema: bool = True
     parallel_tool_calls: bool = True
     prices: dict[str, ModelPrice] = Field(default_factory=dict)

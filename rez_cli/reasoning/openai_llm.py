@@ -1,0 +1,306 @@
+"""``OpenAIChat``: the ``LLMClient`` for any OpenAI-compatible Chat Completions endpoint.
+
+This is the only module that imports the openai SDK, and it does so lazily so that ``rez --help``
+and the offline ``rules`` mode never pay for it. Every SDK exception is translated here into the
+``LLMError`` tree of ``llm.py``; retries are the SDK's own (bounded by ``max_retries``, honouring
+``retry-after-ms`` / ``retry-after``), there is no retry layer on top.
+
+    SDK exception                                  raised here
+    APITimeoutError, 408                           LLMTimeout
+    RateLimitError (429)                           LLMRateLimited
+    AuthenticationError, PermissionDeniedError     LLMAuthFailed
+    APIConnectionError, InternalServerError (5xx)  LLMUnavailable
+    BadRequestError, NotFoundError, 422, other     LLMBadResponse
+    a 200 that is not a completion with choices    LLMBadResponse
+
+Messages are one line and never contain the API key, even when a server echoes it back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit
+
+from rez_cli.reasoning.llm import (
+    ChatResponse,
+    LLMAuthFailed,
+    LLMBadResponse,
+    LLMError,
+    LLMNotConfigured,
+    LLMRateLimited,
+    LLMTimeout,
+    LLMUnavailable,
+    TokenUsage,
+    ToolCall,
+)
+
+if TYPE_CHECKING:
+    from openai import APIError, AsyncOpenAI
+
+__all__ = ["OpenAIChat", "endpoint_label"]
+
+# The SDK's default endpoint, spelled out because an empty OPENAI_BASE_URL would otherwise reach
+# the SDK as a base URL of "" (it only falls back when the variable is unset).
+_OPENAI_BASE_URL = "https://api.openai.com/v1"
+# Local servers (Ollama, llama.cpp, vLLM) ignore the key, but the SDK refuses to start without one.
+_PLACEHOLDER_KEY = "not-needed"
+_NOT_CONFIGURED = (
+    "no API key: set OPENAI_API_KEY or [llm] api_key, or point [llm] base_url at a local endpoint"
+)
+_MAX_DETAIL_CHARS = 200
+# Real keys are long enough that removing every occurrence cannot mangle a message.
+_MIN_SUBSTRING_KEY = 8
+
+
+def endpoint_label(base_url: str | None) -> str:
+    """The endpoint as it may be shown to a user: ``host[:port]``, without credentials or query.
+
+    Args:
+        base_url: the configured base URL, or None for the SDK's default (``OPENAI_BASE_URL`` if
+            set, else OpenAI's own endpoint).
+
+    Returns:
+        For example ``api.openai.com`` or ``127.0.0.1:11434``; ``"?"`` when nothing can be parsed.
+    """
+    url = base_url or os.environ.get("OPENAI_BASE_URL") or _OPENAI_BASE_URL
+    # Without a scheme urlsplit reads "localhost:8080/v1" as scheme "localhost": give it a netloc.
+    parts = urlsplit(url if "//" in url else f"//{url}")
+    host = parts.hostname
+    if not host:
+        return "?"
+    if ":" in host:  # an IPv6 literal needs its brackets back once a port follows
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number: the host alone still says where
+        port = None
+    return f"{host}:{port}" if port is not None else host
+
+
+class OpenAIChat:
+    """An ``LLMClient`` over the openai SDK's ``AsyncOpenAI``.
+
+    Args:
+        api_key: the key; None falls back to ``OPENAI_API_KEY`` as the SDK does.
+        base_url: the endpoint; None falls back to ``OPENAI_BASE_URL``, then to OpenAI's.
+        timeout_s: the limit for one HTTP request (each retry gets its own).
+        max_retries: how many times the SDK retries a timeout, a connection error, 408, 409,
+            429 or 5xx before giving up (0: a single attempt).
+
+    Raises:
+        LLMNotConfigured: neither a key nor a base URL, explicitly or in the environment.
+        ValueError: ``timeout_s`` not a positive finite number, or ``max_retries`` negative.
+    """
+
+    def __init__(
+        self, *, api_key: str | None, base_url: str | None, timeout_s: float, max_retries: int
+    ) -> None:
+        if not (isinstance(timeout_s, int | float) and math.isfinite(timeout_s) and timeout_s > 0):
+            raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
+        if not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be a non-negative integer, got {max_retries!r}")
+        key = (api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")) or None
+        resolved_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        if key is None and resolved_url is None:
+            raise LLMNotConfigured(_NOT_CONFIGURED)
+        if resolved_url is not None and urlsplit(resolved_url).scheme not in ("http", "https"):
+            # The SDK would accept it and fail on every call with a less helpful message.
+            raise LLMNotConfigured(
+                f"base_url {endpoint_label(resolved_url)!r} must start with http:// or https://"
+            )
+        self._secret = key
+        self._timeout_s = float(timeout_s)
+        self._endpoint = endpoint_label(resolved_url)
+
+        import openai
+
+        try:
+            self._client: AsyncOpenAI = openai.AsyncOpenAI(
+                api_key=key or _PLACEHOLDER_KEY,
+                base_url=resolved_url or _OPENAI_BASE_URL,
+                timeout=timeout_s,
+                max_retries=max_retries,
+            )
+        except openai.OpenAIError as error:
+            raise LLMNotConfigured(
+                f"cannot set up the client for {self._endpoint}: {self._detail(str(error))}"
+            ) from error
+
+    def __repr__(self) -> str:
+        return f"OpenAIChat(endpoint={self._endpoint!r})"
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint as ``endpoint_label`` shows it."""
+        return self._endpoint
+
+    async def chat(
+        self,
+        *,
+        model: str,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        parallel_tool_calls: bool | None = None,
+        response_format: dict[str, Any] | None = None,
+    ) -> ChatResponse:
+        """One non-streaming completion; see ``LLMClient.chat``.
+
+        Args:
+            model: the model name the endpoint knows.
+            messages: the conversation so far, in Chat Completions shape.
+            tools: function tool schemas; None or empty sends no ``tools`` (a turn that must answer).
+            parallel_tool_calls: sent only when not None and tools are sent.
+            response_format: sent only when given.
+
+        Returns:
+            The first choice's assistant message, its usage (0 when the server omits it), model and
+            finish reason.
+
+        Raises:
+            LLMError: a subclass per failure (module docstring); never an SDK exception.
+        """
+        import openai
+        from openai.types.chat import ChatCompletion
+
+        options: dict[str, Any] = {}
+        if tools:
+            options["tools"] = tools
+            # Endpoints without parallel tool calls reject the field, so it is sent only when asked.
+            if parallel_tool_calls is not None:
+                options["parallel_tool_calls"] = parallel_tool_calls
+        if response_format is not None:
+            options["response_format"] = response_format
+        try:
+            completion: object = await self._client.chat.completions.create(
+                model=model, messages=cast(Any, messages), **options
+            )
+        except openai.APIError as error:
+            raise self._translate(error) from error
+        except openai.OpenAIError as error:
+            raise LLMBadResponse(f"{self._endpoint}: {self._detail(str(error))}") from error
+        except json.JSONDecodeError as error:
+            # The SDK parses a body labelled JSON without catching what fails to parse.
+            raise LLMBadResponse(
+                f"{self._endpoint} answered with invalid JSON: {self._detail(str(error))}"
+            ) from error
+        if not isinstance(completion, ChatCompletion):
+            # The SDK hands back the raw text when the Content-Type is not JSON (an HTML proxy page).
+            raise LLMBadResponse(
+                f"{self._endpoint} did not answer with a chat completion: {self._detail(str(completion))}"
+            )
+        return self._to_response(completion)
+
+    async def close(self) -> None:
+        """Close the SDK client and its HTTP connections."""
+        await self._client.close()
+
+    def _to_response(self, completion: Any) -> ChatResponse:
+        # The SDK builds responses without validation, so a local server's missing or odd fields
+        # arrive as absent attributes or raw values rather than as errors.
+        choices = getattr(completion, "choices", None)
+        if not isinstance(choices, list) or not choices:
+            raise LLMBadResponse(f"{self._endpoint} answered with no choices")
+        try:
+            choice = choices[0]
+            message = choice.message
+            content = message.content
+            if content is not None and not isinstance(content, str):
+                raise TypeError(f"content is {type(content).__name__}")
+            calls = [self._to_tool_call(call, index) for index, call in enumerate(message.tool_calls or [])]
+            finish_reason = choice.finish_reason
+        except (AttributeError, TypeError) as error:
+            raise LLMBadResponse(
+                f"{self._endpoint} answered with a malformed choice: {self._detail(str(error))}"
+            ) from error
+        usage = getattr(completion, "usage", None)
+        return ChatResponse(
+            content=content,
+            tool_calls=calls,
+            usage=TokenUsage(
+                prompt_tokens=_count(getattr(usage, "prompt_tokens", 0)),
+                completion_tokens=_count(getattr(usage, "completion_tokens", 0)),
+            ),
+            model=str(getattr(completion, "model", "") or ""),
+            finish_reason=finish_reason if isinstance(finish_reason, str) else None,
+        )
+
+    def _to_tool_call(self, call: Any, index: int) -> ToolCall:
+        function = getattr(call, "function", None)
+        if function is None:
+            kind = getattr(call, "type", "?")
+            raise LLMBadResponse(
+                f"{self._endpoint} asked for a {kind!r} tool call; only functions are offered"
+            )
+        arguments = function.arguments
+        if not isinstance(arguments, str):
+            # Some local servers send the arguments as an object instead of JSON text.
+            arguments = json.dumps(arguments)
+        # Some local servers omit the id, which the follow-up tool message must echo.
+        call_id = getattr(call, "id", None) or f"call_{index}"
+        return ToolCall(id=str(call_id), name=str(function.name), arguments=arguments)
+
+    def _translate(self, error: APIError) -> LLMError:
+        import openai
+
+        where = self._endpoint
+        if isinstance(error, openai.APITimeoutError):
+            return LLMTimeout(f"{where} did not answer within {self._timeout_s:g} s{self._attempts(error)}")
+        if isinstance(error, openai.APIConnectionError):
+            cause = error.__cause__
+            reason = f": {self._detail(str(cause) or type(cause).__name__)}" if cause is not None else ""
+            return LLMUnavailable(f"cannot reach {where}{self._attempts(error)}{reason}")
+        if not isinstance(error, openai.APIStatusError):
+            return LLMBadResponse(f"{where}: {self._detail(error.message)}")
+
+        status = error.status_code
+        said = self._server_message(error)
+        tail = f"{self._attempts(error)}{f': {said}' if said else ''}"
+        if isinstance(error, openai.RateLimitError):
+            return LLMRateLimited(f"{where} answered 429 (rate limited){tail}")
+        if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
+            return LLMAuthFailed(f"{where} refused the API key ({status}){tail}")
+        if status == 408:
+            return LLMTimeout(f"{where} answered 408 (request timeout){tail}")
+        if status >= 500:
+            return LLMUnavailable(f"{where} answered {status} (server error){tail}")
+        return LLMBadResponse(f"{where} answered {status}{tail}")
+
+    def _server_message(self, error: APIError) -> str:
+        body = error.body
+        if isinstance(body, dict):
+            # The SDK unwraps {"error": {...}}; servers differ on where they put the text.
+            message = body.get("message") or body.get("error") or body.get("detail")
+            text = message if isinstance(message, str) else json.dumps(body)
+        elif isinstance(body, str):
+            text = body
+        else:
+            text = ""
+        return self._detail(text)
+
+    def _attempts(self, error: APIError) -> str:
+        # The SDK stamps each request with how many retries preceded it: the last one tells the total.
+        try:
+            retries = int(error.request.headers.get("x-stainless-retry-count", "0"))
+        except ValueError:
+            return ""
+        return f" after {retries + 1} attempts" if retries else ""
+
+    def _detail(self, text: str) -> str:
+        """``text`` on one line, at most ~200 characters, with the API key removed."""
+        line = " ".join(text.split())
+        if self._secret and len(self._secret) >= _MIN_SUBSTRING_KEY:
+            line = line.replace(self._secret, "***")
+        elif self._secret:
+            # A short key (a local server's "x") would also match inside ordinary words.
+            line = re.sub(rf"(?<![\w-]){re.escape(self._secret)}(?![\w-])", "***", line)
+        if len(line) > _MAX_DETAIL_CHARS:
+            line = line[: _MAX_DETAIL_CHARS - 1] + "…"
+        return line
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0
