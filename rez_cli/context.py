@@ -75,7 +75,9 @@ def snapshot(frame: pd.DataFrame, timeframe: str) -> TimeframeSnapshot:
     ema_then = float(ema.iloc[-1 - SLOPE_BARS]) if len(ema) > SLOPE_BARS else float("nan")
     slope = _pct(ema_now, ema_then) if ema_now is not None and math.isfinite(ema_then) else None
     volume = frame["volume"]
-    average_volume = float(volume.iloc[-VOLUME_WINDOW - 1 : -1].mean()) if len(volume) > VOLUME_WINDOW else 0.0
+    average_volume = (
+        float(volume.iloc[-VOLUME_WINDOW - 1 : -1].mean()) if len(volume) > VOLUME_WINDOW else 0.0
+    )
     high, low = float(frame["high"].max()), float(frame["low"].min())
     return TimeframeSnapshot(
         candles=len(frame),

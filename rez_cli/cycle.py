@@ -79,8 +79,10 @@ async def run_decide(
     llm: LLMClient | None = None
     model: str | None = None
     if mode == "rules" and request.mode is None:
-        notice = ("no model configured: running the deterministic rules mode "
-                  "(set [llm] model and OPENAI_API_KEY, or [llm] base_url, to let a model decide)")
+        notice = (
+            "no model configured: running the deterministic rules mode "
+            "(set [llm] model and OPENAI_API_KEY, or [llm] base_url, to let a model decide)"
+        )
     if mode == "react" and model_configured(settings.llm, request.model):
         try:
             llm, model = make_llm(settings, request.model)
@@ -88,14 +90,25 @@ async def run_decide(
             notice = error.message
     elif mode == "react":
         notice = "a model was asked for (--mode react) but none is configured"
-    source = open_source(settings, exchange=request.exchange, data=request.data, use_cache=request.use_cache,
-                         now_ms=request.as_of_ms)
+    source = open_source(
+        settings,
+        exchange=request.exchange,
+        data=request.data,
+        use_cache=request.use_cache,
+        now_ms=request.as_of_ms,
+    )
     limit = asyncio.Semaphore(max(1, request.concurrency))
     try:
+
         async def one(symbol: str) -> EventResult:
             async with limit:
                 orchestrator = Orchestrator(
-                    settings, profile, source, llm=llm, model=model, max_turns=request.max_turns,
+                    settings,
+                    profile,
+                    source,
+                    llm=llm,
+                    model=model,
+                    max_turns=request.max_turns,
                     max_cost_usd=request.max_cost_usd,
                     on_turn=(lambda turn: on_turn(symbol, turn)) if on_turn else None,
                 )

@@ -35,7 +35,10 @@ BUILTIN_MODES = {"react": react_mode, "rules": rules_mode}
 
 @dataclass(frozen=True)
 class Event:
-    """Something to decide on. ``event_type`` ``decide`` takes ``{"symbol": ..., "mode"?: ..., "as_of"?: ms}``."""
+    """Something to decide on.
+
+    ``event_type`` ``decide`` takes ``{"symbol": ..., "mode"?: ..., "as_of"?: ms}``.
+    """
 
     event_type: str
     payload: Mapping[str, Any]
@@ -58,12 +61,18 @@ class EventResult:
         return Decision.model_validate(raw) if raw is not None else None
 
 
-def model_configured(llm: LLMSettings, model_override: str | None, environ: Mapping[str, str] | None = None) -> bool:
+def model_configured(
+    llm: LLMSettings, model_override: str | None, environ: Mapping[str, str] | None = None
+) -> bool:
     """Whether any model was asked for: a model name, an endpoint or a key, in config or environment."""
     env = os.environ if environ is None else environ
     return bool(
-        model_override or llm.model or llm.base_url or llm.api_key
-        or env.get("OPENAI_API_KEY") or env.get("OPENAI_BASE_URL")
+        model_override
+        or llm.model
+        or llm.base_url
+        or llm.api_key
+        or env.get("OPENAI_API_KEY")
+        or env.get("OPENAI_BASE_URL")
     )
 
 
@@ -95,7 +104,9 @@ class Orchestrator:
         self.llm = llm
         self.model = model or settings.llm.model or (DEFAULT_MODEL if llm is not None else None)
         self.manager = manager or ReasoningManager(
-            BUILTIN_MODES, memory_accessor=memory, timeout_ms=int(settings.llm.cycle_timeout_s * 1000),
+            BUILTIN_MODES,
+            memory_accessor=memory,
+            timeout_ms=int(settings.llm.cycle_timeout_s * 1000),
             default_mode="react",
         )
         self.max_turns = max_turns or settings.llm.max_turns
@@ -109,47 +120,84 @@ class Orchestrator:
             RezError: the inputs cannot be used (unknown symbol, invalid candles, unknown timeframe).
         """
         decision_id = uuid.uuid4().hex[:16]
-        if event.event_type != "decide" or not isinstance(event.payload, Mapping) or not event.payload.get("symbol"):
-            return EventResult("rejected", decision_id, {"error": "unsupported_event",
-                                                         "detail": "expected event_type 'decide' with a symbol"})
+        if (
+            event.event_type != "decide"
+            or not isinstance(event.payload, Mapping)
+            or not event.payload.get("symbol")
+        ):
+            return EventResult(
+                "rejected",
+                decision_id,
+                {"error": "unsupported_event", "detail": "expected event_type 'decide' with a symbol"},
+            )
         symbol = str(event.payload["symbol"])
         mode = str(event.payload.get("mode") or default_mode(self.settings.llm, self.model))
         as_of = event.payload.get("as_of")
         meter = Meter(prices=self.settings.llm.prices, max_cost_usd=self.max_cost_usd)
         started = time.perf_counter()
-        view = MarketView(self.source, symbol, limit=self.settings.market.candles,
-                          until_ms=int(as_of) if as_of is not None else None)
-        timeframes = context_timeframes(list(self.settings.market.context_timeframes), self.settings.market.timeframe)
+        view = MarketView(
+            self.source,
+            symbol,
+            limit=self.settings.market.candles,
+            until_ms=int(as_of) if as_of is not None else None,
+        )
+        timeframes = context_timeframes(
+            list(self.settings.market.context_timeframes), self.settings.market.timeframe
+        )
         try:
             with meter.stage("market"):
                 frames = await view.frames(timeframes)
         except ExchangeUnavailable as error:
             # The exchange being away is a failure to hold on (cron keeps running); bad input is not.
-            return self._held(decision_id, symbol, mode, event, meter, "exchange_unavailable", error.one_line(),
-                              {}, [])
+            return self._held(
+                decision_id, symbol, mode, event, meter, "exchange_unavailable", error.one_line(), {}, []
+            )
         with meter.stage("context"):
-            context = build_context(symbol, self.source.name, frames,
-                                    primary_timeframe=self.settings.market.timeframe, simulated=self.source.simulated)
+            context = build_context(
+                symbol,
+                self.source.name,
+                frames,
+                primary_timeframe=self.settings.market.timeframe,
+                simulated=self.source.simulated,
+            )
             text = context_text(context)
         registry = ToolRegistry()
         registry.register(fetch_indicator_tool(view))
         services = CycleServices(
-            context=context, context_text=text, profile=self.profile, tools=registry, meter=meter,
-            llm_settings=self.settings.llm, llm=self.llm, model=self.model if self.llm is not None else None,
-            max_turns=self.max_turns, on_turn=self.on_turn,
+            context=context,
+            context_text=text,
+            profile=self.profile,
+            tools=registry,
+            meter=meter,
+            llm_settings=self.settings.llm,
+            llm=self.llm,
+            model=self.model if self.llm is not None else None,
+            max_turns=self.max_turns,
+            on_turn=self.on_turn,
         )
         services.trace["context"] = context.model_dump(mode="json")
-        payload = {"symbol": symbol, "context": context.model_dump(mode="json"),
-                   "profile": self.profile.model_dump(mode="json")}
+        payload = {
+            "symbol": symbol,
+            "context": context.model_dump(mode="json"),
+            "profile": self.profile.model_dump(mode="json"),
+        }
         with meter.stage("reasoning"):
-            signals = await self.manager.reason(decision_id, payload, services, reasoning_mode=mode,
-                                                plan_id=event.correlation_id)
+            signals = await self.manager.reason(
+                decision_id, payload, services, reasoning_mode=mode, plan_id=event.correlation_id
+            )
         meter.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 3)
         return self._conclude(decision_id, symbol, mode, event, meter, context.last_price, signals, services)
 
     def _conclude(
-        self, decision_id: str, symbol: str, mode: str, event: Event, meter: Meter, last_price: float,
-        signals: list[AdvisorySignal], services: CycleServices,
+        self,
+        decision_id: str,
+        symbol: str,
+        mode: str,
+        event: Event,
+        meter: Meter,
+        last_price: float,
+        signals: list[AdvisorySignal],
+        services: CycleServices,
     ) -> EventResult:
         verdicts = []
         chosen: tuple[AdvisorySignal, ModelAnswer, Any] | None = None
@@ -158,13 +206,17 @@ class Orchestrator:
                 continue
             answer = ModelAnswer.model_validate(dict(signal.payload["answer"]))
             verdict = evaluate(answer, self.profile, last_price)
-            verdicts.append({
-                "decision_id": signal.decision_id,
-                "error": verdict.error,
-                "detail": verdict.detail,
-                "reward_risk": verdict.reward_risk,
-                "checks": [{"rule": c.rule, "passed": c.passed, "detail": c.detail} for c in verdict.checks],
-            })
+            verdicts.append(
+                {
+                    "decision_id": signal.decision_id,
+                    "error": verdict.error,
+                    "detail": verdict.detail,
+                    "reward_risk": verdict.reward_risk,
+                    "checks": [
+                        {"rule": c.rule, "passed": c.passed, "detail": c.detail} for c in verdict.checks
+                    ],
+                }
+            )
             if chosen is None:
                 chosen = (signal, answer, verdict)
         trace = {**services.trace, "context_text": services.context_text, "verdicts": verdicts}
@@ -176,8 +228,19 @@ class Orchestrator:
         signal, answer, verdict = chosen
         source = str(signal.payload.get("source", "native"))
         if not verdict.passed:
-            return self._held(decision_id, symbol, mode, event, meter, verdict.error, verdict.detail, trace, signals,
-                              answer=answer, source=source)
+            return self._held(
+                decision_id,
+                symbol,
+                mode,
+                event,
+                meter,
+                verdict.error,
+                verdict.detail,
+                trace,
+                signals,
+                answer=answer,
+                source=source,
+            )
         decision = Decision(
             symbol=symbol,
             action=answer.action,
@@ -190,7 +253,7 @@ class Orchestrator:
             rationale=answer.rationale,
             invalidation=answer.invalidation,
             mode=mode,
-            source=source,  # type: ignore[arg-type]  # a Source literal, set by the modes
+            source=source,
             error=None,
             usage=meter.usage(),
             trace_id=decision_id,
@@ -199,16 +262,37 @@ class Orchestrator:
         return EventResult("decided", decision_id, self._metadata(decision, signals, trace))
 
     def _held(
-        self, decision_id: str, symbol: str, mode: str, event: Event, meter: Meter, code: str | None,
-        detail: str | None, trace: dict[str, Any], signals: list[AdvisorySignal],
-        answer: ModelAnswer | None = None, source: str = "fallback",
+        self,
+        decision_id: str,
+        symbol: str,
+        mode: str,
+        event: Event,
+        meter: Meter,
+        code: str | None,
+        detail: str | None,
+        trace: dict[str, Any],
+        signals: list[AdvisorySignal],
+        answer: ModelAnswer | None = None,
+        source: str = "fallback",
     ) -> EventResult:
         rationale = f"Hold forced by a failure: {detail}" if detail else "Hold forced by a failure."
         decision = Decision(
-            symbol=symbol, action="hold", entry_price=None, tp_price=None, sl_price=None, leverage=1.0,
-            size_pct=0.0, confidence=0.0, rationale=rationale,
-            invalidation=None, mode=mode, source=source if answer is not None else "fallback",  # type: ignore[arg-type]
-            error=code or "unknown_failure", usage=meter.usage(), trace_id=decision_id, timestamp=event.timestamp,
+            symbol=symbol,
+            action="hold",
+            entry_price=None,
+            tp_price=None,
+            sl_price=None,
+            leverage=1.0,
+            size_pct=0.0,
+            confidence=0.0,
+            rationale=rationale,
+            invalidation=None,
+            mode=mode,
+            source=source if answer is not None else "fallback",
+            error=code or "unknown_failure",
+            usage=meter.usage(),
+            trace_id=decision_id,
+            timestamp=event.timestamp,
         )
         metadata = self._metadata(decision, signals, {**trace, "error_detail": detail})
         if answer is not None:

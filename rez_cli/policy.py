@@ -68,8 +68,11 @@ def evaluate(answer: ModelAnswer, profile: RiskProfile, last_price: float) -> Ve
         broken = checks[-1]
         return Verdict(broken.rule, broken.detail, 0.0, None, checks)
 
-    if not check("action_not_allowed", answer.action in profile.allowed_actions,
-                 f"{answer.action!r} is not in the profile's allowed actions {profile.allowed_actions}"):
+    if not check(
+        "action_not_allowed",
+        answer.action in profile.allowed_actions,
+        f"{answer.action!r} is not in the profile's allowed actions {profile.allowed_actions}",
+    ):
         return fail()
     numbers = {
         "entry_price": answer.entry_price,
@@ -92,42 +95,66 @@ def evaluate(answer: ModelAnswer, profile: RiskProfile, last_price: float) -> Ve
     not_positive = [name for name, value in prices.items() if value is not None and value <= 0]
     if not check("non_positive_price", not not_positive, f"{', '.join(not_positive)} must be above zero"):
         return fail()
-    if not check("stop_loss_required", sl is not None or not profile.require_stop_loss,
-                 f"the {profile.name} profile requires a stop loss"):
+    if not check(
+        "stop_loss_required",
+        sl is not None or not profile.require_stop_loss,
+        f"the {profile.name} profile requires a stop loss",
+    ):
         return fail()
-    if not check("take_profit_required", tp is not None or profile.min_reward_risk <= 0,
-                 f"the {profile.name} profile needs a take profit to check reward/risk"):
+    if not check(
+        "take_profit_required",
+        tp is not None or profile.min_reward_risk <= 0,
+        f"the {profile.name} profile needs a take profit to check reward/risk",
+    ):
         return fail()
     if answer.action == "buy":
-        if tp is not None and not check("tp_not_above_entry", tp > entry, f"buy: tp {tp} must be above entry {entry}"):
+        if tp is not None and not check(
+            "tp_not_above_entry", tp > entry, f"buy: tp {tp} must be above entry {entry}"
+        ):
             return fail()
-        if sl is not None and not check("sl_wrong_side", sl < entry, f"buy: sl {sl} must be below entry {entry}"):
+        if sl is not None and not check(
+            "sl_wrong_side", sl < entry, f"buy: sl {sl} must be below entry {entry}"
+        ):
             return fail()
     else:
-        if tp is not None and not check("tp_not_below_entry", tp < entry, f"sell: tp {tp} must be below entry {entry}"):
+        if tp is not None and not check(
+            "tp_not_below_entry", tp < entry, f"sell: tp {tp} must be below entry {entry}"
+        ):
             return fail()
-        if sl is not None and not check("sl_wrong_side", sl > entry, f"sell: sl {sl} must be above entry {entry}"):
+        if sl is not None and not check(
+            "sl_wrong_side", sl > entry, f"sell: sl {sl} must be above entry {entry}"
+        ):
             return fail()
     if not check("leverage_below_one", leverage >= 1, f"leverage {leverage} is below 1"):
         return fail()
-    if not check("leverage_above_profile", leverage <= profile.max_leverage,
-                 f"leverage {leverage} is above the profile's {profile.max_leverage:g}"):
+    if not check(
+        "leverage_above_profile",
+        leverage <= profile.max_leverage,
+        f"leverage {leverage} is above the profile's {profile.max_leverage:g}",
+    ):
         return fail()
     if sl is not None:
         stop_pct = abs(entry - sl) / entry * 100
         liquidation_pct = 100 / leverage
-        if not check("stop_beyond_liquidation", stop_pct < liquidation_pct,
-                     f"a {stop_pct:.2f}% stop at {leverage:g}x is past liquidation (~{liquidation_pct:.2f}%)"):
+        if not check(
+            "stop_beyond_liquidation",
+            stop_pct < liquidation_pct,
+            f"a {stop_pct:.2f}% stop at {leverage:g}x is past liquidation (~{liquidation_pct:.2f}%)",
+        ):
             return fail()
     ratio = reward_risk(entry, tp, sl)
     if ratio is not None and not check(
-        "reward_risk_below_profile", ratio >= profile.min_reward_risk - 1e-9,
+        "reward_risk_below_profile",
+        ratio >= profile.min_reward_risk - 1e-9,
         f"reward/risk {ratio:.2f} is below the profile's {profile.min_reward_risk:g}",
     ):
         return fail()
     deviation = abs(entry / last_price - 1) * 100
-    if not check("entry_too_far_from_market", deviation <= profile.max_entry_deviation_pct + 1e-9,
-                 f"entry {entry} is {deviation:.2f}% from the last close {last_price}, "
-                 f"more than the profile's {profile.max_entry_deviation_pct:g}%"):
+    if not check(
+        "entry_too_far_from_market",
+        deviation <= profile.max_entry_deviation_pct + 1e-9,
+        f"entry {entry} is {deviation:.2f}% from the last close {last_price}, "
+        f"more than the profile's {profile.max_entry_deviation_pct:g}%",
+    ):
         return fail()
     return Verdict(None, None, position_size_pct(profile, entry, sl, leverage), ratio, checks)

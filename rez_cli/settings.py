@@ -24,6 +24,7 @@ from rez_cli.timeframes import timeframe_ms
 ENV_PREFIX = "REZ__"
 DEFAULT_PROFILE = "moderate"
 Action = Literal["buy", "sell", "hold"]
+ALL_ACTIONS: tuple[Action, ...] = ("buy", "sell", "hold")
 
 
 def _check_timeframe(value: str) -> None:
@@ -121,7 +122,7 @@ class RiskProfile(_Section):
     require_stop_loss: bool = True
     min_reward_risk: Annotated[float, Field(ge=0)]
     max_entry_deviation_pct: Annotated[float, Field(gt=0, le=100)]
-    allowed_actions: list[Action] = Field(default_factory=lambda: ["buy", "sell", "hold"])
+    allowed_actions: list[Action] = Field(default_factory=lambda: list(ALL_ACTIONS))
 
     @field_validator("allowed_actions")
     @classmethod

@@ -17,8 +17,15 @@ def moderate():  # type: ignore[no-untyped-def]
 
 
 def answer(**changes: object) -> ModelAnswer:
-    base: dict[str, object] = {"action": "buy", "entry_price": 30_000, "tp_price": 31_000, "sl_price": 29_500,
-                               "leverage": 2, "confidence": 0.6, "rationale": "r"}
+    base: dict[str, object] = {
+        "action": "buy",
+        "entry_price": 30_000,
+        "tp_price": 31_000,
+        "sl_price": 29_500,
+        "leverage": 2,
+        "confidence": 0.6,
+        "rationale": "r",
+    }
     base.update(changes)
     return ModelAnswer.model_validate(base)
 
@@ -47,13 +54,16 @@ def test_each_rule_names_its_failure(moderate, changes: dict[str, object], code:
     verdict = evaluate(answer(**changes), moderate, LAST)
     assert verdict.error == code
     assert verdict.size_pct == 0
-    assert verdict.checks[-1].rule == code and not verdict.checks[-1].passed
+    assert verdict.checks[-1].rule == code
+    assert not verdict.checks[-1].passed
 
 
 def test_action_not_allowed(tmp_path) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "longonly.toml"
-    path.write_text("max_leverage = 3\nrisk_per_trade_pct = 1\nmax_position_pct = 20\nmin_reward_risk = 1\n"
-                    "max_entry_deviation_pct = 1\nallowed_actions = ['buy', 'hold']\n")
+    path.write_text(
+        "max_leverage = 3\nrisk_per_trade_pct = 1\nmax_position_pct = 20\nmin_reward_risk = 1\n"
+        "max_entry_deviation_pct = 1\nallowed_actions = ['buy', 'hold']\n"
+    )
     profile = load_profile(str(path)).value
     verdict = evaluate(answer(action="sell", tp_price=29_000, sl_price=30_500), profile, LAST)
     assert verdict.error == "action_not_allowed"
@@ -61,7 +71,8 @@ def test_action_not_allowed(tmp_path) -> None:  # type: ignore[no-untyped-def]
 
 def test_valid_buy_is_sized_from_risk_and_stop(moderate) -> None:  # type: ignore[no-untyped-def]
     verdict = evaluate(answer(leverage=4), moderate, LAST)
-    assert verdict.passed and verdict.reward_risk == 2
+    assert verdict.passed
+    assert verdict.reward_risk == 2
     # 1% risk over a 1/60 stop at 4x: 1 / (4 * 0.016667) = 15% of equity.
     assert verdict.size_pct == pytest.approx(15.0)
 
@@ -72,4 +83,5 @@ def test_size_is_capped_by_the_profile(moderate) -> None:  # type: ignore[no-unt
 
 def test_a_hold_passes_without_prices(moderate) -> None:  # type: ignore[no-untyped-def]
     verdict = evaluate(ModelAnswer(action="hold"), moderate, LAST)
-    assert verdict.passed and verdict.size_pct == 0
+    assert verdict.passed
+    assert verdict.size_pct == 0

@@ -10,7 +10,8 @@ from rez_cli.settings import load_profile, load_settings
 
 def test_shipped_defaults_load_without_any_user_file() -> None:
     loaded = load_settings()
-    assert loaded.path is not None and loaded.path.name == "config.toml"
+    assert loaded.path is not None
+    assert loaded.path.name == "config.toml"
     assert loaded.value.exchange.id == "binance"
     assert loaded.value.market.timeframe == "1h"
     assert loaded.value.market.context_timeframes == ["15m", "1h", "4h"]
@@ -18,8 +19,9 @@ def test_shipped_defaults_load_without_any_user_file() -> None:
     assert loaded.value.llm.max_turns == 6
 
 
-def test_lookup_order_explicit_then_env_then_user_dir(isolated_env: Path, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lookup_order_explicit_then_env_then_user_dir(
+    isolated_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     user = isolated_env / "config" / "config.toml"
     user.parent.mkdir(parents=True)
     user.write_text('[market]\ntimeframe = "4h"\n')
@@ -80,7 +82,11 @@ def test_shipped_profiles_have_the_documented_limits(
 ) -> None:
     profile = load_profile(name).value
     assert profile.name == name
-    assert (profile.max_leverage, profile.risk_per_trade_pct, profile.max_position_pct) == (max_leverage, risk, position)
+    assert (profile.max_leverage, profile.risk_per_trade_pct, profile.max_position_pct) == (
+        max_leverage,
+        risk,
+        position,
+    )
     assert profile.require_stop_loss is True
     assert (profile.min_reward_risk, profile.max_entry_deviation_pct) == (reward_risk, deviation)
     assert set(profile.allowed_actions) == {"buy", "sell", "hold"}
@@ -88,12 +94,17 @@ def test_shipped_profiles_have_the_documented_limits(
 
 def test_profile_by_path_and_its_errors(tmp_path: Path) -> None:
     path = tmp_path / "mine.toml"
-    path.write_text("max_leverage = 3\nrisk_per_trade_pct = 1\nmax_position_pct = 20\n"
-                    "min_reward_risk = 1\nmax_entry_deviation_pct = 1\nallowed_actions = ['buy', 'hold']\n")
+    path.write_text(
+        "max_leverage = 3\nrisk_per_trade_pct = 1\nmax_position_pct = 20\n"
+        "min_reward_risk = 1\nmax_entry_deviation_pct = 1\nallowed_actions = ['buy', 'hold']\n"
+    )
     profile = load_profile(str(path)).value
-    assert profile.name == "mine" and profile.allowed_actions == ["buy", "hold"]
+    assert profile.name == "mine"
+    assert profile.allowed_actions == ["buy", "hold"]
     path.write_text("max_leverage = 0\n")
-    with pytest.raises(ConfigError, match=r"mine.toml: max_leverage: Input should be greater than or equal to 1"):
+    with pytest.raises(
+        ConfigError, match=r"mine.toml: max_leverage: Input should be greater than or equal to 1"
+    ):
         load_profile(str(path))
     with pytest.raises(ConfigError, match="unknown risk profile 'yolo'"):
         load_profile("yolo")

@@ -19,7 +19,8 @@ EXIT_CODES_HELP = (
 
 app = typer.Typer(
     name="rez",
-    help="Rez: an LLM trading assistant that ends every cycle in one validated decision.\n\n" + EXIT_CODES_HELP,
+    help="Rez: an LLM trading assistant that ends every cycle in one validated decision.\n\n"
+    + EXIT_CODES_HELP,
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_show_locals=False,
@@ -36,7 +37,8 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     version: Annotated[
-        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.")
+        bool,
+        typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."),
     ] = False,
 ) -> None:
     """Rez: an LLM trading assistant that ends every cycle in one validated decision."""

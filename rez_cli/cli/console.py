@@ -9,7 +9,6 @@ from typing import Any
 
 from rich.console import Console
 
-
 PIPED_WIDTH = 120
 
 

@@ -29,7 +29,9 @@ def context(
     as_of: AsOfOption = None,
     no_cache: NoCacheOption = False,
     json_output: JsonOption = False,
-    show_text: Annotated[bool, typer.Option("--text", help="Also print the exact text the model reads.")] = False,
+    show_text: Annotated[
+        bool, typer.Option("--text", help="Also print the exact text the model reads.")
+    ] = False,
 ) -> None:
     """Show the zero-shot context for SYMBOL: price, change, EMA 20, RSI 14... per timeframe.
 

@@ -9,7 +9,9 @@ import typer
 
 from rez_cli.cli.options import ConfigOption, ExchangeOption
 
-app = typer.Typer(help="Download candles into files that --data reads (freqtrade's layout).", no_args_is_help=True)
+app = typer.Typer(
+    help="Download candles into files that --data reads (freqtrade's layout).", no_args_is_help=True
+)
 
 
 @app.command("download")
@@ -22,14 +24,19 @@ def download(
         str, typer.Option("--since", help="First candle wanted: 2021-01-01 or ms since epoch (UTC).")
     ] = "",
     until: Annotated[
-        str | None, typer.Option("--until", help="Stop at candles closed by then. Default: now.", show_default=False)
+        str | None,
+        typer.Option("--until", help="Stop at candles closed by then. Default: now.", show_default=False),
     ] = None,
     exchange: ExchangeOption = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Directory to write to. Default: ./data/<exchange>.", show_default=False),
+        typer.Option(
+            "--out", "-o", help="Directory to write to. Default: ./data/<exchange>.", show_default=False
+        ),
     ] = None,
-    file_format: Annotated[str, typer.Option("--format", help="json (freqtrade's default), csv or feather.")] = "json",
+    file_format: Annotated[
+        str, typer.Option("--format", help="json (freqtrade's default), csv or feather.")
+    ] = "json",
     config: ConfigOption = None,
 ) -> None:
     """Download closed candles through ccxt, resuming where each file ends.
@@ -56,8 +63,10 @@ def download(
     settings = load_settings(config).value
     exchange_id = exchange or settings.exchange.id
     if exchange_id == "sim":
-        raise UsageError("the sim market is generated on the fly; there is nothing to download",
-                         hint="use --exchange sim directly with rez context / rez decide")
+        raise UsageError(
+            "the sim market is generated on the fly; there is nothing to download",
+            hint="use --exchange sim directly with rez context / rez decide",
+        )
     timeframes = parse_timeframes(timeframe)
     since_ms = parse_time(since)
     until_ms = parse_time(until) if until else None
@@ -68,8 +77,14 @@ def download(
     async def go() -> list[str]:
         source = CcxtSource(exchange_id, dict(settings.exchange.ccxt), retries=settings.exchange.retries)
         tasks: dict[tuple[str, str], TaskID] = {}
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
-                      TimeRemainingColumn(), console=console, transient=False) as progress:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>5.1f}%"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        ) as progress:
 
             def on_progress(symbol: str, tf: str, fetched_until_ms: int, target_ms: int) -> None:
                 key = (symbol, tf)
@@ -78,13 +93,25 @@ def download(
                 progress.update(tasks[key], completed=max(0, fetched_until_ms - since_ms))
 
             try:
-                results = await run_download(source, symbols, timeframes, since_ms=since_ms, out_dir=out_dir,
-                                             fmt=fmt, until_ms=until_ms, on_progress=on_progress)
+                results = await run_download(
+                    source,
+                    symbols,
+                    timeframes,
+                    since_ms=since_ms,
+                    out_dir=out_dir,
+                    fmt=fmt,
+                    until_ms=until_ms,
+                    on_progress=on_progress,
+                )
             finally:
                 await source.close()
         return [
             f"{r.path}: +{r.rows_added} candles, {r.rows_total} in all"
-            + (f" ({iso(r.first_ms)} → {iso(r.last_ms)})" if r.first_ms is not None and r.last_ms is not None else "")
+            + (
+                f" ({iso(r.first_ms)} → {iso(r.last_ms)})"
+                if r.first_ms is not None and r.last_ms is not None
+                else ""
+            )
             for r in results
         ]
 

@@ -24,23 +24,35 @@ def decide(
     profile: ProfileOption = None,
     config: ConfigOption = None,
     model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Model name at the endpoint. Default: [llm] model.",
-                                 show_default=False)
+        str | None,
+        typer.Option(
+            "--model", "-m", help="Model name at the endpoint. Default: [llm] model.", show_default=False
+        ),
     ] = None,
     mode: Annotated[
         str | None,
-        typer.Option("--mode", help="react (the model reasons with tools) or rules (deterministic baseline). "
-                     "Default: react when a model is configured, else rules.", show_default=False),
+        typer.Option(
+            "--mode",
+            help="react (the model reasons with tools) or rules (deterministic baseline). "
+            "Default: react when a model is configured, else rules.",
+            show_default=False,
+        ),
     ] = None,
     max_turns: Annotated[
-        int | None, typer.Option("--max-turns", min=1, max=20, help="Model turns before it must answer.",
-                                 show_default=False)
+        int | None,
+        typer.Option(
+            "--max-turns", min=1, max=20, help="Model turns before it must answer.", show_default=False
+        ),
     ] = None,
     max_cost: Annotated[
-        float | None, typer.Option("--max-cost", min=0, help="Hold (budget_exceeded) rather than spend more US$.",
-                                   show_default=False)
+        float | None,
+        typer.Option(
+            "--max-cost", min=0, help="Hold (budget_exceeded) rather than spend more US$.", show_default=False
+        ),
     ] = None,
-    concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=32, help="Symbols decided at once.")] = 4,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, max=32, help="Symbols decided at once.")
+    ] = 4,
     as_of: AsOfOption = None,
     no_cache: NoCacheOption = False,
     json_output: JsonOption = False,
@@ -50,7 +62,8 @@ def decide(
 
     Example: rez decide BTC/USDT --exchange sim --json
 
-    Exit codes: 0 a decision (a chosen hold included), 2 usage/config/data error, 3 a hold forced by a failure.
+    Exit codes: 0 a decision (a chosen hold included), 2 usage/config/data error,
+    3 a hold forced by a failure.
     """
     import asyncio
 
@@ -73,8 +86,15 @@ def decide(
             console.print(turn_view(symbol, turn))  # type: ignore[arg-type]
 
     request = DecideRequest(
-        symbols=symbols, exchange=exchange, data=data, model=model, mode=mode, max_turns=max_turns,
-        max_cost_usd=max_cost, as_of_ms=parse_time(as_of) if as_of else None, use_cache=not no_cache,
+        symbols=symbols,
+        exchange=exchange,
+        data=data,
+        model=model,
+        mode=mode,
+        max_turns=max_turns,
+        max_cost_usd=max_cost,
+        as_of_ms=parse_time(as_of) if as_of else None,
+        use_cache=not no_cache,
         concurrency=concurrency,
     )
     run = asyncio.run(run_decide(settings, risk, request, on_turn=on_turn if len(symbols) == 1 else None))

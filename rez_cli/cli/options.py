@@ -21,7 +21,8 @@ ProfileOption = Annotated[
     typer.Option(
         "--profile",
         "-p",
-        help="Risk profile: conservative, moderate, aggressive, or a path to a .toml file. Default: [risk] profile.",
+        help="Risk profile: conservative, moderate, aggressive, or a path to a .toml file. "
+        "Default: [risk] profile.",
         show_default=False,
     ),
 ]
@@ -40,7 +41,8 @@ DataOption = Annotated[
     typer.Option(
         "--data",
         "-d",
-        help="Read candles from a CSV/JSON/Parquet/Feather file or a freqtrade data directory instead of an exchange.",
+        help="Read candles from a CSV/JSON/Parquet/Feather file or a freqtrade data directory "
+        "instead of an exchange.",
         show_default=False,
     ),
 ]
@@ -49,12 +51,14 @@ TimeframesOption = Annotated[
     typer.Option(
         "--timeframes",
         "-t",
-        help="Comma-separated timeframes for the context, e.g. 15m,1h,4h. Default: [market] context_timeframes.",
+        help="Comma-separated timeframes for the context, e.g. 15m,1h,4h. "
+        "Default: [market] context_timeframes.",
         show_default=False,
     ),
 ]
 NoCacheOption = Annotated[
-    bool, typer.Option("--no-cache", help="Ask the exchange for every candle; neither read nor write the cache.")
+    bool,
+    typer.Option("--no-cache", help="Ask the exchange for every candle; neither read nor write the cache."),
 ]
 AsOfOption = Annotated[
     str | None,

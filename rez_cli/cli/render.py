@@ -44,11 +44,28 @@ def context_view(context: Context, *, profile: str | None = None) -> RenderableT
         f" · profile {profile}" if profile else "",
     )
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("tf", "close", "chg", "EMA 20", "slope", "RSI 14", "ATR 14", "from high", "from low", "vol/avg"):
+    for column in (
+        "tf",
+        "close",
+        "chg",
+        "EMA 20",
+        "slope",
+        "RSI 14",
+        "ATR 14",
+        "from high",
+        "from low",
+        "vol/avg",
+    ):
         table.add_column(column, justify="left" if column == "tf" else "right")
     for timeframe, item in context.timeframes.items():
         rsi = "n/a" if item.rsi_14 is None else f"{item.rsi_14:.1f}"
-        rsi_style = "red" if item.rsi_14 and item.rsi_14 >= 70 else "green" if item.rsi_14 and item.rsi_14 <= 30 else ""
+        rsi_style = (
+            "red"
+            if item.rsi_14 and item.rsi_14 >= 70
+            else "green"
+            if item.rsi_14 and item.rsi_14 <= 30
+            else ""
+        )
         table.add_row(
             timeframe + ("*" if item.gaps else ""),
             _price(item.last_close, price),
@@ -67,8 +84,12 @@ def context_view(context: Context, *, profile: str | None = None) -> RenderableT
     parts += [header, table]
     gaps = {tf: item.gaps for tf, item in context.timeframes.items() if item.gaps}
     if gaps:
-        parts.append(Text("* missing candles in the window: " + ", ".join(f"{tf} {n}" for tf, n in gaps.items()),
-                          style="yellow"))
+        parts.append(
+            Text(
+                "* missing candles in the window: " + ", ".join(f"{tf} {n}" for tf, n in gaps.items()),
+                style="yellow",
+            )
+        )
     return Group(*parts)
 
 
@@ -96,16 +117,25 @@ ERROR_WORDS = {
 def turn_view(symbol: str, turn: Turn) -> RenderableType:
     """One model turn: its reasoning text and a line per tool call with what came back."""
     parts: list[RenderableType] = [
-        Text(f"{symbol} · turn {turn.index}" + ("" if turn.tools_offered else " (final, no tools)")
-             + f" · {turn.duration_ms:.0f} ms · {turn.usage.prompt_tokens}+{turn.usage.completion_tokens} tokens",
-             style="bold cyan")
+        Text(
+            f"{symbol} · turn {turn.index}"
+            + ("" if turn.tools_offered else " (final, no tools)")
+            + f" · {turn.duration_ms:.0f} ms"
+            + f" · {turn.usage.prompt_tokens}+{turn.usage.completion_tokens} tokens",
+            style="bold cyan",
+        )
     ]
     if turn.content:
         parts.append(Text(turn.content.strip()))
     for result in turn.tool_results:
         status = "✓" if result.ok else "✗"
-        parts.append(Text(f"  {status} {result.name}({result.arguments}) · {result.duration_ms:.0f} ms"
-                          + (" · cached" if result.cached else ""), style="green" if result.ok else "red"))
+        parts.append(
+            Text(
+                f"  {status} {result.name}({result.arguments}) · {result.duration_ms:.0f} ms"
+                + (" · cached" if result.cached else ""),
+                style="green" if result.ok else "red",
+            )
+        )
         parts.append(Text("    " + result.content.replace("\n", "\n    "), style="dim"))
     return Group(*parts)
 
@@ -146,15 +176,19 @@ def decision_view(
         row("error", f"{decision.error}: {ERROR_WORDS.get(decision.error, 'see the trace')}")
         detail = trace.get("error_detail")
         row("why", detail)
-    title = f"{decision.symbol} · {decision.action.upper()}" + (" (forced by a failure)" if decision.error else "")
+    title = f"{decision.symbol} · {decision.action.upper()}" + (
+        " (forced by a failure)" if decision.error else ""
+    )
     style = "magenta" if decision.error else ACTION_STYLE[decision.action]
     parts.append(Panel(table, title=title, border_style=style, title_align="left"))
     usage = decision.usage
     timings = " · ".join(f"{stage} {ms:.0f} ms" for stage, ms in usage.timings_ms.items())
-    parts.append(Text(
-        f"model {model or 'none'} · {usage.llm_calls} LLM calls · {usage.tool_calls} tool calls · "
-        f"{usage.prompt_tokens}+{usage.completion_tokens} tokens · ~${usage.cost_usd:.4f} · {timings} · "
-        f"trace {decision.trace_id}",
-        style="dim",
-    ))
+    parts.append(
+        Text(
+            f"model {model or 'none'} · {usage.llm_calls} LLM calls · {usage.tool_calls} tool calls · "
+            f"{usage.prompt_tokens}+{usage.completion_tokens} tokens · ~${usage.cost_usd:.4f} · {timings} · "
+            f"trace {decision.trace_id}",
+            style="dim",
+        )
+    )
     return Group(*parts)

@@ -50,7 +50,7 @@ def validate_candles(frame: pd.DataFrame, where: str) -> pd.DataFrame:
         raise InvalidCandles(f"{where}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
     out = frame[COLUMNS].reset_index(drop=True)
     try:
-        numbers = out.astype({column: "float64" for column in COLUMNS})
+        numbers = out.astype(dict.fromkeys(COLUMNS, "float64"))
     except (ValueError, TypeError) as error:
         raise InvalidCandles(f"{where}: non-numeric value ({error})") from None
     values = numbers.to_numpy()
@@ -116,7 +116,10 @@ def find_gaps(frame: pd.DataFrame, timeframe: str) -> list[Gap]:
 
 
 def drop_unclosed(frame: pd.DataFrame, timeframe: str, now_ms: int) -> pd.DataFrame:
-    """Keep only candles whose interval has ended by ``now_ms``: indicators must never see a forming candle."""
+    """Keep only candles whose interval has ended by ``now_ms``.
+
+    Indicators must never see a forming candle.
+    """
     closes = frame["timestamp"].to_numpy() + timeframe_ms(timeframe)
     keep = closes <= now_ms
     if keep.all():
@@ -129,7 +132,9 @@ def close_time_ms(frame: pd.DataFrame, timeframe: str) -> int:
     return int(frame["timestamp"].iloc[-1]) + timeframe_ms(timeframe)
 
 
-def resample(frame: pd.DataFrame, source_tf: str, target_tf: str, *, complete_only: bool = True) -> pd.DataFrame:
+def resample(
+    frame: pd.DataFrame, source_tf: str, target_tf: str, *, complete_only: bool = True
+) -> pd.DataFrame:
     """Aggregate candles to a higher timeframe (open first, high max, low min, close last, volume sum).
 
     Buckets are aligned to the epoch, as exchanges align them (4h candles open at 00:00, 04:00 UTC...).
@@ -179,7 +184,9 @@ def parse_time(text: str) -> int:
     try:
         moment = datetime.fromisoformat(stripped.replace("Z", "+00:00"))
     except ValueError:
-        raise UsageError(f"cannot read {text!r} as a date", hint="use 2021-03-01 or 2021-03-01T12:00") from None
+        raise UsageError(
+            f"cannot read {text!r} as a date", hint="use 2021-03-01 or 2021-03-01T12:00"
+        ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)

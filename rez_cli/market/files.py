@@ -30,7 +30,10 @@ _NAME = re.compile(r"^(?P<pair>.+?)-(?P<tf>\d+[mhdw])(?:-(?P<kind>futures|mark|i
 
 
 def pair_filename(symbol: str) -> str:
-    """freqtrade's file stem for a symbol: ``BTC/USDT`` → ``BTC_USDT``, ``BTC/USDT:USDT`` → ``BTC_USDT_USDT``."""
+    """freqtrade's file stem for a symbol.
+
+    ``BTC/USDT`` → ``BTC_USDT``, ``BTC/USDT:USDT`` → ``BTC_USDT_USDT``.
+    """
     return re.sub(r"[/:\-]", "_", symbol.upper())
 
 
@@ -58,7 +61,8 @@ def _timestamps(series: pd.Series, where: str) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(series):
         if series.dt.tz is None:
             series = series.dt.tz_localize("UTC")
-        return (series.dt.tz_convert("UTC").astype("datetime64[ms, UTC]").astype("int64")).astype("int64")
+        converted: pd.Series = series.dt.tz_convert("UTC").astype("datetime64[ms, UTC]").astype("int64")
+        return converted
     if pd.api.types.is_numeric_dtype(series):
         values = series.astype("float64")
         # Seconds since epoch (10 digits) are common in exported files; ms have 13.
@@ -104,7 +108,9 @@ def read_file(path: Path) -> pd.DataFrame:
         elif suffix == ".parquet":
             raw = pd.read_parquet(path)
         else:
-            raise UsageError(f"{path}: unknown file type {suffix!r}", hint="use .csv, .json, .parquet or .feather")
+            raise UsageError(
+                f"{path}: unknown file type {suffix!r}", hint="use .csv, .json, .parquet or .feather"
+            )
     except (OSError, ValueError, json.JSONDecodeError) as error:
         raise DataError(f"{path}: cannot read: {str(error).splitlines()[0]}") from None
     except Exception as error:  # pyarrow raises its own types for corrupt files
@@ -127,7 +133,9 @@ def read_file(path: Path) -> pd.DataFrame:
 def infer_timeframe(frame: pd.DataFrame, where: str) -> str:
     """The interval of a frame from its most common step (files without a timeframe in their name)."""
     if len(frame) < 2:
-        raise DataError(f"{where}: too few candles to tell the timeframe", hint="name the file like BTC_USDT-1h.csv")
+        raise DataError(
+            f"{where}: too few candles to tell the timeframe", hint="name the file like BTC_USDT-1h.csv"
+        )
     step = int(pd.Series(np.diff(frame["timestamp"].to_numpy())).mode().iloc[0])
     for unit, unit_ms in (("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)):
         if step % unit_ms == 0:
@@ -174,7 +182,11 @@ class FileSource:
                     found[item.timeframe] = item.path
         if not found:
             symbols = sorted({item.symbol_stem for item in candidates if item.symbol_stem})
-            listing = ", ".join(symbols[:12]) + (" ..." if len(symbols) > 12 else "") if symbols else "no candle files"
+            listing = (
+                ", ".join(symbols[:12]) + (" ..." if len(symbols) > 12 else "")
+                if symbols
+                else "no candle files"
+            )
             raise DataNotFound(f"{self.path}: no candles for {symbol} (the data has: {listing})")
         return found
 
@@ -191,7 +203,9 @@ class FileSource:
             self._frames[key] = read_file(path)
         return self._frames[key]
 
-    def candles(self, symbol: str, timeframes: Sequence[str], limit: int, until_ms: int | None) -> dict[str, pd.DataFrame]:
+    def candles(
+        self, symbol: str, timeframes: Sequence[str], limit: int, until_ms: int | None
+    ) -> dict[str, pd.DataFrame]:
         """Frames for every timeframe asked, cut at the same close time and to ``limit`` rows."""
         files = self.files_for(symbol)
         finest = min(files, key=timeframe_ms)
@@ -202,8 +216,12 @@ class FileSource:
             if timeframe in files:
                 frame = self._read(files[timeframe], timeframe)
             else:
-                sources = [tf for tf in files if timeframe_ms(timeframe) % timeframe_ms(tf) == 0
-                           and timeframe_ms(tf) < timeframe_ms(timeframe)]
+                sources = [
+                    tf
+                    for tf in files
+                    if timeframe_ms(timeframe) % timeframe_ms(tf) == 0
+                    and timeframe_ms(tf) < timeframe_ms(timeframe)
+                ]
                 if not sources:
                     have = ", ".join(sorted(files, key=timeframe_ms))
                     raise UsageError(

@@ -90,7 +90,9 @@ def minute_candles(symbol: str, seed: int, start_ms: int, end_ms: int) -> pd.Dat
     """The 1-minute candles opening in ``[start_ms, end_ms)``, both aligned to the minute."""
     start_ms = max(start_ms, ORIGIN_MS)
     if end_ms <= start_ms:
-        return pd.DataFrame({column: [] for column in ("timestamp", "open", "high", "low", "close", "volume")})
+        return pd.DataFrame(
+            {column: [] for column in ("timestamp", "open", "high", "low", "close", "volume")}
+        )
     first_day = (start_ms - ORIGIN_MS) // DAY_MS
     last_day = (end_ms - 1 - ORIGIN_MS) // DAY_MS
     if last_day >= HORIZON_DAYS:

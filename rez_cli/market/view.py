@@ -88,7 +88,9 @@ def open_source(
 
     cache = CandleCache(paths.cache_dir() / "candles") if use_cache and settings.exchange.cache else None
     return CcxtSource(
-        exchange_id, dict(settings.exchange.ccxt), retries=settings.exchange.retries, cache=cache, now_ms=(
-            (lambda: now_ms) if now_ms is not None else None
-        )
+        exchange_id,
+        dict(settings.exchange.ccxt),
+        retries=settings.exchange.retries,
+        cache=cache,
+        now_ms=((lambda: now_ms) if now_ms is not None else None),
     )

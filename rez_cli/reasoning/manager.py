@@ -123,8 +123,14 @@ class ReasoningManager:
         return list(self._modes)
 
     def _signal(
-        self, decision_id: str, mode: str, plan_id: str | None, signal_type: str, error: str | None,
-        payload: Mapping[str, Any] | None = None, confidence: float = 0.0,
+        self,
+        decision_id: str,
+        mode: str,
+        plan_id: str | None,
+        signal_type: str,
+        error: str | None,
+        payload: Mapping[str, Any] | None = None,
+        confidence: float = 0.0,
         metadata: Mapping[str, Any] | None = None,
     ) -> AdvisorySignal:
         return AdvisorySignal(
@@ -150,39 +156,96 @@ class ReasoningManager:
         """Run one mode on one event and return its signals; failures are signals too."""
         mode_name = self._default if reasoning_mode == DEFAULT_MODE else reasoning_mode
         if not isinstance(event_payload, Mapping):
-            return [self._signal(decision_id, mode_name, plan_id, "error", "invalid_event_payload_type",
-                                 metadata={"payload_type": type(event_payload).__name__})]
+            return [
+                self._signal(
+                    decision_id,
+                    mode_name,
+                    plan_id,
+                    "error",
+                    "invalid_event_payload_type",
+                    metadata={"payload_type": type(event_payload).__name__},
+                )
+            ]
         mode = self._modes.get(mode_name)
         if mode is None:
-            return [self._signal(decision_id, mode_name, plan_id, "error", f"unknown_reasoning_mode: {mode_name}",
-                                 metadata={"available": list(self._modes)})]
+            return [
+                self._signal(
+                    decision_id,
+                    mode_name,
+                    plan_id,
+                    "error",
+                    f"unknown_reasoning_mode: {mode_name}",
+                    metadata={"available": list(self._modes)},
+                )
+            ]
         # A deep copy behind read-only views: no mode can change what the caller holds.
-        request = ModeRequest(decision_id, _freeze(copy.deepcopy(dict(event_payload))), execution_context,
-                              self._memory, plan_id)
+        request = ModeRequest(
+            decision_id, _freeze(copy.deepcopy(dict(event_payload))), execution_context, self._memory, plan_id
+        )
         started = time.perf_counter()
         try:
             proposals = await asyncio.wait_for(mode(request), timeout=self.timeout_ms / 1000)
         except TimeoutError:
-            return [self._signal(decision_id, mode_name, plan_id, "timeout", "reasoning_timeout_exceeded",
-                                 metadata={"timeout_ms": self.timeout_ms})]
+            return [
+                self._signal(
+                    decision_id,
+                    mode_name,
+                    plan_id,
+                    "timeout",
+                    "reasoning_timeout_exceeded",
+                    metadata={"timeout_ms": self.timeout_ms},
+                )
+            ]
         except asyncio.CancelledError:
             raise
         except Exception as error:  # the contract: a mode's failure is a signal, never an exception
             message = str(error).splitlines()[0] if str(error) else type(error).__name__
-            return [self._signal(decision_id, mode_name, plan_id, "error", f"reasoning_exception: {message}",
-                                 metadata={"exception": type(error).__name__})]
+            return [
+                self._signal(
+                    decision_id,
+                    mode_name,
+                    plan_id,
+                    "error",
+                    f"reasoning_exception: {message}",
+                    metadata={"exception": type(error).__name__},
+                )
+            ]
         elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
         signals = []
         for proposal in proposals:
             try:
-                signals.append(self._signal(
-                    decision_id, mode_name, plan_id, proposal.signal_type, proposal.error, proposal.payload,
-                    proposal.confidence, {**dict(proposal.metadata), "elapsed_ms": elapsed_ms},
-                ))
+                signals.append(
+                    self._signal(
+                        decision_id,
+                        mode_name,
+                        plan_id,
+                        proposal.signal_type,
+                        proposal.error,
+                        proposal.payload,
+                        proposal.confidence,
+                        {**dict(proposal.metadata), "elapsed_ms": elapsed_ms},
+                    )
+                )
             except (ValueError, TypeError) as error:
-                signals.append(self._signal(decision_id, mode_name, plan_id, "error", "signal_construction_failed",
-                                            metadata={"detail": str(error)}))
+                signals.append(
+                    self._signal(
+                        decision_id,
+                        mode_name,
+                        plan_id,
+                        "error",
+                        "signal_construction_failed",
+                        metadata={"detail": str(error)},
+                    )
+                )
         if not signals:
-            signals.append(self._signal(decision_id, mode_name, plan_id, "error", "signal_construction_failed",
-                                        metadata={"detail": "the mode returned no signal"}))
+            signals.append(
+                self._signal(
+                    decision_id,
+                    mode_name,
+                    plan_id,
+                    "error",
+                    "signal_construction_failed",
+                    metadata={"detail": "the mode returned no signal"},
+                )
+            )
         return signals

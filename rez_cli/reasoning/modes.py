@@ -98,8 +98,9 @@ def _appears(value: float, known: set[float]) -> bool:
     return any(math.isclose(value, number, rel_tol=1e-9, abs_tol=1e-12) for number in known)
 
 
-async def _repair(services: CycleServices, raw_text: str, outcome: ReactOutcome, trace: dict[str, Any]
-                  ) -> tuple[ModelAnswer | None, str | None, str | None]:
+async def _repair(
+    services: CycleServices, raw_text: str, outcome: ReactOutcome, trace: dict[str, Any]
+) -> tuple[ModelAnswer | None, str | None, str | None]:
     """Ask the resilience model for the JSON; returns (answer, error code, detail)."""
     assert services.llm is not None
     model = services.llm_settings.resilience_model or services.model or ""
@@ -114,26 +115,40 @@ async def _repair(services: CycleServices, raw_text: str, outcome: ReactOutcome,
     services.meter.check_budget(model, messages, None)
     try:
         with services.meter.stage("repair"):
-            response = await services.llm.chat(model=model, messages=messages, response_format=response_format)
+            response = await services.llm.chat(
+                model=model, messages=messages, response_format=response_format
+            )
     except LLMError as error:
         trace["repair"] = {"model": model, "error": error.code, "detail": error.message}
         return None, "repair_failed", f"the resilience model failed: {error.message}"
     services.meter.record_call(model, response.usage)
     parsed = parse_answer(response.content)
-    trace["repair"] = {"model": model, "raw_text": response.content, "stage": parsed.stage, "error": parsed.error}
+    trace["repair"] = {
+        "model": model,
+        "raw_text": response.content,
+        "stage": parsed.stage,
+        "error": parsed.error,
+    }
     if parsed.answer is None:
         return None, "repair_failed", f"the resilience model's answer is not a decision: {parsed.detail}"
     known = _known_numbers(services, raw_text, outcome)
     answer = parsed.answer
     invented = [
         f"{name}={value}"
-        for name, value in (("entry_price", answer.entry_price), ("tp_price", answer.tp_price),
-                            ("sl_price", answer.sl_price))
+        for name, value in (
+            ("entry_price", answer.entry_price),
+            ("tp_price", answer.tp_price),
+            ("sl_price", answer.sl_price),
+        )
         if value is not None and math.isfinite(value) and not _appears(value, known)
     ]
     if invented:
         trace["repair"]["invented"] = invented
-        return None, "repair_invented_prices", f"the repair gave prices the model never wrote: {', '.join(invented)}"
+        return (
+            None,
+            "repair_invented_prices",
+            f"the repair gave prices the model never wrote: {', '.join(invented)}",
+        )
     return answer, None, None
 
 
@@ -173,8 +188,11 @@ async def react_mode(request: ModeRequest) -> list[Proposal]:
     raw_text = outcome.final_text or ""
     trace["raw_text"] = outcome.final_text
     if outcome.exhausted or outcome.final_text is None:
-        return _failure("max_turns_exceeded",
-                        f"no answer after {services.max_turns} turns: the model kept calling tools", trace)
+        return _failure(
+            "max_turns_exceeded",
+            f"no answer after {services.max_turns} turns: the model kept calling tools",
+            trace,
+        )
     with services.meter.stage("parse"):
         parsed = parse_answer(raw_text)
     trace["parse"] = {"stage": parsed.stage, "error": parsed.error, "detail": parsed.detail}
@@ -196,7 +214,7 @@ STOP_ATR = 1.5
 
 
 def _last_value(result: ToolResult, column: str) -> float | None:
-    values = [row.get(column) for row in result.rows if isinstance(row.get(column), int | float)]
+    values = [value for row in result.rows if isinstance(value := row.get(column), int | float)]
     return float(values[-1]) if values else None
 
 
@@ -215,7 +233,9 @@ async def rules_mode(request: ModeRequest) -> list[Proposal]:
     import json
 
     try:
-        results = [await services.tools.call(call_id, "fetch_indicator", json.dumps(args)) for call_id, args in calls]
+        results = [
+            await services.tools.call(call_id, "fetch_indicator", json.dumps(args)) for call_id, args in calls
+        ]
     except RezError as error:
         return _failure(error.reference, error.one_line(), trace)
     services.meter.tool_calls += len(results)
@@ -225,8 +245,9 @@ async def rules_mode(request: ModeRequest) -> list[Proposal]:
     atr = _last_value(results[2], "atr")
     price = services.context.last_price
     if len(ema_rows) < 2 or rsi is None or atr is None or atr <= 0:
-        answer = ModelAnswer(action="hold", confidence=0.0,
-                             rationale="Not enough history for EMA, RSI or ATR: holding.")
+        answer = ModelAnswer(
+            action="hold", confidence=0.0, rationale="Not enough history for EMA, RSI or ATR: holding."
+        )
         return _decision(answer, "native", trace)
     ema_first, ema_last = float(ema_rows[0]["ema"]), float(ema_rows[-1]["ema"])
     slope_pct = (ema_last / ema_first - 1) * 100
@@ -234,17 +255,28 @@ async def rules_mode(request: ModeRequest) -> list[Proposal]:
     reward_risk = max(profile.min_reward_risk, 1.0)
     stop_distance = STOP_ATR * atr
     trend = f"{slow} EMA20 slope {slope_pct:+.3f}% over {len(ema_rows) - 1} bars, {fast} RSI14 {rsi:.1f}"
-    if slope_pct > TREND_SLOPE_PCT and price > ema_last and 45 <= rsi <= 70 and "buy" in profile.allowed_actions:
+    if (
+        slope_pct > TREND_SLOPE_PCT
+        and price > ema_last
+        and 45 <= rsi <= 70
+        and "buy" in profile.allowed_actions
+    ):
         action = "buy"
         sl, tp = price - stop_distance, price + reward_risk * stop_distance
         invalidation = f"{slow} close below the EMA20 ({ema_last:.6g})"
-    elif slope_pct < -TREND_SLOPE_PCT and price < ema_last and 30 <= rsi <= 55 and "sell" in profile.allowed_actions:
+    elif (
+        slope_pct < -TREND_SLOPE_PCT
+        and price < ema_last
+        and 30 <= rsi <= 55
+        and "sell" in profile.allowed_actions
+    ):
         action = "sell"
         sl, tp = price + stop_distance, price - reward_risk * stop_distance
         invalidation = f"{slow} close above the EMA20 ({ema_last:.6g})"
     else:
-        answer = ModelAnswer(action="hold", confidence=0.5,
-                             rationale=f"No confluent trend: {trend}.", invalidation=None)
+        answer = ModelAnswer(
+            action="hold", confidence=0.5, rationale=f"No confluent trend: {trend}.", invalidation=None
+        )
         return _decision(answer, "native", trace)
     confidence = min(0.9, 0.5 + abs(slope_pct) / (10 * TREND_SLOPE_PCT))
     answer = ModelAnswer(

@@ -16,14 +16,17 @@ The profile's hard limits (a decision that breaks one is rejected and becomes a 
 - a stop loss is {stop_rule}
 - reward/risk, |tp - entry| / |entry - sl|: at least {min_reward_risk:g}
 - entry price: within {max_entry_deviation_pct:g}% of the last closed price
-- risk per trade: {risk_per_trade_pct:g}% of equity at the stop; position at most {max_position_pct:g}% of equity \
+- risk per trade: {risk_per_trade_pct:g}% of equity at the stop; \
+position at most {max_position_pct:g}% of equity \
 (Rez sizes the position itself from the stop distance)
 - buy: sl < entry < tp. sell (a short): tp < entry < sl.
 
 Think step by step before you answer:
-1. Analyse trends: the direction and slope of the higher timeframe EMAs (e.g. the 4h EMA 20), price against them.
+1. Analyse trends: the direction and slope of the higher timeframe EMAs (e.g. the 4h EMA 20), \
+price against them.
 2. Verify confluence: does the lower timeframe momentum (5m/15m RSI, MACD) support that trend?
-3. Evaluate risk: the distance to the next resistance and support against the stop, the target and the leverage.
+3. Evaluate risk: the distance to the next resistance and support against the stop, \
+the target and the leverage.
 4. Form the decision. Hold when the evidence is mixed: a hold is a good answer.
 
 You may call fetch_indicator to get any indicator the context lacks, on any timeframe.
@@ -63,7 +66,9 @@ def user_prompt(context_text: str, memory_text: str | None = None) -> str:
     return "\n".join(parts)
 
 
-def first_messages(profile: RiskProfile, context_text: str, memory_text: str | None = None) -> list[dict[str, Any]]:
+def first_messages(
+    profile: RiskProfile, context_text: str, memory_text: str | None = None
+) -> list[dict[str, Any]]:
     return [
         {"role": "system", "content": system_prompt(profile)},
         {"role": "user", "content": user_prompt(context_text, memory_text)},
@@ -73,7 +78,7 @@ def first_messages(profile: RiskProfile, context_text: str, memory_text: str | N
 REPAIR_SYSTEM = (
     "You convert a trading assistant's answer into one JSON object matching the given schema. "
     "Copy the decision the text states; do not make one up. Use only prices that appear in the text. "
-    "If the text states no clear decision, answer with action \"hold\" and null prices."
+    'If the text states no clear decision, answer with action "hold" and null prices.'
 )
 
 
@@ -83,7 +88,9 @@ def repair_messages(raw_text: str) -> list[dict[str, Any]]:
         {"role": "system", "content": REPAIR_SYSTEM},
         {
             "role": "user",
-            "content": "Schema:\n" + json.dumps(answer_json_schema(), separators=(",", ":"))
-            + "\n\nText:\n" + raw_text,
+            "content": "Schema:\n"
+            + json.dumps(answer_json_schema(), separators=(",", ":"))
+            + "\n\nText:\n"
+            + raw_text,
         },
     ]

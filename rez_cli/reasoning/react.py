@@ -92,10 +92,17 @@ async def react_loop(
                         results.append(await tools.call(call.id, call.name, call.arguments))
             meter.tool_calls += len(results)
             conversation.extend(
-                {"role": "tool", "tool_call_id": result.call_id, "content": result.content} for result in results
+                {"role": "tool", "tool_call_id": result.call_id, "content": result.content}
+                for result in results
             )
-        turn = Turn(index, response.content, offered is not None, results, response.usage,
-                    (time.perf_counter() - started) * 1000)
+        turn = Turn(
+            index,
+            response.content,
+            offered is not None,
+            results,
+            response.usage,
+            (time.perf_counter() - started) * 1000,
+        )
         outcome.turns.append(turn)
         if on_turn is not None:
             on_turn(turn)

@@ -95,14 +95,24 @@ class ToolRegistry:
         started = time.perf_counter()
 
         def result(ok: bool, output: ToolOutput, cached: bool = False) -> ToolResult:
-            item = ToolResult(call_id, name, arguments, ok, output.text, (time.perf_counter() - started) * 1000,
-                              output.rows, cached)
+            item = ToolResult(
+                call_id,
+                name,
+                arguments,
+                ok,
+                output.text,
+                (time.perf_counter() - started) * 1000,
+                output.rows,
+                cached,
+            )
             self.calls.append(item)
             return item
 
         tool = self._tools.get(name)
         if tool is None:
-            return result(False, ToolOutput(f"Error: unknown tool {name!r}; available: {', '.join(self._tools)}"))
+            return result(
+                False, ToolOutput(f"Error: unknown tool {name!r}; available: {', '.join(self._tools)}")
+            )
         try:
             raw = json.loads(arguments or "{}")
             parsed = tool.arguments.model_validate(raw)
@@ -132,7 +142,9 @@ class FetchIndicatorArgs(BaseModel):
     timeframe: Annotated[str, Field(description="Candle interval, e.g. 5m, 15m, 1h, 4h, 1d.")]
     params: Annotated[
         dict[str, int | float],
-        Field(default_factory=dict, description="Indicator parameters, e.g. {\"length\": 50}; omit for defaults."),
+        Field(
+            default_factory=dict, description='Indicator parameters, e.g. {"length": 50}; omit for defaults.'
+        ),
     ]
     lookback: Annotated[
         int, Field(ge=1, le=MAX_LOOKBACK, description="How many of the most recent values to return.")

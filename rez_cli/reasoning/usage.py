@@ -57,12 +57,16 @@ class Meter:
             return 0.0
         return (prompt_tokens * price.input + completion_tokens * price.output) / 1_000_000
 
-    def estimate(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> float:
+    def estimate(
+        self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
+    ) -> float:
         """What the next call may cost: its prompt as sent, and a typical answer."""
         prompt = estimate_tokens(messages) + (estimate_tokens(tools) if tools else 0)
         return self.cost(model, prompt, EXPECTED_COMPLETION_TOKENS)
 
-    def check_budget(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> None:
+    def check_budget(
+        self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
+    ) -> None:
         """Raises BudgetExceeded when the next call would pass ``max_cost_usd``."""
         if self.max_cost_usd is None:
             return

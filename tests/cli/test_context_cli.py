@@ -19,23 +19,30 @@ def test_sim_json_has_the_documented_shape(capsys: pytest.CaptureFixture[str]) -
     result = run(capsys, "context", "BTC/USDT", "--exchange", "sim", "--as-of", AS_OF, "--json")
     assert result.exit_code == 0
     [snapshot] = result.json_lines()
-    assert snapshot["symbol"] == "BTC/USDT" and snapshot["exchange"] == "sim" and snapshot["simulated"] is True
+    assert snapshot["symbol"] == "BTC/USDT"
+    assert snapshot["exchange"] == "sim"
+    assert snapshot["simulated"] is True
     assert snapshot["as_of"] == AS_OF_MS
     assert list(snapshot["timeframes"]) == ["15m", "1h", "4h"]
     one_hour = snapshot["timeframes"]["1h"]
     for key in ("candles", "last_close", "change_pct", "ema_20", "rsi_14"):
         assert key in one_hour
-    assert one_hour["candles"] == 300 and 0 < one_hour["rsi_14"] < 100
+    assert one_hour["candles"] == 300
+    assert 0 < one_hour["rsi_14"] < 100
     assert snapshot["last_price"] == snapshot["timeframes"]["15m"]["last_close"]
-    again = run(capsys, "context", "BTC/USDT", "--exchange", "sim", "--as-of", AS_OF, "--json").json_lines()[0]
+    again = run(capsys, "context", "BTC/USDT", "--exchange", "sim", "--as-of", AS_OF, "--json").json_lines()[
+        0
+    ]
     assert again == snapshot
 
 
 def test_table_says_simulated_and_text_stays_compact(capsys: pytest.CaptureFixture[str]) -> None:
     result = run(capsys, "context", "ETH/USDT", "--exchange", "sim", "--as-of", AS_OF, "--text")
-    assert result.exit_code == 0 and result.stdout == ""
+    assert result.exit_code == 0
+    assert result.stdout == ""
     assert "SIMULATED" in result.stderr
-    assert "RSI 14" in result.stderr and "EMA 20" in result.stderr
+    assert "RSI 14" in result.stderr
+    assert "EMA 20" in result.stderr
     snapshot = ContextModel.model_validate(
         run(capsys, "context", "ETH/USDT", "--exchange", "sim", "--as-of", AS_OF, "--json").json_lines()[0]
     )
@@ -50,7 +57,8 @@ def test_files_context_uses_data_end_as_now(capsys: pytest.CaptureFixture[str], 
     result = run(capsys, "context", "BTC/USDT", "--data", str(tmp_path), "--json")
     assert result.exit_code == 0, result.stderr
     [snapshot] = result.json_lines()
-    assert snapshot["simulated"] is False and snapshot["exchange"] == "files"
+    assert snapshot["simulated"] is False
+    assert snapshot["exchange"] == "files"
     assert snapshot["as_of"] == int(frame["timestamp"].iloc[-1]) + 900_000
     assert snapshot["last_price"] == pytest.approx(float(frame["close"].iloc[-1]))
 
@@ -70,9 +78,15 @@ def test_usage_config_and_data_errors_are_one_line_exit_2(
 ) -> None:
     bad_config = tmp_path / "bad.toml"
     bad_config.write_text("[market]\ncandles = 'many'\n")
-    assert "bad.toml: market.candles:" in _error(capsys, "BTC/USDT", "--exchange", "sim", "--config", str(bad_config))
-    assert "unknown risk profile 'yolo'" in _error(capsys, "BTC/USDT", "--exchange", "sim", "--profile", "yolo")
-    assert "unknown timeframe '3q'" in _error(capsys, "BTC/USDT", "--exchange", "sim", "--timeframes", "1h,3q")
+    assert "bad.toml: market.candles:" in _error(
+        capsys, "BTC/USDT", "--exchange", "sim", "--config", str(bad_config)
+    )
+    assert "unknown risk profile 'yolo'" in _error(
+        capsys, "BTC/USDT", "--exchange", "sim", "--profile", "yolo"
+    )
+    assert "unknown timeframe '3q'" in _error(
+        capsys, "BTC/USDT", "--exchange", "sim", "--timeframes", "1h,3q"
+    )
     assert "no such file or directory" in _error(capsys, "BTC/USDT", "--data", str(tmp_path / "missing"))
     make_candles(50, seed=22).to_csv(tmp_path / "BTC_USDT-1h.csv", index=False)
     assert "no candles for ETH/USDT" in _error(capsys, "ETH/USDT", "--data", str(tmp_path), "-t", "1h")
@@ -88,4 +102,6 @@ def test_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:
     assert result.exit_code == 0
     assert "Example: rez context BTC/USDT --exchange sim" in result.stdout
     root = run(capsys, "--help")
-    assert "Exit codes" in root.stdout and "decide" in root.stdout and "context" in root.stdout
+    assert "Exit codes" in root.stdout
+    assert "decide" in root.stdout
+    assert "context" in root.stdout

@@ -26,7 +26,9 @@ def write(frame: pd.DataFrame, path: Path, kind: str) -> Path:
         path.write_text(json.dumps(frame.to_numpy().tolist()))
     elif kind in ("feather", "parquet"):
         # freqtrade's own layout: a UTC datetime column named date.
-        out = frame.assign(date=pd.to_datetime(frame["timestamp"], unit="ms", utc=True)).drop(columns="timestamp")
+        out = frame.assign(date=pd.to_datetime(frame["timestamp"], unit="ms", utc=True)).drop(
+            columns="timestamp"
+        )
         out = out[["date", "open", "high", "low", "close", "volume"]]
         out.to_feather(path) if kind == "feather" else out.to_parquet(path)
     return path
@@ -34,7 +36,13 @@ def write(frame: pd.DataFrame, path: Path, kind: str) -> Path:
 
 @pytest.mark.parametrize(
     ("kind", "suffix"),
-    [("csv-ms", ".csv"), ("csv-iso", ".csv"), ("json", ".json"), ("feather", ".feather"), ("parquet", ".parquet")],
+    [
+        ("csv-ms", ".csv"),
+        ("csv-iso", ".csv"),
+        ("json", ".json"),
+        ("feather", ".feather"),
+        ("parquet", ".parquet"),
+    ],
 )
 def test_every_format_reads_to_the_same_candles(tmp_path: Path, kind: str, suffix: str) -> None:
     frame = make_candles(120, seed=11)
@@ -56,7 +64,8 @@ def test_freqtrade_directory_resamples_missing_higher_timeframes(tmp_path: Path)
 def test_frames_end_together_and_keep_the_limit(tmp_path: Path) -> None:
     write(make_candles(1000, seed=14, timeframe_ms=300_000), tmp_path / "BTC_USDT-5m.csv", "csv-ms")
     frames = fetch(tmp_path, "BTC/USDT", ["5m", "1h"], limit=30)
-    assert len(frames["5m"]) == 30 and len(frames["1h"]) == 30
+    assert len(frames["5m"]) == 30
+    assert len(frames["1h"]) == 30
     end_5m = int(frames["5m"]["timestamp"].iloc[-1]) + 300_000
     end_1h = int(frames["1h"]["timestamp"].iloc[-1]) + 3_600_000
     assert end_1h <= end_5m < end_1h + 3_600_000
@@ -64,8 +73,11 @@ def test_frames_end_together_and_keep_the_limit(tmp_path: Path) -> None:
 
 def test_futures_layout_is_found(tmp_path: Path) -> None:
     (tmp_path / "futures").mkdir()
-    write(make_candles(60, seed=15, start_price=1.2), tmp_path / "futures" / "XRP_USDT_USDT-1h-futures.feather",
-          "feather")
+    write(
+        make_candles(60, seed=15, start_price=1.2),
+        tmp_path / "futures" / "XRP_USDT_USDT-1h-futures.feather",
+        "feather",
+    )
     assert len(fetch(tmp_path, "XRP/USDT:USDT", ["1h"])["1h"]) == 60
 
 
@@ -89,7 +101,9 @@ def test_missing_path_and_bad_rows_are_clear(tmp_path: Path) -> None:
     frame = make_candles(30, seed=18)
     frame.loc[12, "high"] = frame.loc[12, "low"] / 2
     path = write(frame, tmp_path / "BTC_USDT-1h.csv", "csv-ms")
-    with pytest.raises(InvalidCandles, match=r"BTC_USDT-1h.csv: row 13 \(.*\): high is below max\(open, close\)"):
+    with pytest.raises(
+        InvalidCandles, match=r"BTC_USDT-1h.csv: row 13 \(.*\): high is below max\(open, close\)"
+    ):
         fetch(path, "BTC/USDT", ["1h"])
     path.write_text("timestamp,open,high,low,close,volume\nyesterday,1,1,1,1,1\n")
     with pytest.raises(InvalidCandles, match="row 1: timestamp 'yesterday' is neither ms nor ISO 8601"):

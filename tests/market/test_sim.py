@@ -11,7 +11,9 @@ from rez_cli.market.sim import SimSource
 AS_OF = 1_625_097_600_000  # 2021-07-01T00:00Z
 
 
-def fetch(source: SimSource, symbol: str, timeframes: list[str], limit: int, until: int) -> dict[str, pd.DataFrame]:
+def fetch(
+    source: SimSource, symbol: str, timeframes: list[str], limit: int, until: int
+) -> dict[str, pd.DataFrame]:
     return asyncio.run(source.fetch(symbol, timeframes, limit, until_ms=until))
 
 
@@ -41,7 +43,9 @@ def test_higher_timeframes_are_aggregates_of_lower_ones(low: str, high: str) -> 
     joined = rebuilt.merge(frames[high], on="timestamp", suffixes=("_r", "_h"))
     assert len(joined) >= 50
     for column in ("open", "high", "low", "close", "volume"):
-        pd.testing.assert_series_equal(joined[f"{column}_r"], joined[f"{column}_h"], check_names=False, rtol=1e-12)
+        pd.testing.assert_series_equal(
+            joined[f"{column}_r"], joined[f"{column}_h"], check_names=False, rtol=1e-12
+        )
 
 
 def test_only_closed_candles_and_a_plausible_market() -> None:

@@ -25,8 +25,11 @@ def last_price() -> float:
     from rez_cli.settings import load_settings
 
     settings = load_settings().value
-    context = asyncio.run(load_context(settings, "BTC/USDT", timeframes=["15m", "1h", "4h"], exchange="sim",
-                                       as_of_ms=parse_time(AS_OF)))
+    context = asyncio.run(
+        load_context(
+            settings, "BTC/USDT", timeframes=["15m", "1h", "4h"], exchange="sim", as_of_ms=parse_time(AS_OF)
+        )
+    )
     return context.last_price
 
 
@@ -50,60 +53,84 @@ def decide(capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[Result, dic
 
 def buy(price: float, **changes: Any) -> dict[str, Any]:
     answer = {
-        "action": "buy", "entry_price": round(price, 2), "tp_price": round(price * 1.03, 2),
-        "sl_price": round(price * 0.985, 2), "leverage": 2, "confidence": 0.7,
-        "rationale": "4h trend up, 15m RSI confirms", "invalidation": "4h close below the EMA20",
+        "action": "buy",
+        "entry_price": round(price, 2),
+        "tp_price": round(price * 1.03, 2),
+        "sl_price": round(price * 0.985, 2),
+        "leverage": 2,
+        "confidence": 0.7,
+        "rationale": "4h trend up, 15m RSI confirms",
+        "invalidation": "4h close below the EMA20",
     }
     answer.update(changes)
     return answer
 
 
-def test_direct_json_is_a_native_decision(capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI,
-                                          last_price: float) -> None:
+def test_direct_json_is_a_native_decision(
+    capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float
+) -> None:
     model_env.push(reply(json.dumps(buy(last_price)), usage=(1200, 150)))
     result, decision = decide(capsys)
     assert result.exit_code == 0
-    assert decision["action"] == "buy" and decision["source"] == "native" and decision["error"] is None
+    assert decision["action"] == "buy"
+    assert decision["source"] == "native"
+    assert decision["error"] is None
     assert decision["mode"] == "react"
     # 1% risk, 1.5% stop, 2x leverage: 1 / (2 * 0.015) = 33.3%, capped by moderate's 25%.
     assert decision["size_pct"] == 25
-    assert decision["usage"]["llm_calls"] == 1 and decision["usage"]["prompt_tokens"] == 1200
+    assert decision["usage"]["llm_calls"] == 1
+    assert decision["usage"]["prompt_tokens"] == 1200
     first = model_env.requests[0].body
     assert first["model"] == "test-model"
-    assert first["messages"][0]["content"].startswith("You are Rez. Your goal is to maximize PnL while adhering "
-                                                      "to the moderate risk profile")
+    assert first["messages"][0]["content"].startswith(
+        "You are Rez. Your goal is to maximize PnL while adhering to the moderate risk profile"
+    )
     assert "leverage: between 1 and 5" in first["messages"][0]["content"]
     assert "BTC/USDT on sim (SIMULATED market)" in first["messages"][1]["content"]
     assert [tool["function"]["name"] for tool in first["tools"]] == ["fetch_indicator"]
     assert model_env.requests[0].headers["authorization"] == f"Bearer {SECRET}"
 
 
-def test_tool_call_then_json(capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float) -> None:
+def test_tool_call_then_json(
+    capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float
+) -> None:
     model_env.push(
-        tool_calls([("fetch_indicator", {"indicator": "rsi", "timeframe": "5m", "params": {"length": 14},
-                                         "lookback": 3})]),
+        tool_calls(
+            [
+                (
+                    "fetch_indicator",
+                    {"indicator": "rsi", "timeframe": "5m", "params": {"length": 14}, "lookback": 3},
+                )
+            ]
+        ),
         reply(json.dumps(buy(last_price))),
     )
     result, decision = decide(capsys)
-    assert result.exit_code == 0 and decision["action"] == "buy"
-    assert decision["usage"]["llm_calls"] == 2 and decision["usage"]["tool_calls"] == 1
+    assert result.exit_code == 0
+    assert decision["action"] == "buy"
+    assert decision["usage"]["llm_calls"] == 2
+    assert decision["usage"]["tool_calls"] == 1
     tool_message = model_env.requests[1].body["messages"][-1]
-    assert tool_message["role"] == "tool" and tool_message["tool_call_id"] == "call_1_0"
+    assert tool_message["role"] == "tool"
+    assert tool_message["tool_call_id"] == "call_1_0"
     assert tool_message["content"].startswith("rsi 5m")
     assert len(tool_message["content"].splitlines()) == 5  # header, column line, 3 values
 
 
-def test_parallel_tool_calls_all_answered(capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI,
-                                          last_price: float) -> None:
+def test_parallel_tool_calls_all_answered(
+    capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float
+) -> None:
     model_env.push(
-        tool_calls([
-            ("fetch_indicator", {"indicator": "macd", "timeframe": "4h"}),
-            ("fetch_indicator", {"indicator": "bbands", "timeframe": "1h", "lookback": 2}),
-            ("fetch_indicator", {"indicator": "macd", "timeframe": "4h"}),
-        ]),
+        tool_calls(
+            [
+                ("fetch_indicator", {"indicator": "macd", "timeframe": "4h"}),
+                ("fetch_indicator", {"indicator": "bbands", "timeframe": "1h", "lookback": 2}),
+                ("fetch_indicator", {"indicator": "macd", "timeframe": "4h"}),
+            ]
+        ),
         reply(json.dumps(buy(last_price))),
     )
-    result, decision = decide(capsys)
+    result, _decision = decide(capsys)
     assert result.exit_code == 0
     tool_messages = [m for m in model_env.requests[1].body["messages"] if m["role"] == "tool"]
     assert [m["tool_call_id"] for m in tool_messages] == ["call_1_0", "call_1_1", "call_1_2"]
@@ -125,24 +152,33 @@ def test_json_in_prose_fences_and_truncated_is_extracted(
     capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float, template: str
 ) -> None:
     answer = json.dumps(buy(last_price))
-    text = template.format(answer=answer, answer_trailing_comma=answer[:-1] + ",}",
-                           answer_truncated=answer[:-1])
+    text = template.format(
+        answer=answer, answer_trailing_comma=answer[:-1] + ",}", answer_truncated=answer[:-1]
+    )
     model_env.push(reply(text))
     result, decision = decide(capsys)
     assert result.exit_code == 0, result.stderr
-    assert decision["action"] == "buy" and decision["source"] == "extracted"
+    assert decision["action"] == "buy"
+    assert decision["source"] == "extracted"
 
 
-def test_garbage_is_repaired_by_the_resilience_model(capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI,
-                                                      last_price: float, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_garbage_is_repaired_by_the_resilience_model(
+    capsys: pytest.CaptureFixture[str],
+    model_env: FakeOpenAI,
+    last_price: float,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("REZ__LLM__RESILIENCE_MODEL", "fixer")
     answer = buy(last_price)
-    prose = (f"I would go long at {answer['entry_price']} with a target of {answer['tp_price']} and a stop at "
-             f"{answer['sl_price']}, leverage 2.")
+    prose = (
+        f"I would go long at {answer['entry_price']} with a target of {answer['tp_price']} and a stop at "
+        f"{answer['sl_price']}, leverage 2."
+    )
     model_env.push(reply(prose), reply(json.dumps(answer)))
     result, decision = decide(capsys)
     assert result.exit_code == 0
-    assert decision["source"] == "repaired" and decision["action"] == "buy"
+    assert decision["source"] == "repaired"
+    assert decision["action"] == "buy"
     repair = model_env.requests[1].body
     assert repair["model"] == "fixer"
     assert repair["response_format"]["type"] == "json_schema"
@@ -151,23 +187,30 @@ def test_garbage_is_repaired_by_the_resilience_model(capsys: pytest.CaptureFixtu
 
 
 def test_json_object_fallback_when_the_endpoint_cannot_do_schemas(
-    capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float, monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str],
+    model_env: FakeOpenAI,
+    last_price: float,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("REZ__LLM__SUPPORTS_JSON_SCHEMA", "false")
     answer = buy(last_price)
-    model_env.push(reply(f"long at {answer['entry_price']}, tp {answer['tp_price']}, sl {answer['sl_price']}"),
-                   reply(json.dumps(answer)))
+    model_env.push(
+        reply(f"long at {answer['entry_price']}, tp {answer['tp_price']}, sl {answer['sl_price']}"),
+        reply(json.dumps(answer)),
+    )
     _, decision = decide(capsys)
     assert decision["source"] == "repaired"
     assert model_env.requests[1].body["response_format"] == {"type": "json_object"}
 
 
-def test_repair_that_invents_prices_is_rejected(capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI,
-                                                last_price: float) -> None:
+def test_repair_that_invents_prices_is_rejected(
+    capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float
+) -> None:
     model_env.push(reply("Looks bullish, I would buy."), reply(json.dumps(buy(last_price * 0.999))))
     result, decision = decide(capsys)
     assert result.exit_code == 3
-    assert decision["action"] == "hold" and decision["error"] == "repair_invented_prices"
+    assert decision["action"] == "hold"
+    assert decision["error"] == "repair_invented_prices"
     assert decision["source"] == "fallback"
 
 
@@ -175,27 +218,38 @@ def test_garbage_everywhere_is_a_hold(capsys: pytest.CaptureFixture[str], model_
     model_env.push(reply("no idea"), reply("still no idea"))
     result, decision = decide(capsys)
     assert result.exit_code == 3
-    assert decision["action"] == "hold" and decision["error"] == "repair_failed"
+    assert decision["action"] == "hold"
+    assert decision["error"] == "repair_failed"
 
 
 def test_unknown_tool_and_bad_arguments_let_the_model_correct_itself(
     capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float
 ) -> None:
     model_env.push(
-        tool_calls([("get_news", {"q": "btc"}), ("fetch_indicator", {"indicator": "rsii", "timeframe": "1h"})]),
-        tool_calls([("fetch_indicator", {"indicator": "rsi", "timeframe": "7x"}),
-                    ("fetch_indicator", {"indicator": "ema", "timeframe": "1h", "params": {"length": 100000}}),
-                    ("fetch_indicator", "{not json")]),
+        tool_calls(
+            [("get_news", {"q": "btc"}), ("fetch_indicator", {"indicator": "rsii", "timeframe": "1h"})]
+        ),
+        tool_calls(
+            [
+                ("fetch_indicator", {"indicator": "rsi", "timeframe": "7x"}),
+                ("fetch_indicator", {"indicator": "ema", "timeframe": "1h", "params": {"length": 100000}}),
+                ("fetch_indicator", "{not json"),
+            ]
+        ),
         reply(json.dumps(buy(last_price))),
     )
     result, decision = decide(capsys)
-    assert result.exit_code == 0 and decision["action"] == "buy"
+    assert result.exit_code == 0
+    assert decision["action"] == "buy"
     first = [m["content"] for m in model_env.requests[1].body["messages"] if m["role"] == "tool"]
     assert first[0].startswith("Error: unknown tool 'get_news'")
-    assert first[1].startswith("Error:") and "rsi" in first[1]
+    assert first[1].startswith("Error:")
+    assert "rsi" in first[1]
     second = [m["content"] for m in model_env.requests[2].body["messages"] if m["role"] == "tool"][2:]
     assert all(content.startswith("Error:") for content in second)
-    assert "7x" in second[0] and "length" in second[1] and "JSON" in second[2]
+    assert "7x" in second[0]
+    assert "length" in second[1]
+    assert "JSON" in second[2]
 
 
 def test_endless_tool_calls_meet_a_final_turn_without_tools(
@@ -204,36 +258,45 @@ def test_endless_tool_calls_meet_a_final_turn_without_tools(
     loop = tool_calls([("fetch_indicator", {"indicator": "atr", "timeframe": "1h"})])
     model_env.push(*([loop] * 5), reply(json.dumps(buy(last_price))))
     result, decision = decide(capsys)
-    assert result.exit_code == 0 and decision["action"] == "buy"
+    assert result.exit_code == 0
+    assert decision["action"] == "buy"
     assert len(model_env.requests) == 6
     assert all("tools" in request.body for request in model_env.requests[:5])
     assert "tools" not in model_env.requests[5].body
     assert "last turn" in model_env.requests[5].body["messages"][-1]["content"]
 
 
-def test_a_model_that_never_answers_is_a_hold(capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI) -> None:
+def test_a_model_that_never_answers_is_a_hold(
+    capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI
+) -> None:
     model_env.push(tool_calls([("fetch_indicator", {"indicator": "atr", "timeframe": "1h"})]))
     model_env.repeat_last = True
     result, decision = decide(capsys, "--max-turns", "3")
-    assert result.exit_code == 3 and decision["error"] == "max_turns_exceeded"
+    assert result.exit_code == 3
+    assert decision["error"] == "max_turns_exceeded"
     assert len(model_env.requests) == 3
 
 
-def test_rate_limit_then_success(capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float) -> None:
+def test_rate_limit_then_success(
+    capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float
+) -> None:
     model_env.push(error(429, retry_after=0.01), reply(json.dumps(buy(last_price))))
     result, decision = decide(capsys)
-    assert result.exit_code == 0 and decision["action"] == "buy"
+    assert result.exit_code == 0
+    assert decision["action"] == "buy"
     assert len(model_env.requests) == 2
 
 
-def test_server_error_always_is_a_hold(capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_server_error_always_is_a_hold(
+    capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("REZ__LLM__MAX_RETRIES", "1")
     model_env.push(error(500, retry_after=0.01))
     model_env.repeat_last = True
     result, decision = decide(capsys)
     assert result.exit_code == 3
-    assert decision["action"] == "hold" and decision["error"] == "model_unreachable"
+    assert decision["action"] == "hold"
+    assert decision["error"] == "model_unreachable"
     assert len(model_env.requests) == 2
 
 
@@ -246,17 +309,20 @@ def test_hanging_server_is_a_hold_within_the_time_budget(
     started = time.monotonic()
     result, decision = decide(capsys)
     assert time.monotonic() - started < 5
-    assert result.exit_code == 3 and decision["error"] == "model_timeout"
+    assert result.exit_code == 3
+    assert decision["error"] == "model_timeout"
 
 
-def test_the_whole_cycle_is_bounded(capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_whole_cycle_is_bounded(
+    capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("REZ__LLM__CYCLE_TIMEOUT_S", "1")
     model_env.push(hang())
     started = time.monotonic()
     result, decision = decide(capsys)
     assert time.monotonic() - started < 4
-    assert result.exit_code == 3 and decision["error"] == "reasoning_timeout_exceeded"
+    assert result.exit_code == 3
+    assert decision["error"] == "reasoning_timeout_exceeded"
 
 
 def test_budget_stops_before_the_call_that_would_pass_it(
@@ -264,32 +330,51 @@ def test_budget_stops_before_the_call_that_would_pass_it(
 ) -> None:
     monkeypatch.setenv("REZ__LLM__MODEL", "gpt-4o")
     result, decision = decide(capsys, "--max-cost", "0.001")
-    assert result.exit_code == 3 and decision["error"] == "budget_exceeded"
+    assert result.exit_code == 3
+    assert decision["error"] == "budget_exceeded"
     assert model_env.requests == []
 
 
-def test_policy_failure_is_a_hold_with_the_rule(capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI,
-                                               last_price: float) -> None:
+def test_policy_failure_is_a_hold_with_the_rule(
+    capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float
+) -> None:
     model_env.push(reply(json.dumps(buy(last_price, tp_price=round(last_price * 0.99, 2)))))
     result, decision = decide(capsys)
     assert result.exit_code == 3
-    assert decision["action"] == "hold" and decision["error"] == "tp_not_above_entry"
+    assert decision["action"] == "hold"
+    assert decision["error"] == "tp_not_above_entry"
     assert decision["source"] == "native"
 
 
 def test_a_hold_the_model_chose_exits_zero(capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI) -> None:
-    model_env.push(reply(json.dumps({"action": "hold", "entry_price": None, "tp_price": None, "sl_price": None,
-                                     "leverage": 1, "confidence": 0.4, "rationale": "mixed",
-                                     "invalidation": None})))
+    model_env.push(
+        reply(
+            json.dumps(
+                {
+                    "action": "hold",
+                    "entry_price": None,
+                    "tp_price": None,
+                    "sl_price": None,
+                    "leverage": 1,
+                    "confidence": 0.4,
+                    "rationale": "mixed",
+                    "invalidation": None,
+                }
+            )
+        )
+    )
     result, decision = decide(capsys)
     assert result.exit_code == 0
-    assert decision["action"] == "hold" and decision["error"] is None and decision["size_pct"] == 0
+    assert decision["action"] == "hold"
+    assert decision["error"] is None
+    assert decision["size_pct"] == 0
 
 
 def test_no_model_configured_runs_rules_and_says_so(capsys: pytest.CaptureFixture[str]) -> None:
     result, decision = decide(capsys)
     assert result.exit_code == 0
-    assert decision["mode"] == "rules" and decision["error"] is None
+    assert decision["mode"] == "rules"
+    assert decision["error"] is None
     assert "no model configured: running the deterministic rules mode" in result.stderr
     again = run(capsys, "decide", "BTC/USDT", "--exchange", "sim", "--as-of", AS_OF, "--json").json_lines()[0]
     assert {k: v for k, v in again.items() if k not in ("usage", "trace_id")} == {
@@ -299,20 +384,27 @@ def test_no_model_configured_runs_rules_and_says_so(capsys: pytest.CaptureFixtur
 
 def test_asking_for_a_model_without_one_is_a_hold(capsys: pytest.CaptureFixture[str]) -> None:
     result, decision = decide(capsys, "--mode", "react")
-    assert result.exit_code == 3 and decision["error"] == "model_not_configured"
+    assert result.exit_code == 3
+    assert decision["error"] == "model_not_configured"
 
 
 def test_trace_on_stderr_shows_turns_and_the_decision(
     capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float
 ) -> None:
     model_env.push(
-        tool_calls([("fetch_indicator", {"indicator": "rsi", "timeframe": "15m", "lookback": 2})],
-                   content="Checking momentum."),
+        tool_calls(
+            [("fetch_indicator", {"indicator": "rsi", "timeframe": "15m", "lookback": 2})],
+            content="Checking momentum.",
+        ),
         reply("Confluent.\n" + json.dumps(buy(last_price))),
     )
     result = run(capsys, "decide", "BTC/USDT", "--exchange", "sim", "--as-of", AS_OF)
-    assert result.exit_code == 0 and result.stdout == ""
+    assert result.exit_code == 0
+    assert result.stdout == ""
     assert "SIMULATED" in result.stderr
-    assert "turn 1" in result.stderr and "fetch_indicator" in result.stderr and "Checking momentum." in result.stderr
-    assert "BTC/USDT · BUY" in result.stderr and "reward/risk" in result.stderr
+    assert "turn 1" in result.stderr
+    assert "fetch_indicator" in result.stderr
+    assert "Checking momentum." in result.stderr
+    assert "BTC/USDT · BUY" in result.stderr
+    assert "reward/risk" in result.stderr
     assert SECRET not in result.stderr

@@ -21,8 +21,11 @@ def reason(manager: ReasoningManager, payload: Any, mode: str = "default") -> li
 def test_a_registered_mode_gives_signals() -> None:
     [signal] = reason(ReasoningManager({"echo": echo}), {"symbol": "BTC/USDT"})
     assert (signal.decision_id, signal.signal_type, signal.plan_id) == ("d1", "decision", "p1")
-    assert signal.reasoning_mode == "echo" and signal.confidence == 0.8 and signal.error is None
-    assert signal.payload == {"symbol": "BTC/USDT"} and signal.timestamp > 0
+    assert signal.reasoning_mode == "echo"
+    assert signal.confidence == 0.8
+    assert signal.error is None
+    assert signal.payload == {"symbol": "BTC/USDT"}
+    assert signal.timestamp > 0
 
 
 def test_new_modes_register_without_touching_the_manager() -> None:
@@ -37,7 +40,8 @@ def test_new_modes_register_without_touching_the_manager() -> None:
 
 def test_payload_that_is_not_a_mapping() -> None:
     [signal] = reason(ReasoningManager({"echo": echo}), ["not", "a", "dict"])
-    assert signal.error == "invalid_event_payload_type" and signal.signal_type == "error"
+    assert signal.error == "invalid_event_payload_type"
+    assert signal.signal_type == "error"
 
 
 def test_unknown_mode() -> None:
@@ -51,7 +55,8 @@ def test_timeout_is_a_timeout_signal() -> None:
         return []
 
     [signal] = reason(ReasoningManager({"slow": slow}, timeout_ms=50), {"symbol": "X"})
-    assert signal.signal_type == "timeout" and signal.error == "reasoning_timeout_exceeded"
+    assert signal.signal_type == "timeout"
+    assert signal.error == "reasoning_timeout_exceeded"
 
 
 def test_exception_becomes_a_signal() -> None:
@@ -80,4 +85,5 @@ def test_modes_cannot_change_the_callers_payload() -> None:
 
     payload = {"symbol": "BTC", "nested": {"x": 1}}
     [signal] = reason(ReasoningManager({"v": vandal}), payload)
-    assert signal.error is None and payload == {"symbol": "BTC", "nested": {"x": 1}}
+    assert signal.error is None
+    assert payload == {"symbol": "BTC", "nested": {"x": 1}}
