@@ -6,14 +6,17 @@ Kept out of the CLI so tests and other programs can run a whole command's worth 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 from rez_cli.errors import ExitCode
 from rez_cli.market.view import open_source
-from rez_cli.orchestrator import Event, EventResult, Orchestrator, default_mode, model_configured
+from rez_cli.orchestrator import DryRun, Event, EventResult, Orchestrator, default_mode, model_configured
 from rez_cli.reasoning.llm import LLMClient, LLMNotConfigured
 from rez_cli.reasoning.react import Turn
 from rez_cli.settings import RiskProfile, Settings
@@ -22,6 +25,8 @@ from rez_cli.settings import RiskProfile, Settings
 @dataclass(frozen=True)
 class DecideRequest:
     symbols: Sequence[str]
+    argv: Sequence[str] = ()
+    journal: Path | None = None
     exchange: str | None = None
     data: Path | None = None
     model: str | None = None
@@ -62,6 +67,48 @@ def make_llm(settings: Settings, model_override: str | None) -> tuple[LLMClient 
     return client, model
 
 
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    versions = {}
+    for name in ("rez-cli", "ccxt", "openai", "pandas", "pandas-ta-classic", "pydantic"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _hash(payload: str) -> str:
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """Every credential Rez may hold in this run, so the journal can strike it from what it writes."""
+    found = [settings.llm.api_key.get_secret_value()] if settings.llm.api_key else []
+    found += [os.environ[name] for name in ("OPENAI_API_KEY",) if os.environ.get(name)]
+    for key, value in settings.exchange.ccxt.items():
+        if isinstance(value, str) and key.lower() in SECRET_CCXT_KEYS:
+            found.append(value)
+    return [value for value in found if value]
+
+
+SECRET_CCXT_KEYS = {"apikey", "secret", "password", "uid", "privatekey", "walletaddress", "token", "login"}
+
+
+def _mode_and_model(settings: Settings, request: DecideRequest) -> tuple[str, str | None, str | None]:
+    mode = request.mode or default_mode(settings.llm, request.model)
+    notice = None
+    if mode == "rules" and request.mode is None:
+        notice = (
+            "no model configured: running the deterministic rules mode "
+            "(set [llm] model and OPENAI_API_KEY, or [llm] base_url, to let a model decide)"
+        )
+    elif mode == "react" and not model_configured(settings.llm, request.model):
+        notice = "a model was asked for (--mode react) but none is configured"
+    return mode, notice, request.model or settings.llm.model
+
+
 async def run_decide(
     settings: Settings,
     profile: RiskProfile,
@@ -71,25 +118,81 @@ async def run_decide(
 ) -> DecideRun:
     """One cycle per symbol, concurrently within ``request.concurrency``, over one market source.
 
+    Every cycle is journaled as it happens, under a lock per (journal, symbol).
+
     Raises:
+        LockHeld: another run is deciding one of the symbols on the same journal.
         RezError: bad inputs (unknown symbol, exchange or timeframe; invalid candles).
     """
-    mode = request.mode or default_mode(settings.llm, request.model)
-    notice = None
-    llm: LLMClient | None = None
-    model: str | None = None
-    if mode == "rules" and request.mode is None:
-        notice = (
-            "no model configured: running the deterministic rules mode "
-            "(set [llm] model and OPENAI_API_KEY, or [llm] base_url, to let a model decide)"
+    from rez_cli.journal.store import Journal, resolve_journal_path
+
+    mode, notice, _ = _mode_and_model(settings, request)
+    journal = Journal(resolve_journal_path(request.journal, settings.journal.path))
+    for secret in secrets_of(settings):
+        journal.add_secret(secret)
+    with ExitStack() as locks:
+        for symbol in dict.fromkeys(request.symbols):
+            locks.enter_context(journal.lock(symbol))
+        run_id = journal.start_run(
+            "decide",
+            list(request.argv),
+            config_hash=_hash(settings.model_dump_json()),
+            profile_hash=_hash(profile.model_dump_json()),
+            versions=_versions(),
         )
-    if mode == "react" and model_configured(settings.llm, request.model):
+        llm: LLMClient | None = None
+        model: str | None = None
+        if mode == "react" and model_configured(settings.llm, request.model):
+            try:
+                llm, model = make_llm(settings, request.model)
+            except LLMNotConfigured as error:
+                notice = error.message
+        source = open_source(
+            settings,
+            exchange=request.exchange,
+            data=request.data,
+            use_cache=request.use_cache,
+            now_ms=request.as_of_ms,
+        )
+        limit = asyncio.Semaphore(max(1, request.concurrency))
+        recorder = journal.recorder(run_id)
         try:
-            llm, model = make_llm(settings, request.model)
-        except LLMNotConfigured as error:
-            notice = error.message
-    elif mode == "react":
-        notice = "a model was asked for (--mode react) but none is configured"
+
+            async def one(symbol: str) -> EventResult:
+                async with limit:
+                    orchestrator = Orchestrator(
+                        settings,
+                        profile,
+                        source,
+                        llm=llm,
+                        model=model,
+                        max_turns=request.max_turns,
+                        max_cost_usd=request.max_cost_usd,
+                        memory=journal,
+                        recorder=recorder,
+                        on_turn=(lambda turn: on_turn(symbol, turn)) if on_turn else None,
+                    )
+                    payload: dict[str, object] = {"symbol": symbol, "mode": mode}
+                    if request.as_of_ms is not None:
+                        payload["as_of"] = request.as_of_ms
+                    timestamp = request.as_of_ms if request.as_of_ms is not None else int(time.time() * 1000)
+                    return await orchestrator.handle_event(Event("decide", payload, timestamp, symbol))
+
+            results = list(await asyncio.gather(*(one(symbol) for symbol in request.symbols)))
+        finally:
+            await source.close()
+            if llm is not None:
+                await llm.close()
+    return DecideRun(mode, model, notice, results)
+
+
+async def run_dry(settings: Settings, profile: RiskProfile, request: DecideRequest) -> list[DryRun]:
+    """What ``rez decide`` would send to the model for each symbol; calls no model, writes nothing."""
+    from rez_cli.journal.store import Journal, resolve_journal_path
+
+    _, _, model = _mode_and_model(settings, request)
+    path = resolve_journal_path(request.journal, settings.journal.path)
+    memory = Journal(path) if path.exists() else None
     source = open_source(
         settings,
         exchange=request.exchange,
@@ -97,30 +200,10 @@ async def run_decide(
         use_cache=request.use_cache,
         now_ms=request.as_of_ms,
     )
-    limit = asyncio.Semaphore(max(1, request.concurrency))
     try:
-
-        async def one(symbol: str) -> EventResult:
-            async with limit:
-                orchestrator = Orchestrator(
-                    settings,
-                    profile,
-                    source,
-                    llm=llm,
-                    model=model,
-                    max_turns=request.max_turns,
-                    max_cost_usd=request.max_cost_usd,
-                    on_turn=(lambda turn: on_turn(symbol, turn)) if on_turn else None,
-                )
-                payload: dict[str, object] = {"symbol": symbol, "mode": mode}
-                if request.as_of_ms is not None:
-                    payload["as_of"] = request.as_of_ms
-                timestamp = request.as_of_ms if request.as_of_ms is not None else int(time.time() * 1000)
-                return await orchestrator.handle_event(Event("decide", payload, timestamp, symbol))
-
-        results = list(await asyncio.gather(*(one(symbol) for symbol in request.symbols)))
+        orchestrator = Orchestrator(
+            settings, profile, source, model=model, memory=memory, max_cost_usd=request.max_cost_usd
+        )
+        return [await orchestrator.dry_run(symbol, request.as_of_ms) for symbol in request.symbols]
     finally:
         await source.close()
-        if llm is not None:
-            await llm.close()
-    return DecideRun(mode, model, notice, results)

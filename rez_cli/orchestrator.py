@@ -8,6 +8,7 @@ inputs are known ends in a hold with a stable error code, never in an exception;
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import uuid
@@ -15,18 +16,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rez_cli.context import build_context, context_text, context_timeframes
+import pandas as pd
+
+from rez_cli.context import Context, build_context, context_text, context_timeframes
 from rez_cli.decision import Decision, ModelAnswer
 from rez_cli.errors import ExchangeUnavailable
+from rez_cli.market.candles import close_time_ms, iso
 from rez_cli.market.source import MarketSource
 from rez_cli.market.view import MarketView
 from rez_cli.policy import evaluate
 from rez_cli.reasoning.llm import LLMClient
 from rez_cli.reasoning.manager import AdvisorySignal, MemoryAccessor, ReasoningManager
-from rez_cli.reasoning.modes import CycleServices, react_mode, rules_mode
+from rez_cli.reasoning.modes import CycleServices, react_mode, rules_mode, turn_dict
+from rez_cli.reasoning.prompts import first_messages
 from rez_cli.reasoning.react import Turn
 from rez_cli.reasoning.tools import ToolRegistry, fetch_indicator_tool
-from rez_cli.reasoning.usage import Meter
+from rez_cli.reasoning.usage import Meter, estimate_tokens
+from rez_cli.recording import CycleRecorder
 from rez_cli.settings import LLMSettings, RiskProfile, Settings
 
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -44,6 +50,58 @@ class Event:
     payload: Mapping[str, Any]
     timestamp: int
     correlation_id: str
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """What the first model call of a cycle would send."""
+
+    symbol: str
+    context: Context
+    model: str
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]]
+    prompt_tokens: int
+    cost_usd: float
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    context: Context
+    text: str
+    tools: ToolRegistry
+    candles: dict[str, dict[str, Any]]
+    memory_text: str | None
+
+
+def candles_fingerprint(frame: pd.DataFrame, timeframe: str) -> dict[str, Any]:
+    """The window of candles a cycle saw and a hash of them, so a journaled decision can be checked."""
+    digest = hashlib.sha256(frame.to_numpy(dtype="float64").tobytes()).hexdigest()
+    return {
+        "count": len(frame),
+        "first_open_ms": int(frame["timestamp"].iloc[0]),
+        "last_close_ms": close_time_ms(frame, timeframe),
+        "sha256": digest,
+    }
+
+
+def memory_text(past: Mapping[str, Any]) -> str:
+    """The previous decision on a symbol as the model reads it."""
+    when = iso(int(past.get("timestamp") or 0))
+    action = str(past.get("action", "hold"))
+    levels = ", ".join(
+        f"{name} {past[key]}"
+        for name, key in (("entry", "entry_price"), ("tp", "tp_price"), ("sl", "sl_price"))
+        if past.get(key) is not None
+    )
+    parts = [f"{when}: {action}" + (f" ({levels})" if levels else "")]
+    if past.get("rationale"):
+        parts.append(f"thesis: {past['rationale']}")
+    if past.get("invalidation"):
+        parts.append(f"invalidation: {past['invalidation']}")
+    if past.get("outcome"):
+        parts.append(f"outcome: {past['outcome']}")
+    return "; ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -97,6 +155,7 @@ class Orchestrator:
         max_turns: int | None = None,
         max_cost_usd: float | None = None,
         on_turn: Callable[[Turn], None] | None = None,
+        recorder: CycleRecorder | None = None,
     ) -> None:
         self.settings = settings
         self.profile = profile
@@ -112,6 +171,8 @@ class Orchestrator:
         self.max_turns = max_turns or settings.llm.max_turns
         self.max_cost_usd = max_cost_usd
         self.on_turn = on_turn
+        self.recorder = recorder
+        self.memory = memory if settings.memory.enabled else None
 
     async def handle_event(self, event: Event) -> EventResult:
         """Run one cycle for a ``decide`` event.
@@ -135,6 +196,79 @@ class Orchestrator:
         as_of = event.payload.get("as_of")
         meter = Meter(prices=self.settings.llm.prices, max_cost_usd=self.max_cost_usd)
         started = time.perf_counter()
+        try:
+            prepared = await self._prepare(symbol, as_of, meter)
+        except ExchangeUnavailable as error:
+            # The exchange being away is a failure to hold on (cron keeps running); bad input is not.
+            return self._held(
+                decision_id, symbol, mode, event, meter, "exchange_unavailable", error.one_line(), {}, []
+            )
+        model = self.model if self.llm is not None else None
+        if self.recorder is not None:
+            self.recorder.cycle_started(
+                decision_id,
+                symbol=symbol,
+                exchange=self.source.name,
+                simulated=self.source.simulated,
+                mode=mode,
+                model=model,
+                profile=self.profile.model_dump(mode="json"),
+                as_of_ms=prepared.context.as_of,
+                candles=prepared.candles,
+                context=prepared.context.model_dump(mode="json"),
+                context_text=prepared.text,
+            )
+        services = CycleServices(
+            context=prepared.context,
+            context_text=prepared.text,
+            profile=self.profile,
+            tools=prepared.tools,
+            meter=meter,
+            llm_settings=self.settings.llm,
+            llm=self.llm,
+            model=model,
+            max_turns=self.max_turns,
+            memory_text=prepared.memory_text,
+            on_turn=self._turn_observer(decision_id),
+        )
+        services.trace["context"] = prepared.context.model_dump(mode="json")
+        payload = {
+            "symbol": symbol,
+            "context": prepared.context.model_dump(mode="json"),
+            "profile": self.profile.model_dump(mode="json"),
+        }
+        with meter.stage("reasoning"):
+            signals = await self.manager.reason(
+                decision_id, payload, services, reasoning_mode=mode, plan_id=event.correlation_id
+            )
+        meter.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 3)
+        result = self._conclude(
+            decision_id, symbol, mode, event, meter, prepared.context.last_price, signals, services
+        )
+        return result
+
+    async def dry_run(self, symbol: str, as_of_ms: int | None = None) -> DryRun:
+        """Everything up to the first model call, and what that call would send; calls no model.
+
+        Raises:
+            RezError: the inputs cannot be used (as ``handle_event``), or the exchange is unreachable.
+        """
+        meter = Meter(prices=self.settings.llm.prices, max_cost_usd=self.max_cost_usd)
+        prepared = await self._prepare(symbol, as_of_ms, meter)
+        messages = first_messages(self.profile, prepared.text, prepared.memory_text)
+        tools = prepared.tools.schemas()
+        model = self.model or DEFAULT_MODEL
+        return DryRun(
+            symbol=symbol,
+            context=prepared.context,
+            model=model,
+            messages=messages,
+            tools=tools,
+            prompt_tokens=estimate_tokens(messages) + estimate_tokens(tools),
+            cost_usd=meter.estimate(model, messages, tools),
+        )
+
+    async def _prepare(self, symbol: str, as_of: Any, meter: Meter) -> _Prepared:
         view = MarketView(
             self.source,
             symbol,
@@ -144,14 +278,8 @@ class Orchestrator:
         timeframes = context_timeframes(
             list(self.settings.market.context_timeframes), self.settings.market.timeframe
         )
-        try:
-            with meter.stage("market"):
-                frames = await view.frames(timeframes)
-        except ExchangeUnavailable as error:
-            # The exchange being away is a failure to hold on (cron keeps running); bad input is not.
-            return self._held(
-                decision_id, symbol, mode, event, meter, "exchange_unavailable", error.one_line(), {}, []
-            )
+        with meter.stage("market"):
+            frames = await view.frames(timeframes)
         with meter.stage("context"):
             context = build_context(
                 symbol,
@@ -163,30 +291,32 @@ class Orchestrator:
             text = context_text(context)
         registry = ToolRegistry()
         registry.register(fetch_indicator_tool(view))
-        services = CycleServices(
-            context=context,
-            context_text=text,
-            profile=self.profile,
-            tools=registry,
-            meter=meter,
-            llm_settings=self.settings.llm,
-            llm=self.llm,
-            model=self.model if self.llm is not None else None,
-            max_turns=self.max_turns,
-            on_turn=self.on_turn,
-        )
-        services.trace["context"] = context.model_dump(mode="json")
-        payload = {
-            "symbol": symbol,
-            "context": context.model_dump(mode="json"),
-            "profile": self.profile.model_dump(mode="json"),
-        }
-        with meter.stage("reasoning"):
-            signals = await self.manager.reason(
-                decision_id, payload, services, reasoning_mode=mode, plan_id=event.correlation_id
-            )
-        meter.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 3)
-        return self._conclude(decision_id, symbol, mode, event, meter, context.last_price, signals, services)
+        candles = {timeframe: candles_fingerprint(frame, timeframe) for timeframe, frame in frames.items()}
+        return _Prepared(context, text, registry, candles, self._memory_text(symbol, context.as_of))
+
+    def _memory_text(self, symbol: str, before_ms: int) -> str | None:
+        if self.memory is None:
+            return None
+        # Only decisions made before this cycle's moment, on the same market (sim memories stay out of
+        # live runs), and only real decisions: a hold forced by a timeout says nothing about the market.
+        past = [
+            item
+            for item in self.memory.recent(symbol, 5, before_ms=before_ms, exchange=self.source.name)
+            if item.get("error") is None
+        ]
+        return memory_text(past[0]) if past else None
+
+    def _turn_observer(self, decision_id: str) -> Callable[[Turn], None] | None:
+        if self.recorder is None and self.on_turn is None:
+            return None
+
+        def observe(turn: Turn) -> None:
+            if self.recorder is not None:
+                self.recorder.turn_recorded(decision_id, turn_dict(turn))
+            if self.on_turn is not None:
+                self.on_turn(turn)
+
+        return observe
 
     def _conclude(
         self,
@@ -259,7 +389,7 @@ class Orchestrator:
             trace_id=decision_id,
             timestamp=event.timestamp,
         )
-        return EventResult("decided", decision_id, self._metadata(decision, signals, trace))
+        return self._finish(EventResult("decided", decision_id, self._metadata(decision, signals, trace)))
 
     def _held(
         self,
@@ -297,7 +427,18 @@ class Orchestrator:
         metadata = self._metadata(decision, signals, {**trace, "error_detail": detail})
         if answer is not None:
             metadata["rejected_answer"] = answer.model_dump()
-        return EventResult("held", decision_id, metadata)
+        return self._finish(EventResult("held", decision_id, metadata))
+
+    def _finish(self, result: EventResult) -> EventResult:
+        if self.recorder is not None:
+            self.recorder.cycle_finished(
+                result.decision_id,
+                status=result.status,
+                decision=result.metadata["decision"],
+                trace=result.metadata["trace"],
+                signals=result.metadata["signals"],
+            )
+        return result
 
     @staticmethod
     def _metadata(decision: Decision, signals: list[AdvisorySignal], trace: dict[str, Any]) -> dict[str, Any]:

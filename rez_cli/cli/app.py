@@ -46,11 +46,12 @@ def root(
 
 def _register() -> None:
     # Command modules import only typer at module level; their heavy imports happen when they run.
-    from rez_cli.cli import context_cmd, data_cmd, decide_cmd
+    from rez_cli.cli import context_cmd, data_cmd, decide_cmd, traces_cmd
 
     app.command("decide")(decide_cmd.decide)
     app.command("context")(context_cmd.context)
     app.add_typer(data_cmd.app, name="data")
+    app.add_typer(traces_cmd.app, name="traces")
 
 
 _register()
@@ -58,8 +59,12 @@ _register()
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``rez`` and return its exit code; a ``RezError`` becomes one line on stderr."""
+    from rez_cli.cli.console import invocation_argv
+
+    args = list(argv) if argv is not None else sys.argv[1:]
+    invocation_argv.set(tuple(args))
     try:
-        app(args=list(argv) if argv is not None else None, prog_name="rez")
+        app(args=args, prog_name="rez")
     except SystemExit as exit_:
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else ExitCode.USAGE)

@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextvars import ContextVar
 from typing import Any
 
 from rich.console import Console
 
 PIPED_WIDTH = 120
+
+# The arguments of this invocation, as main() received them (tests call main() with their own list),
+# so the journal records what was run rather than the host process's sys.argv.
+invocation_argv: ContextVar[tuple[str, ...]] = ContextVar("invocation_argv", default=())
 
 
 def stderr_console() -> Console:

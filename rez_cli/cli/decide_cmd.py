@@ -11,6 +11,7 @@ from rez_cli.cli.options import (
     ConfigOption,
     DataOption,
     ExchangeOption,
+    JournalOption,
     JsonOption,
     NoCacheOption,
     ProfileOption,
@@ -26,7 +27,7 @@ def decide(
     model: Annotated[
         str | None,
         typer.Option(
-            "--model", "-m", help="Model name at the endpoint. Default: [llm] model.", show_default=False
+            "--model", "-m", help="Model name at the endpoint. Default: \\[llm] model.", show_default=False
         ),
     ] = None,
     mode: Annotated[
@@ -57,6 +58,11 @@ def decide(
     no_cache: NoCacheOption = False,
     json_output: JsonOption = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the decision, no trace.")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Show exactly what would be sent to the model, and call no model."),
+    ] = False,
+    journal: JournalOption = None,
 ) -> None:
     """Decide buy, sell or hold for each SYMBOL, checked against the risk profile.
 
@@ -66,12 +72,15 @@ def decide(
     3 a hold forced by a failure.
     """
     import asyncio
+    import os
 
-    from rez_cli.cli.console import print_json_line, stderr_console
-    from rez_cli.cli.render import decision_view, turn_view
+    from rez_cli.cli.console import invocation_argv, print_json_line, stderr_console
+    from rez_cli.cli.render import decision_view, dry_run_payload, dry_run_view, turn_view
     from rez_cli.cycle import DecideRequest, run_decide
     from rez_cli.errors import UsageError
     from rez_cli.market.candles import parse_time
+    from rez_cli.reasoning.modes import turn_dict
+    from rez_cli.reasoning.react import Turn
     from rez_cli.settings import load_profile, load_settings
 
     if mode is not None and mode not in ("react", "rules"):
@@ -81,12 +90,14 @@ def decide(
     console = stderr_console()
     show_trace = not quiet and not json_output
 
-    def on_turn(symbol: str, turn: object) -> None:
+    def on_turn(symbol: str, turn: Turn) -> None:
         if show_trace:
-            console.print(turn_view(symbol, turn))  # type: ignore[arg-type]
+            console.print(turn_view(symbol, turn_dict(turn)))
 
     request = DecideRequest(
         symbols=symbols,
+        argv=invocation_argv.get(),
+        journal=journal,
         exchange=exchange,
         data=data,
         model=model,
@@ -97,6 +108,18 @@ def decide(
         use_cache=not no_cache,
         concurrency=concurrency,
     )
+    if dry_run:
+        from rez_cli.cycle import run_dry
+        from rez_cli.reasoning.openai_llm import endpoint_label
+
+        endpoint = endpoint_label(settings.llm.base_url)
+        key_set = bool(settings.llm.api_key or os.environ.get("OPENAI_API_KEY"))
+        for item in asyncio.run(run_dry(settings, risk, request)):
+            if json_output:
+                print_json_line(dry_run_payload(item, endpoint, key_set))
+            else:
+                console.print(dry_run_view(item, endpoint=endpoint, key_set=key_set))
+        return
     run = asyncio.run(run_decide(settings, risk, request, on_turn=on_turn if len(symbols) == 1 else None))
     if run.notice:
         console.print(f"note: {run.notice}", style="yellow", markup=False)

@@ -22,7 +22,7 @@ ProfileOption = Annotated[
         "--profile",
         "-p",
         help="Risk profile: conservative, moderate, aggressive, or a path to a .toml file. "
-        "Default: [risk] profile.",
+        "Default: \\[risk] profile.",
         show_default=False,
     ),
 ]
@@ -32,7 +32,7 @@ ExchangeOption = Annotated[
         "--exchange",
         "-e",
         help="A ccxt exchange id (binance, kraken, okx...) or 'sim' for the seeded offline market. "
-        "Default: [exchange] id.",
+        "Default: \\[exchange] id.",
         show_default=False,
     ),
 ]
@@ -52,7 +52,7 @@ TimeframesOption = Annotated[
         "--timeframes",
         "-t",
         help="Comma-separated timeframes for the context, e.g. 15m,1h,4h. "
-        "Default: [market] context_timeframes.",
+        "Default: \\[market] context_timeframes.",
         show_default=False,
     ),
 ]
@@ -69,3 +69,11 @@ AsOfOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout and nothing else there.")]
+JournalOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--journal",
+        help="Journal file (SQLite). Default: \\[journal] path, else journal.sqlite in the user data dir.",
+        show_default=False,
+    ),
+]

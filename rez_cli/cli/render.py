@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,7 +15,7 @@ from rez_cli import indicators
 from rez_cli.context import Context
 from rez_cli.decision import Decision
 from rez_cli.market.candles import iso
-from rez_cli.reasoning.react import Turn
+from rez_cli.orchestrator import DryRun
 from rez_cli.settings import RiskProfile
 
 
@@ -114,29 +115,62 @@ ERROR_WORDS = {
 }
 
 
-def turn_view(symbol: str, turn: Turn) -> RenderableType:
-    """One model turn: its reasoning text and a line per tool call with what came back."""
+def turn_view(symbol: str, turn: Mapping[str, Any]) -> RenderableType:
+    """One model turn (``reasoning.modes.turn_dict``, live or from the journal): its reasoning text
+    and a line per tool call with what came back."""
+    offered = turn.get("tools_offered")
     parts: list[RenderableType] = [
         Text(
-            f"{symbol} · turn {turn.index}"
-            + ("" if turn.tools_offered else " (final, no tools)")
-            + f" · {turn.duration_ms:.0f} ms"
-            + f" · {turn.usage.prompt_tokens}+{turn.usage.completion_tokens} tokens",
+            f"{symbol} · turn {turn['index']}"
+            + (" (final, no tools)" if offered is False else "")
+            + f" · {float(turn.get('duration_ms') or 0):.0f} ms"
+            + f" · {turn.get('prompt_tokens') or 0}+{turn.get('completion_tokens') or 0} tokens",
             style="bold cyan",
         )
     ]
-    if turn.content:
-        parts.append(Text(turn.content.strip()))
-    for result in turn.tool_results:
-        status = "✓" if result.ok else "✗"
+    if turn.get("content"):
+        parts.append(Text(str(turn["content"]).strip()))
+    for call in turn.get("tool_calls") or []:
+        ok = bool(call.get("ok"))
         parts.append(
             Text(
-                f"  {status} {result.name}({result.arguments}) · {result.duration_ms:.0f} ms"
-                + (" · cached" if result.cached else ""),
-                style="green" if result.ok else "red",
+                f"  {'✓' if ok else '✗'} {call['name']}({call['arguments']}) · "
+                f"{float(call.get('duration_ms') or 0):.0f} ms" + (" · cached" if call.get("cached") else ""),
+                style="green" if ok else "red",
             )
         )
-        parts.append(Text("    " + result.content.replace("\n", "\n    "), style="dim"))
+        parts.append(Text("    " + str(call.get("content", "")).replace("\n", "\n    "), style="dim"))
+    return Group(*parts)
+
+
+def trace_view(record: Mapping[str, Any], *, profile: RiskProfile | None = None) -> RenderableType:
+    """A journaled cycle, rendered as it was when it ran: context, turns, decision panel, footer."""
+    symbol = str(record.get("symbol", "?"))
+    parts: list[RenderableType] = [
+        Text(
+            f"trace {record.get('trace_id')} · {symbol} on {record.get('exchange')}"
+            f" · mode {record.get('mode')}"
+            f" · model {record.get('model') or 'none'}"
+            + (
+                " · INCOMPLETE (the run stopped before a decision)"
+                if record.get("status") == "incomplete"
+                else ""
+            ),
+            style="bold",
+        )
+    ]
+    parts += [turn_view(symbol, turn) for turn in record.get("turns") or []]
+    decision_data = record.get("decision")
+    if decision_data:
+        trace = dict(record.get("trace") or {})
+        trace.setdefault("context", record.get("context"))
+        decision = Decision.model_validate(decision_data)
+        shown_profile = profile or RiskProfile.model_validate(record["profile"])
+        parts.append(
+            decision_view(decision, {"trace": trace}, profile=shown_profile, model=record.get("model"))
+        )
+    elif record.get("context"):
+        parts.append(context_view(Context.model_validate(record["context"])))
     return Group(*parts)
 
 
@@ -190,5 +224,40 @@ def decision_view(
             f"trace {decision.trace_id}",
             style="dim",
         )
+    )
+    return Group(*parts)
+
+
+def dry_run_payload(dry: DryRun, endpoint: str, key_set: bool) -> dict[str, Any]:
+    """The dry run as JSON: what the first request would carry (the key is never included)."""
+    return {
+        "dry_run": True,
+        "symbol": dry.symbol,
+        "model": dry.model,
+        "endpoint": endpoint,
+        "api_key": "set (redacted)" if key_set else "not set",
+        "messages": dry.messages,
+        "tools": dry.tools,
+        "estimated_prompt_tokens": dry.prompt_tokens,
+        "estimated_cost_usd": round(dry.cost_usd, 6),
+        "context": dry.context.model_dump(mode="json"),
+    }
+
+
+def dry_run_view(dry: DryRun, *, endpoint: str, key_set: bool) -> RenderableType:
+    """Every message and tool schema the first model call would send, verbatim."""
+    parts: list[RenderableType] = [
+        context_view(dry.context),
+        Text(
+            f"DRY RUN: no model was called. Model {dry.model} at {endpoint} "
+            f"(API key {'set, redacted' if key_set else 'not set'}) · "
+            f"~{dry.prompt_tokens} prompt tokens · ~${dry.cost_usd:.4f} with a typical answer",
+            style="bold yellow",
+        ),
+    ]
+    for message in dry.messages:
+        parts.append(Panel(Text(str(message["content"])), title=message["role"], title_align="left"))
+    parts.append(
+        Panel(Text(json.dumps(dry.tools, indent=2)), title="tools", title_align="left", border_style="dim")
     )
     return Group(*parts)

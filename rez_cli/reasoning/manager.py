@@ -68,8 +68,11 @@ class Proposal:
 class MemoryAccessor(Protocol):
     """Read access to past decisions and their outcomes for a symbol (the journal provides it)."""
 
-    def recent(self, symbol: str, limit: int = 3) -> list[Mapping[str, Any]]:
-        """The most recent decisions for ``symbol``, newest first, with their outcome when known."""
+    def recent(
+        self, symbol: str, limit: int = 3, *, exchange: str | None = None, before_ms: int | None = None
+    ) -> list[Mapping[str, Any]]:
+        """The most recent decisions for ``symbol`` (on ``exchange``, made before ``before_ms``),
+        newest first, with their outcome when known."""
         ...
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from rez_cli import indicators
 from rez_cli.context import Context
 from rez_cli.decision import ModelAnswer, answer_json_schema
 from rez_cli.errors import RezError
@@ -218,6 +219,21 @@ def _last_value(result: ToolResult, column: str) -> float | None:
     return float(values[-1]) if values else None
 
 
+def _levels(price: float, stop_offset: float, reward_risk: float) -> tuple[float, float, float]:
+    """Entry, stop and target at the instrument's precision, as a trader would place them.
+
+    The target is rounded away from the entry after the entry and stop are rounded, so rounding can
+    never leave the reward/risk a hair below the profile's minimum.
+    """
+    decimals = indicators.price_decimals(price)
+    scale = 10.0**decimals
+    entry = round(price, decimals)
+    stop = round(price + stop_offset, decimals)
+    raw_target = entry - reward_risk * (stop - entry)
+    target = math.floor(raw_target * scale) / scale if stop > entry else math.ceil(raw_target * scale) / scale
+    return entry, stop, target
+
+
 async def rules_mode(request: ModeRequest) -> list[Proposal]:
     """A deterministic baseline over the same tools, with the same output shape as ``react``."""
     services: CycleServices = request.execution_context
@@ -262,7 +278,7 @@ async def rules_mode(request: ModeRequest) -> list[Proposal]:
         and "buy" in profile.allowed_actions
     ):
         action = "buy"
-        sl, tp = price - stop_distance, price + reward_risk * stop_distance
+        entry, sl, tp = _levels(price, -stop_distance, reward_risk)
         invalidation = f"{slow} close below the EMA20 ({ema_last:.6g})"
     elif (
         slope_pct < -TREND_SLOPE_PCT
@@ -271,7 +287,7 @@ async def rules_mode(request: ModeRequest) -> list[Proposal]:
         and "sell" in profile.allowed_actions
     ):
         action = "sell"
-        sl, tp = price + stop_distance, price - reward_risk * stop_distance
+        entry, sl, tp = _levels(price, stop_distance, reward_risk)
         invalidation = f"{slow} close above the EMA20 ({ema_last:.6g})"
     else:
         answer = ModelAnswer(
@@ -281,7 +297,7 @@ async def rules_mode(request: ModeRequest) -> list[Proposal]:
     confidence = min(0.9, 0.5 + abs(slope_pct) / (10 * TREND_SLOPE_PCT))
     answer = ModelAnswer(
         action=action,
-        entry_price=price,
+        entry_price=entry,
         tp_price=tp,
         sl_price=sl,
         leverage=1.0,

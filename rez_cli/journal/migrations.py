@@ -1,0 +1,120 @@
+"""The journal's schema, as an ordered list of migrations (simonw/llm's ``@migration`` list, in SQL).
+
+A journal records in ``_migrations`` the name of every migration applied to it; opening a journal
+applies, in order, the ones it lacks. Migrations are append-only: a released one is never edited,
+a change of schema is a new entry at the end. Each is a tuple of statements rather than a script so
+that the store can run it inside one ``BEGIN IMMEDIATE`` transaction (two processes opening a new
+journal at once must not both create the tables).
+
+This module holds SQL text only; ``journal.store`` is the one module that talks to sqlite3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of the schema: a stable name and the statements that take the journal there."""
+
+    name: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        "m001_initial",
+        (
+            # One row per command invocation; the hashes tell whether two runs used the same config.
+            """
+            CREATE TABLE runs (
+                id INTEGER PRIMARY KEY,
+                started_ms INTEGER NOT NULL,
+                command TEXT NOT NULL,
+                argv TEXT NOT NULL,
+                config_hash TEXT NOT NULL,
+                profile_hash TEXT NOT NULL,
+                versions TEXT NOT NULL,
+                pid INTEGER NOT NULL
+            )
+            """,
+            # Inputs are nullable: a cycle that failed before its context existed is still recorded.
+            """
+            CREATE TABLE cycles (
+                trace_id TEXT PRIMARY KEY,
+                run_id INTEGER REFERENCES runs (id),
+                symbol TEXT NOT NULL,
+                exchange TEXT,
+                simulated INTEGER,
+                mode TEXT,
+                model TEXT,
+                profile TEXT,
+                as_of_ms INTEGER,
+                candles TEXT,
+                context TEXT,
+                context_text TEXT,
+                started_ms INTEGER NOT NULL,
+                finished_ms INTEGER,
+                status TEXT,
+                action TEXT,
+                error TEXT,
+                source TEXT,
+                confidence REAL,
+                decision TEXT,
+                trace TEXT,
+                signals TEXT,
+                usage TEXT,
+                cost_usd REAL,
+                llm_calls INTEGER,
+                tool_calls INTEGER,
+                turn_count INTEGER,
+                backtest_id TEXT
+            )
+            """,
+            "CREATE INDEX cycles_started ON cycles (started_ms)",
+            "CREATE INDEX cycles_symbol_as_of ON cycles (symbol, as_of_ms)",
+            """
+            CREATE TABLE turns (
+                trace_id TEXT NOT NULL REFERENCES cycles (trace_id),
+                idx INTEGER NOT NULL,
+                content TEXT,
+                tools_offered INTEGER,
+                prompt_tokens INTEGER,
+                completion_tokens INTEGER,
+                duration_ms REAL,
+                PRIMARY KEY (trace_id, idx)
+            )
+            """,
+            # seq keeps the order the model asked for the calls in, which call ids do not.
+            """
+            CREATE TABLE tool_calls (
+                trace_id TEXT NOT NULL,
+                turn_idx INTEGER NOT NULL,
+                seq INTEGER NOT NULL,
+                call_id TEXT,
+                name TEXT NOT NULL,
+                arguments TEXT,
+                ok INTEGER NOT NULL,
+                content TEXT,
+                rows TEXT,
+                duration_ms REAL,
+                cached INTEGER NOT NULL DEFAULT 0,
+                PRIMARY KEY (trace_id, turn_idx, seq),
+                FOREIGN KEY (trace_id, turn_idx) REFERENCES turns (trace_id, idx)
+            )
+            """,
+            """
+            CREATE TABLE verdicts (
+                trace_id TEXT NOT NULL REFERENCES cycles (trace_id),
+                verdict_idx INTEGER NOT NULL,
+                seq INTEGER NOT NULL,
+                rule TEXT NOT NULL,
+                passed INTEGER NOT NULL,
+                detail TEXT,
+                PRIMARY KEY (trace_id, verdict_idx, seq)
+            )
+            """,
+        ),
+    ),
+)

@@ -1,0 +1,808 @@
+"""The journal: every decision cycle, in one SQLite file, written as it happens.
+
+Write-as-you-go (simonw/llm's log, made crash-safe): every call of the recorder is its own committed
+transaction, so a run killed mid-cycle leaves the cycle row with ``finished_ms`` NULL and every turn
+recorded so far. Readers show such a cycle with the status ``incomplete``. The file is in WAL mode
+with a busy timeout, so ``rez traces`` reads while ``rez decide`` writes, and two runs on different
+symbols share one journal. Two runs on the same symbol do not: ``Journal.lock(symbol)`` holds an
+exclusive ``flock`` on ``<journal>.locks/<symbol>.lock`` for the length of a run, and a second run
+fails at once with ``LockHeld`` (exit 4), naming the pid that holds it.
+
+Schema (the ordered migrations in ``journal.migrations`` create it; ``_migrations`` lists those applied)::
+
+    runs        id, started_ms, command, argv (json), config_hash, profile_hash, versions (json), pid
+    cycles      trace_id (pk), run_id -> runs, symbol, exchange, simulated, mode, model, profile (json),
+                as_of_ms, candles (json), context (json), context_text, started_ms,
+                finished_ms (NULL until finished), status (NULL | decided | held), action, error, source,
+                confidence, decision (json), trace (json), signals (json), usage (json), cost_usd,
+                llm_calls, tool_calls, turn_count, backtest_id (NULL outside a backtest)
+    turns       (trace_id, idx) pk, content, tools_offered, prompt_tokens, completion_tokens, duration_ms
+    tool_calls  (trace_id, turn_idx, seq) pk -> turns, call_id, name, arguments, ok, content,
+                rows (json), duration_ms, cached
+    verdicts    (trace_id, verdict_idx, seq) pk, rule, passed, detail: the policy's checks, one row each
+
+The journal never stores a credential: every string written (JSON values and keys included) has
+each value given to ``Journal.add_secret`` replaced by ``***``. Non-finite floats are stored as null.
+
+This is the only module that imports sqlite3; its errors leave as ``ConfigError`` naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rez_cli import paths
+from rez_cli.errors import ConfigError, DataNotFound, LockHeld, UsageError
+from rez_cli.journal.migrations import MIGRATIONS
+
+__all__ = [
+    "INCOMPLETE",
+    "Journal",
+    "JournalRecorder",
+    "default_journal_path",
+    "resolve_journal_path",
+]
+
+JOURNAL_FILENAME = "journal.sqlite"
+BUSY_TIMEOUT_MS = 10_000
+REDACTED = "***"
+INCOMPLETE = "incomplete"
+ACTIONS = ("buy", "sell", "hold")
+_JSON_COLUMNS = ("profile", "candles", "context", "decision", "trace", "signals", "usage")
+_UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def default_journal_path() -> Path:
+    """``<data dir>/journal.sqlite``; ``REZ_HOME`` moves it with the rest of Rez's state."""
+    return paths.data_dir() / JOURNAL_FILENAME
+
+
+def resolve_journal_path(explicit: Path | None, settings_path: Path | None) -> Path:
+    """The journal to use: ``--journal PATH``, else ``[journal] path``, else the default.
+
+    Args:
+        explicit: the command line's ``--journal``, if given.
+        settings_path: the config's ``[journal] path``, if set.
+    """
+    if explicit is not None:
+        return explicit.expanduser()
+    if settings_path is not None:
+        return settings_path.expanduser()
+    return default_journal_path()
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+class Journal:
+    """The SQLite journal of runs and cycles; also the ``MemoryAccessor`` of past decisions.
+
+    Args:
+        path: the journal file; its directory is created when missing.
+        create: when false, a missing file is ``DataNotFound`` instead of a new empty journal
+            (what readers want: a mistyped ``--journal`` should not create a file).
+        clock: milliseconds since the epoch; tests pass a fixed one.
+
+    Raises:
+        ConfigError: the file cannot be created, opened or migrated (not a database, no permission).
+        DataNotFound: ``create`` is false and there is no file at ``path``.
+    """
+
+    def __init__(self, path: Path, *, create: bool = True, clock: Callable[[], int] | None = None) -> None:
+        self.path = Path(path).expanduser()
+        self._clock = clock or _now_ms
+        self._secrets: list[str] = []
+        # The orchestrator may record from executor threads; one connection, one writer at a time.
+        self._guard = threading.RLock()
+        if not create and not self.path.is_file():
+            raise DataNotFound(
+                f"no journal at {self.path}",
+                hint="rez decide writes one; --journal or [journal] path chooses another",
+            )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(
+                f"journal {self.path}: cannot create its directory: {error.strerror or error}"
+            ) from None
+        try:
+            # isolation_level=None: no implicit transactions; every write below says where it begins.
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as error:
+            raise ConfigError(f"journal {self.path}: cannot open: {error}") from None
+        try:
+            self._db.row_factory = sqlite3.Row
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        except sqlite3.Error as error:
+            self._db.close()
+            raise ConfigError(f"journal {self.path}: cannot open: {error}") from None
+        except ConfigError:
+            self._db.close()
+            raise
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection; the file stays consistent whether or not this is called."""
+        with self._guard:
+            self._db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _sql(self, doing: str) -> Iterator[sqlite3.Connection]:
+        try:
+            with self._guard:
+                yield self._db
+        except sqlite3.IntegrityError:
+            raise  # a trace written twice, a turn without its cycle: a bug in the caller, not the user's
+        except sqlite3.Error as error:
+            raise ConfigError(f"journal {self.path}: cannot {doing}: {error}") from None
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._sql("write") as db:
+            # IMMEDIATE takes the write lock up front: a deferred transaction that upgrades later can
+            # fail with "database is locked" without waiting for busy_timeout.
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_ms INTEGER NOT NULL)"
+        )
+        applied = {row[0] for row in self._db.execute("SELECT name FROM _migrations")}
+        for migration in MIGRATIONS:
+            if migration.name in applied:
+                continue
+            with self._write() as db:
+                # Another process may have applied it while this one waited for the write lock.
+                if db.execute("SELECT 1 FROM _migrations WHERE name = ?", (migration.name,)).fetchone():
+                    continue
+                for statement in migration.statements:
+                    db.execute(statement)
+                db.execute(
+                    "INSERT INTO _migrations (name, applied_ms) VALUES (?, ?)",
+                    (migration.name, self._clock()),
+                )
+
+    def migrations(self) -> list[str]:
+        """The names of the migrations applied to this journal, in the order they were applied."""
+        with self._sql("read") as db:
+            return [row[0] for row in db.execute("SELECT name FROM _migrations ORDER BY rowid")]
+
+    # -- secrets ----------------------------------------------------------------------------------
+
+    def add_secret(self, value: str) -> None:
+        """Never write ``value``: from now on it is replaced by ``***`` in everything stored.
+
+        Args:
+            value: an API key, exchange secret or password; empty values are ignored.
+        """
+        if value.strip() and value not in self._secrets:
+            self._secrets.append(value)
+            # Longest first, so a secret that contains another is struck out whole.
+            self._secrets.sort(key=len, reverse=True)
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+    def _clean(self, value: Any) -> Any:
+        if value is None or isinstance(value, bool | int):
+            return value
+        if isinstance(value, float):
+            return value if math.isfinite(value) else None
+        if isinstance(value, str):
+            return self._redact(value)
+        if isinstance(value, Mapping):
+            return {self._redact(str(key)): self._clean(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._clean(item) for item in value]
+        # Anything else would reach json.dumps as str() anyway; redact that text too.
+        return self._redact(str(value))
+
+    def _text(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        return self._redact(value if isinstance(value, str) else json.dumps(self._clean(value)))
+
+    def _json(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        return json.dumps(self._clean(value), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        command: str,
+        argv: Sequence[str],
+        *,
+        config_hash: str,
+        profile_hash: str,
+        versions: Mapping[str, str],
+    ) -> int:
+        """Record the start of a command invocation and return its id for ``recorder``.
+
+        Args:
+            command: the command name, e.g. ``decide``.
+            argv: the arguments as typed (secrets registered with ``add_secret`` are struck out).
+            config_hash: a digest of the effective settings.
+            profile_hash: a digest of the risk profile.
+            versions: versions of Rez and the libraries that shape a decision.
+        """
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO runs (started_ms, command, argv, config_hash, profile_hash, versions, pid)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    self._clock(),
+                    self._text(command),
+                    self._json(list(argv)),
+                    config_hash,
+                    profile_hash,
+                    self._json(dict(versions)),
+                    os.getpid(),
+                ),
+            )
+        run_id = cursor.lastrowid
+        assert run_id is not None  # an INSERT into a rowid table always sets it
+        return run_id
+
+    def recorder(self, run_id: int | None, *, backtest_id: str | None = None) -> JournalRecorder:
+        """A ``CycleRecorder`` that writes the cycles of run ``run_id`` as they happen.
+
+        Args:
+            run_id: from ``start_run``; None for cycles outside any run.
+            backtest_id: tags every cycle of a backtest, so live listings and memory can tell them apart.
+        """
+        return JournalRecorder(self, run_id, backtest_id=backtest_id)
+
+    # -- locking ----------------------------------------------------------------------------------
+
+    def lock_path(self, symbol: str) -> Path:
+        """The lock file for ``symbol``: ``<journal>.locks/<symbol with / and : as _>.lock``."""
+        safe = _UNSAFE_IN_FILENAME.sub("_", symbol).strip("._") or "_"
+        return self.path.with_name(self.path.name + ".locks") / f"{safe}.lock"
+
+    @contextmanager
+    def lock(self, symbol: str) -> Iterator[Path]:
+        """Hold the run lock for ``symbol`` on this journal until the block ends (or the process does).
+
+        An exclusive, non-blocking ``flock`` on a file next to the journal: the kernel releases it
+        when the process exits, however it exits, so a killed run never leaves a stale lock. Symbols
+        that map to the same file name (``BTC/USDT`` and ``BTC_USDT``) share a lock, which errs safe.
+
+        Raises:
+            LockHeld: another open lock on the same file, in this process or another (exit 4).
+            ConfigError: the lock file cannot be created.
+        """
+        import fcntl  # POSIX only; imported here so that reading a journal does not need it
+
+        path = self.lock_path(symbol)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise ConfigError(f"cannot create the lock file {path}: {error.strerror or error}") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+                raise LockHeld(
+                    f"another rez run is deciding {symbol} on {self.path} "
+                    f"(pid {holder if holder.isdigit() else 'unknown'})",
+                    hint=f"it ends with that run; the lock file is {path}",
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            try:
+                yield path
+            finally:
+                # Cleared while still held: after close, the next holder may already have written its pid.
+                os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def list_cycles(
+        self,
+        symbol: str | None = None,
+        action: str | None = None,
+        since_ms: int | None = None,
+        limit: int | None = 20,
+    ) -> list[dict[str, Any]]:
+        """Cycles newest first, unfinished ones included with the status ``incomplete``.
+
+        Args:
+            symbol: only this market.
+            action: only ``buy``, ``sell`` or ``hold``.
+            since_ms: only cycles started at or after this time.
+            limit: at most this many rows; None for all.
+
+        Raises:
+            UsageError: an unknown action or a limit below 1.
+        """
+        if action is not None and action not in ACTIONS:
+            raise UsageError(f"unknown action {action!r}", hint=f"use one of {', '.join(ACTIONS)}")
+        if limit is not None and limit < 1:
+            raise UsageError(f"the limit must be at least 1, got {limit}")
+        where, params = self._filters(symbol=symbol, action=action, since_ms=since_ms)
+        query = (
+            "SELECT trace_id, run_id, symbol, exchange, simulated, mode, model, as_of_ms, started_ms,"
+            f" finished_ms, CASE WHEN finished_ms IS NULL THEN '{INCOMPLETE}' ELSE status END AS status,"
+            " action, error, source, confidence, cost_usd, llm_calls, tool_calls,"
+            # Counted live: an unfinished cycle has no turn_count yet, but has turns.
+            " (SELECT COUNT(*) FROM turns WHERE turns.trace_id = cycles.trace_id) AS turn_count, backtest_id"
+            f" FROM cycles {where} ORDER BY started_ms DESC, rowid DESC"
+        )
+        if limit is not None:
+            query += " LIMIT ?"
+            params.append(limit)
+        with self._sql("read") as db:
+            rows = db.execute(query, params).fetchall()
+        return [self._row(row) for row in rows]
+
+    def get_cycle(self, trace_id: str) -> dict[str, Any]:
+        """Everything journaled about one cycle: run, inputs, turns and tool calls, decision, verdicts.
+
+        Args:
+            trace_id: the whole id or any prefix that matches exactly one cycle.
+
+        Raises:
+            DataNotFound: no cycle has that id.
+            UsageError: the prefix is empty or matches several cycles.
+        """
+        full_id = self._resolve_id(trace_id)
+        with self._sql("read") as db:
+            cycle = db.execute("SELECT * FROM cycles WHERE trace_id = ?", (full_id,)).fetchone()
+            run = db.execute("SELECT * FROM runs WHERE id = ?", (cycle["run_id"],)).fetchone()
+            turns = db.execute("SELECT * FROM turns WHERE trace_id = ? ORDER BY idx", (full_id,)).fetchall()
+            calls = db.execute(
+                "SELECT * FROM tool_calls WHERE trace_id = ? ORDER BY turn_idx, seq", (full_id,)
+            ).fetchall()
+            verdicts = db.execute(
+                "SELECT verdict_idx, rule, passed, detail FROM verdicts WHERE trace_id = ?"
+                " ORDER BY verdict_idx, seq",
+                (full_id,),
+            ).fetchall()
+        record = self._row(cycle)
+        record["status"] = INCOMPLETE if record["finished_ms"] is None else record["status"]
+        record["run"] = None
+        if run is not None:
+            record["run"] = {
+                **dict(run),
+                "argv": json.loads(run["argv"]),
+                "versions": json.loads(run["versions"]),
+            }
+        calls_by_turn: dict[int, list[dict[str, Any]]] = {}
+        for call in calls:
+            calls_by_turn.setdefault(call["turn_idx"], []).append(
+                {
+                    "id": call["call_id"],
+                    "name": call["name"],
+                    "arguments": call["arguments"],
+                    "ok": bool(call["ok"]),
+                    "content": call["content"],
+                    "rows": json.loads(call["rows"]) if call["rows"] is not None else [],
+                    "cached": bool(call["cached"]),
+                    "duration_ms": call["duration_ms"],
+                }
+            )
+        record["turns"] = [
+            {
+                "index": turn["idx"],
+                "content": turn["content"],
+                "tools_offered": None if turn["tools_offered"] is None else bool(turn["tools_offered"]),
+                "tool_calls": calls_by_turn.get(turn["idx"], []),
+                "prompt_tokens": turn["prompt_tokens"],
+                "completion_tokens": turn["completion_tokens"],
+                "duration_ms": turn["duration_ms"],
+            }
+            for turn in turns
+        ]
+        record["turn_count"] = len(record["turns"])
+        record["verdicts"] = [
+            {
+                "verdict_idx": row["verdict_idx"],
+                "rule": row["rule"],
+                "passed": bool(row["passed"]),
+                "detail": row["detail"],
+            }
+            for row in verdicts
+        ]
+        return record
+
+    def stats(self, since_ms: int | None = None) -> dict[str, Any]:
+        """Rates over finished cycles (unfinished ones are only counted).
+
+        Returns:
+            ``cycles``, ``finished``, ``incomplete``; ``hold_rate`` and ``failure_rate`` (a failure is a
+            decision with an error code); ``failures`` per code ``{count, rate}``;
+            ``repair_rate_by_model`` per model ``{cycles, repaired, rate}`` (source ``repaired``);
+            ``avg_cost_usd``, ``avg_turns``; ``by_mode`` (all cycles) and ``by_action`` counts.
+            A rate over no cycle is None.
+        """
+        where, params = self._filters(since_ms=since_ms)
+        finished = f"{where} {'AND' if where else 'WHERE'} finished_ms IS NOT NULL"
+        with self._sql("read") as db:
+            totals = db.execute(
+                "SELECT COUNT(*) AS cycles, COUNT(finished_ms) AS finished,"
+                " COALESCE(SUM(finished_ms IS NOT NULL AND action = 'hold'), 0) AS holds,"
+                " COALESCE(SUM(finished_ms IS NOT NULL AND error IS NOT NULL), 0) AS failures,"
+                " AVG(CASE WHEN finished_ms IS NOT NULL THEN cost_usd END) AS avg_cost_usd,"
+                " AVG(CASE WHEN finished_ms IS NOT NULL THEN turn_count END) AS avg_turns"
+                f" FROM cycles {where}",
+                params,
+            ).fetchone()
+            failures = db.execute(
+                f"SELECT error, COUNT(*) AS n FROM cycles {finished} AND error IS NOT NULL"
+                " GROUP BY error ORDER BY n DESC, error",
+                params,
+            ).fetchall()
+            repairs = db.execute(
+                "SELECT model, COUNT(*) AS n, SUM(source = 'repaired') AS repaired"
+                f" FROM cycles {finished} AND model IS NOT NULL GROUP BY model ORDER BY model",
+                params,
+            ).fetchall()
+            modes = db.execute(
+                f"SELECT COALESCE(mode, '?') AS mode, COUNT(*) AS n FROM cycles {where}"
+                " GROUP BY 1 ORDER BY n DESC, 1",
+                params,
+            ).fetchall()
+            actions = db.execute(
+                f"SELECT COALESCE(action, '?') AS action, COUNT(*) AS n FROM cycles {finished}"
+                " GROUP BY 1 ORDER BY n DESC, 1",
+                params,
+            ).fetchall()
+        done = int(totals["finished"])
+        return {
+            "since_ms": since_ms,
+            "cycles": int(totals["cycles"]),
+            "finished": done,
+            "incomplete": int(totals["cycles"]) - done,
+            "hold_rate": _rate(int(totals["holds"]), done),
+            "failure_rate": _rate(int(totals["failures"]), done),
+            "failures": {
+                row["error"]: {"count": row["n"], "rate": _rate(row["n"], done)} for row in failures
+            },
+            "repair_rate_by_model": {
+                row["model"]: {
+                    "cycles": row["n"],
+                    "repaired": row["repaired"],
+                    "rate": _rate(row["repaired"], row["n"]),
+                }
+                for row in repairs
+            },
+            "avg_cost_usd": totals["avg_cost_usd"],
+            "avg_turns": totals["avg_turns"],
+            "by_mode": {row["mode"]: row["n"] for row in modes},
+            "by_action": {row["action"]: row["n"] for row in actions},
+        }
+
+    def recent(
+        self,
+        symbol: str,
+        limit: int = 3,
+        *,
+        exchange: str | None = None,
+        before_ms: int | None = None,
+    ) -> list[Mapping[str, Any]]:
+        """The last finished decisions for ``symbol``, newest market time first (``MemoryAccessor``).
+
+        Args:
+            symbol: the market.
+            limit: how many.
+            exchange: only decisions taken on this exchange (keep the sim market out of live memory).
+            before_ms: only decisions whose market time is earlier: a backtest must not remember
+                decisions taken at later candles.
+
+        Returns:
+            ``trace_id, timestamp, action, entry_price, tp_price, sl_price, confidence, rationale,
+            invalidation, error`` and ``outcome`` (None until outcomes are tracked).
+        """
+        where, params = self._filters(symbol=symbol, exchange=exchange)
+        where += " AND finished_ms IS NOT NULL"
+        if before_ms is not None:
+            where += " AND as_of_ms < ?"
+            params.append(before_ms)
+        params.append(max(0, limit))
+        with self._sql("read") as db:
+            rows = db.execute(
+                f"SELECT trace_id, as_of_ms, action, error, decision FROM cycles {where}"
+                " ORDER BY as_of_ms DESC, started_ms DESC, rowid DESC LIMIT ?",
+                params,
+            ).fetchall()
+        memories: list[Mapping[str, Any]] = []
+        for row in rows:
+            decision = json.loads(row["decision"]) if row["decision"] else {}
+            memories.append(
+                {
+                    "trace_id": row["trace_id"],
+                    "timestamp": decision.get("timestamp", row["as_of_ms"]),
+                    "action": row["action"],
+                    "entry_price": decision.get("entry_price"),
+                    "tp_price": decision.get("tp_price"),
+                    "sl_price": decision.get("sl_price"),
+                    "confidence": decision.get("confidence"),
+                    "rationale": decision.get("rationale"),
+                    "invalidation": decision.get("invalidation"),
+                    "error": row["error"],
+                    "outcome": None,
+                }
+            )
+        return memories
+
+    @staticmethod
+    def _filters(
+        *,
+        symbol: str | None = None,
+        action: str | None = None,
+        since_ms: int | None = None,
+        exchange: str | None = None,
+    ) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (("symbol", symbol), ("action", action), ("exchange", exchange)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if since_ms is not None:
+            clauses.append("started_ms >= ?")
+            params.append(since_ms)
+        return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+    @staticmethod
+    def _row(row: sqlite3.Row) -> dict[str, Any]:
+        record: dict[str, Any] = dict(row)
+        if record.get("simulated") is not None:
+            record["simulated"] = bool(record["simulated"])
+        for column in _JSON_COLUMNS:
+            if column in record and record[column] is not None:
+                record[column] = json.loads(record[column])
+        return record
+
+    def _resolve_id(self, trace_id: str) -> str:
+        prefix = trace_id.strip()
+        if not prefix:
+            raise UsageError("a trace id is required", hint="rez traces list shows them")
+        with self._sql("read") as db:
+            # Shorter ids sort first, so an exact match is never cut off by the limit.
+            found: list[str] = [
+                row[0]
+                for row in db.execute(
+                    "SELECT trace_id FROM cycles WHERE substr(trace_id, 1, ?) = ? ORDER BY trace_id LIMIT 4",
+                    (len(prefix), prefix),
+                )
+            ]
+        if prefix in found:
+            return prefix
+        if not found:
+            raise DataNotFound(f"no trace {prefix!r} in {self.path}", hint="rez traces list shows the ids")
+        if len(found) > 1:
+            shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+            raise UsageError(
+                f"trace id {prefix!r} is ambiguous in {self.path}: it starts {shown}",
+                hint="give more characters",
+            )
+        return found[0]
+
+
+class JournalRecorder:
+    """Writes one run's cycles as they happen; each call is committed before it returns.
+
+    Implements ``rez_cli.recording.CycleRecorder``.
+    """
+
+    def __init__(self, journal: Journal, run_id: int | None, *, backtest_id: str | None = None) -> None:
+        self.journal = journal
+        self.run_id = run_id
+        self.backtest_id = backtest_id
+
+    def cycle_started(
+        self,
+        trace_id: str,
+        *,
+        symbol: str,
+        exchange: str,
+        simulated: bool,
+        mode: str,
+        model: str | None,
+        profile: dict[str, Any],
+        as_of_ms: int,
+        candles: dict[str, dict[str, Any]],
+        context: dict[str, Any],
+        context_text: str,
+    ) -> None:
+        """Insert the cycle row with its inputs; ``finished_ms`` stays NULL until ``cycle_finished``."""
+        j = self.journal
+        with j._write() as db:
+            db.execute(
+                "INSERT INTO cycles (trace_id, run_id, symbol, exchange, simulated, mode, model, profile,"
+                " as_of_ms, candles, context, context_text, started_ms, backtest_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    trace_id,
+                    self.run_id,
+                    j._text(symbol),
+                    j._text(exchange),
+                    int(simulated),
+                    j._text(mode),
+                    j._text(model),
+                    j._json(profile),
+                    as_of_ms,
+                    j._json(candles),
+                    j._json(context),
+                    j._text(context_text),
+                    j._clock(),
+                    self.backtest_id,
+                ),
+            )
+
+    def turn_recorded(self, trace_id: str, turn: dict[str, Any]) -> None:
+        """Insert one model turn and its tool calls (``reasoning.modes.turn_dict``)."""
+        with self.journal._write() as db:
+            self._insert_turn(db, trace_id, turn)
+
+    def cycle_finished(
+        self,
+        trace_id: str,
+        *,
+        status: str,
+        decision: dict[str, Any],
+        trace: dict[str, Any],
+        signals: list[dict[str, Any]],
+    ) -> None:
+        """Fill the decision columns, store the trace, and insert one verdict row per policy check.
+
+        A cycle that ended before ``cycle_started`` (the exchange was unreachable) gets its row here;
+        turns present in ``trace["turns"]`` but never recorded are added. Calling it again replaces
+        what the previous call wrote.
+        """
+        j = self.journal
+        raw_usage = decision.get("usage")
+        usage: Mapping[str, Any] = raw_usage if isinstance(raw_usage, Mapping) else {}
+        now = j._clock()
+        with j._write() as db:
+            if not db.execute("SELECT 1 FROM cycles WHERE trace_id = ?", (trace_id,)).fetchone():
+                db.execute(
+                    "INSERT INTO cycles (trace_id, run_id, symbol, mode, as_of_ms, started_ms, backtest_id)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        trace_id,
+                        self.run_id,
+                        j._text(str(decision.get("symbol", ""))),
+                        j._text(decision.get("mode")),
+                        _int(decision.get("timestamp")),
+                        now,
+                        self.backtest_id,
+                    ),
+                )
+            recorded = {row[0] for row in db.execute("SELECT idx FROM turns WHERE trace_id = ?", (trace_id,))}
+            for turn in trace.get("turns") or []:
+                if isinstance(turn, Mapping) and _int(turn.get("index")) not in recorded | {None}:
+                    self._insert_turn(db, trace_id, turn)
+            turn_count = db.execute("SELECT COUNT(*) FROM turns WHERE trace_id = ?", (trace_id,)).fetchone()[
+                0
+            ]
+            db.execute(
+                "UPDATE cycles SET finished_ms = ?, status = ?, action = ?, error = ?, source = ?,"
+                " confidence = ?, decision = ?, trace = ?, signals = ?, usage = ?, cost_usd = ?,"
+                " llm_calls = ?, tool_calls = ?, turn_count = ? WHERE trace_id = ?",
+                (
+                    now,
+                    j._text(status),
+                    j._text(decision.get("action")),
+                    j._text(decision.get("error")),
+                    j._text(decision.get("source")),
+                    _finite(decision.get("confidence")),
+                    j._json(decision),
+                    j._json(trace),
+                    j._json(signals),
+                    j._json(usage),
+                    _finite(usage.get("cost_usd")),
+                    _int(usage.get("llm_calls")),
+                    _int(usage.get("tool_calls")),
+                    turn_count,
+                    trace_id,
+                ),
+            )
+            db.execute("DELETE FROM verdicts WHERE trace_id = ?", (trace_id,))
+            for verdict_idx, verdict in enumerate(trace.get("verdicts") or []):
+                checks = verdict.get("checks") if isinstance(verdict, Mapping) else None
+                for seq, check in enumerate(checks or []):
+                    db.execute(
+                        "INSERT INTO verdicts (trace_id, verdict_idx, seq, rule, passed, detail)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (
+                            trace_id,
+                            verdict_idx,
+                            seq,
+                            j._text(str(check.get("rule", ""))),
+                            int(bool(check.get("passed"))),
+                            j._text(check.get("detail")),
+                        ),
+                    )
+
+    def _insert_turn(self, db: sqlite3.Connection, trace_id: str, turn: Mapping[str, Any]) -> None:
+        j = self.journal
+        idx = _int(turn.get("index"))
+        if idx is None:
+            idx = db.execute(
+                "SELECT COALESCE(MAX(idx), 0) + 1 FROM turns WHERE trace_id = ?", (trace_id,)
+            ).fetchone()[0]
+        tools_offered = turn.get("tools_offered")
+        db.execute(
+            "INSERT INTO turns (trace_id, idx, content, tools_offered, prompt_tokens, completion_tokens,"
+            " duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                trace_id,
+                idx,
+                j._text(turn.get("content")),
+                None if tools_offered is None else int(bool(tools_offered)),
+                _int(turn.get("prompt_tokens")),
+                _int(turn.get("completion_tokens")),
+                _finite(turn.get("duration_ms")),
+            ),
+        )
+        for seq, call in enumerate(turn.get("tool_calls") or []):
+            db.execute(
+                "INSERT INTO tool_calls (trace_id, turn_idx, seq, call_id, name, arguments, ok, content,"
+                " rows, duration_ms, cached) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    trace_id,
+                    idx,
+                    seq,
+                    j._text(call.get("id")),
+                    j._text(str(call.get("name", ""))),
+                    j._text(call.get("arguments")),
+                    int(bool(call.get("ok"))),
+                    j._text(call.get("content")),
+                    j._json(call.get("rows") or []),
+                    _finite(call.get("duration_ms")),
+                    int(bool(call.get("cached"))),
+                ),
+            )

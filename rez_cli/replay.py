@@ -1,0 +1,111 @@
+"""Replaying a journaled cycle: parse and validate the recorded model output again.
+
+What a change to the parser, the policy or the profile would have done to past decisions, without
+calling any model: the recorded raw text goes through today's parser, a recorded repair through
+today's invented-price check, and the answer through today's policy with the chosen profile.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rez_cli.decision import ModelAnswer
+from rez_cli.policy import evaluate
+from rez_cli.reasoning.parse import numbers_in, parse_answer
+from rez_cli.settings import RiskProfile
+
+
+@dataclass(frozen=True)
+class Replay:
+    trace_id: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+
+    @property
+    def changed(self) -> bool:
+        keys = ("action", "entry_price", "tp_price", "sl_price", "leverage", "error", "source")
+        return any(self.before.get(key) != self.after.get(key) for key in keys)
+
+
+def _recorded_answer(record: Mapping[str, Any]) -> ModelAnswer | None:
+    for signal in record.get("signals") or []:
+        answer = (signal.get("payload") or {}).get("answer")
+        if answer:
+            return ModelAnswer.model_validate(answer)
+    return None
+
+
+def _known_numbers(record: Mapping[str, Any], raw_text: str) -> set[float]:
+    texts = [raw_text, str(record.get("context_text") or "")]
+    for turn in record.get("turns") or []:
+        texts.append(str(turn.get("content") or ""))
+        texts += [str(call.get("content") or "") for call in turn.get("tool_calls") or []]
+    known: set[float] = set()
+    for text in texts:
+        known |= numbers_in(text)
+    return known
+
+
+def _answer_again(record: Mapping[str, Any]) -> tuple[ModelAnswer | None, str, str | None]:
+    """The answer today's parser gets from the recorded output: (answer, source, error)."""
+    trace = record.get("trace") or {}
+    if record.get("mode") != "react":
+        answer = _recorded_answer(record)
+        return answer, "native", None if answer else "no_decision"
+    raw_text = trace.get("raw_text")
+    if raw_text is None:
+        return None, "fallback", (record.get("decision") or {}).get("error") or "no_model_output"
+    parsed = parse_answer(raw_text)
+    if parsed.answer is not None and parsed.stage is not None:
+        return parsed.answer, parsed.stage, None
+    repair = trace.get("repair") or {}
+    repaired = parse_answer(repair.get("raw_text")) if repair.get("raw_text") else None
+    if repaired is None or repaired.answer is None:
+        return None, "fallback", "repair_failed" if repair else (parsed.error or "unparseable_output")
+    known = _known_numbers(record, raw_text)
+    prices = (repaired.answer.entry_price, repaired.answer.tp_price, repaired.answer.sl_price)
+    if any(
+        price is not None
+        and math.isfinite(price)
+        and not any(math.isclose(price, n, rel_tol=1e-9, abs_tol=1e-12) for n in known)
+        for price in prices
+    ):
+        return None, "fallback", "repair_invented_prices"
+    return repaired.answer, "repaired", None
+
+
+def replay(record: Mapping[str, Any], profile: RiskProfile) -> Replay:
+    """Today's parser and policy applied to a journaled cycle's recorded output."""
+    before = dict(record.get("decision") or {})
+    answer, source, error = _answer_again(record)
+    last_price = float((record.get("context") or {}).get("last_price") or 0.0)
+    after: dict[str, Any] = {
+        "action": "hold",
+        "source": source,
+        "error": error,
+        "leverage": 1.0,
+        "entry_price": None,
+        "tp_price": None,
+        "sl_price": None,
+        "size_pct": 0.0,
+    }
+    if answer is not None and last_price > 0:
+        verdict = evaluate(answer, profile, last_price)
+        if verdict.passed:
+            trading = answer.action != "hold"
+            after.update(
+                action=answer.action,
+                entry_price=answer.entry_price if trading else None,
+                tp_price=answer.tp_price if trading else None,
+                sl_price=answer.sl_price if trading else None,
+                leverage=answer.leverage if trading else 1.0,
+                size_pct=verdict.size_pct,
+                error=None,
+            )
+        else:
+            after["error"] = verdict.error
+            after["detail"] = verdict.detail
+    return Replay(str(record.get("trace_id")), before, after)
