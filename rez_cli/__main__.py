@@ -1,5 +1,3 @@
-import sys
+from rez_cli.cli.app import run
 
-from rez_cli.cli.app import main
-
-sys.exit(main())
+run()

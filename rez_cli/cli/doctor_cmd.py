@@ -1,0 +1,71 @@
+"""``rez doctor``: check what a decision needs, one line per check, with the fix for what fails."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from rez_cli.cli.options import ConfigOption, ExchangeOption, JournalOption, JsonOption
+
+if TYPE_CHECKING:
+    from rich.text import Text
+
+    from rez_cli.doctor import Check
+
+_MARKS = {"ok": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "red")}
+
+
+def doctor(
+    config: ConfigOption = None,
+    exchange: ExchangeOption = None,
+    symbol: Annotated[
+        str, typer.Option("--symbol", "-s", help="The market that must be listed on the exchange.")
+    ] = "BTC/USDT",
+    journal: JournalOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Check Python, packages, config, profile, exchange, model endpoint and journal; say how to fix each.
+
+    Example: rez doctor --exchange kraken --symbol ETH/USD
+
+    Exit codes: 0 nothing failed (warnings allowed), 2 a check failed.
+    """
+    from rez_cli.cli.console import print_json_line, stdout_console
+    from rez_cli.doctor import failed, run_checks
+    from rez_cli.errors import ExitCode
+
+    checks = run_checks(config=config, exchange=exchange, symbol=symbol, journal=journal)
+    if json_output:
+        print_json_line({"ok": not failed(checks), "checks": [check.as_json() for check in checks]})
+    else:
+        console = stdout_console()
+        for line in _lines(checks):
+            console.print(line, soft_wrap=True)
+    if failed(checks):
+        raise typer.Exit(int(ExitCode.USAGE))
+
+
+def _lines(checks: Sequence[Check]) -> list[Text]:
+    from rich.text import Text
+
+    width = max(len(check.name) for check in checks)
+    lines = []
+    for check in checks:
+        mark, style = _MARKS[check.status]
+        line = Text()
+        line.append(mark, style=f"bold {style}")
+        line.append(f" {check.name:<{width}}  ", style="bold")
+        line.append(check.detail)
+        if check.fix and check.status != "ok":
+            line.append(f"  → {check.fix}", style=style)
+        lines.append(line)
+    failures = sum(check.status == "fail" for check in checks)
+    warnings = sum(check.status == "warn" for check in checks)
+    if failures:
+        summary = f"{failures} check{'s' if failures > 1 else ''} failed"
+    else:
+        summary = "ready" + (f" ({warnings} warning{'s' if warnings > 1 else ''})" if warnings else "")
+    lines.append(Text(summary, style="bold"))
+    return lines
