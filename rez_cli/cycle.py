@@ -14,6 +14,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from rez_cli.context import Context
 from rez_cli.errors import ExitCode
 from rez_cli.market.view import open_source
 from rez_cli.orchestrator import DryRun, Event, EventResult, Orchestrator, default_mode, model_configured
@@ -115,6 +116,7 @@ async def run_decide(
     request: DecideRequest,
     *,
     on_turn: Callable[[str, Turn], None] | None = None,
+    on_context: Callable[[Context], None] | None = None,
 ) -> DecideRun:
     """One cycle per symbol, concurrently within ``request.concurrency``, over one market source.
 
@@ -171,6 +173,7 @@ async def run_decide(
                         memory=journal,
                         recorder=recorder,
                         on_turn=(lambda turn: on_turn(symbol, turn)) if on_turn else None,
+                        on_context=on_context,
                     )
                     payload: dict[str, object] = {"symbol": symbol, "mode": mode}
                     if request.as_of_ms is not None:

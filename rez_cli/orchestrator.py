@@ -155,6 +155,7 @@ class Orchestrator:
         max_turns: int | None = None,
         max_cost_usd: float | None = None,
         on_turn: Callable[[Turn], None] | None = None,
+        on_context: Callable[[Context], None] | None = None,
         recorder: CycleRecorder | None = None,
     ) -> None:
         self.settings = settings
@@ -171,6 +172,7 @@ class Orchestrator:
         self.max_turns = max_turns or settings.llm.max_turns
         self.max_cost_usd = max_cost_usd
         self.on_turn = on_turn
+        self.on_context = on_context
         self.recorder = recorder
         self.memory = memory if settings.memory.enabled else None
 
@@ -204,6 +206,8 @@ class Orchestrator:
                 decision_id, symbol, mode, event, meter, "exchange_unavailable", error.one_line(), {}, []
             )
         model = self.model if self.llm is not None else None
+        if self.on_context is not None:
+            self.on_context(prepared.context)
         if self.recorder is not None:
             self.recorder.cycle_started(
                 decision_id,

@@ -75,7 +75,16 @@ def decide(
     import os
 
     from rez_cli.cli.console import invocation_argv, print_json_line, stderr_console
-    from rez_cli.cli.render import decision_view, dry_run_payload, dry_run_view, turn_view
+    from rez_cli.cli.render import (
+        context_view,
+        decision_view,
+        dry_run_payload,
+        dry_run_view,
+        run_header,
+        summary_table,
+        turn_view,
+    )
+    from rez_cli.context import Context
     from rez_cli.cycle import DecideRequest, run_decide
     from rez_cli.errors import UsageError
     from rez_cli.market.candles import parse_time
@@ -120,14 +129,58 @@ def decide(
             else:
                 console.print(dry_run_view(item, endpoint=endpoint, key_set=key_set))
         return
-    run = asyncio.run(run_decide(settings, risk, request, on_turn=on_turn if len(symbols) == 1 else None))
-    if run.notice:
+    single = len(symbols) == 1
+    from rez_cli.orchestrator import DEFAULT_MODEL, default_mode
+
+    mode_name = mode or default_mode(settings.llm, model)
+    model_name = (model or settings.llm.model or DEFAULT_MODEL) if mode_name == "react" else None
+    live = show_trace and single
+
+    def on_context(snapshot: Context) -> None:
+        if live:
+            console.print(
+                run_header(
+                    snapshot.symbol, snapshot.exchange, profile=risk.name, model=model_name, mode=mode_name
+                )
+            )
+            console.print(context_view(snapshot, profile=risk.name))
+
+    run = asyncio.run(
+        run_decide(
+            settings,
+            risk,
+            request,
+            on_turn=on_turn if live else None,
+            on_context=on_context if live else None,
+        )
+    )
+    if run.notice and not quiet:
         console.print(f"note: {run.notice}", style="yellow", markup=False)
+    decisions = []
     for result in run.results:
         decision = result.decision
         assert decision is not None
+        decisions.append(decision)
         if json_output:
             print_json_line(decision.model_dump(mode="json"))
-        else:
-            console.print(decision_view(decision, result.metadata, profile=risk, model=run.model))
+            continue
+        if show_trace and not single:
+            # Cycles ran concurrently: each trace is printed whole, one after the other.
+            trace = result.metadata.get("trace", {})
+            if trace.get("context"):
+                console.print(context_view(Context.model_validate(trace["context"]), profile=risk.name))
+            for turn in trace.get("turns") or []:
+                console.print(turn_view(decision.symbol, turn))
+        console.print(
+            decision_view(
+                decision,
+                result.metadata,
+                profile=risk,
+                model=run.model,
+                with_context=False,
+                with_footer=not quiet,
+            )
+        )
+    if not json_output and not single:
+        console.print(summary_table(decisions))
     raise typer.Exit(int(run.exit_code))

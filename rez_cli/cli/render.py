@@ -175,13 +175,19 @@ def trace_view(record: Mapping[str, Any], *, profile: RiskProfile | None = None)
 
 
 def decision_view(
-    decision: Decision, metadata: Mapping[str, Any], *, profile: RiskProfile, model: str | None
+    decision: Decision,
+    metadata: Mapping[str, Any],
+    *,
+    profile: RiskProfile,
+    model: str | None,
+    with_context: bool = True,
+    with_footer: bool = True,
 ) -> RenderableType:
-    """The decision panel, coloured by action, with the header and the usage footer."""
+    """The decision panel, coloured by action; with the context above and the usage footer below."""
     trace = metadata.get("trace", {})
     context_data = trace.get("context")
     parts: list[RenderableType] = []
-    if context_data:
+    if context_data and with_context:
         parts.append(context_view(Context.model_validate(context_data), profile=profile.name))
     reference = decision.entry_price or (context_data or {}).get("last_price") or 1.0
     table = Table.grid(padding=(0, 2))
@@ -215,6 +221,8 @@ def decision_view(
     )
     style = "magenta" if decision.error else ACTION_STYLE[decision.action]
     parts.append(Panel(table, title=title, border_style=style, title_align="left"))
+    if not with_footer:
+        return Group(*parts)
     usage = decision.usage
     timings = " · ".join(f"{stage} {ms:.0f} ms" for stage, ms in usage.timings_ms.items())
     parts.append(
@@ -261,3 +269,35 @@ def dry_run_view(dry: DryRun, *, endpoint: str, key_set: bool) -> RenderableType
         Panel(Text(json.dumps(dry.tools, indent=2)), title="tools", title_align="left", border_style="dim")
     )
     return Group(*parts)
+
+
+def run_header(symbol: str, exchange: str, *, profile: str, model: str | None, mode: str) -> Text:
+    """The first line of a live trace."""
+    return Text(
+        f"rez decide {symbol} · {exchange} · profile {profile} · mode {mode} · model {model or 'none'}",
+        style="bold",
+    )
+
+
+def summary_table(decisions: list[Decision]) -> Table:
+    """One row per symbol, after a multi-symbol run."""
+    table = Table(title="summary", box=None, pad_edge=False, header_style="bold", title_justify="left")
+    for column in ("symbol", "action", "entry", "tp", "sl", "lev", "size", "conf", "stage", "error"):
+        table.add_column(
+            column, justify="left" if column in ("symbol", "action", "stage", "error") else "right"
+        )
+    for item in decisions:
+        reference = item.entry_price or 1.0
+        table.add_row(
+            item.symbol,
+            Text(item.action.upper(), style="magenta" if item.error else ACTION_STYLE[item.action]),
+            _price(item.entry_price, reference),
+            _price(item.tp_price, reference),
+            _price(item.sl_price, reference),
+            f"{item.leverage:g}x",
+            f"{item.size_pct:g}%",
+            f"{item.confidence:.2f}",
+            item.source,
+            item.error or "",
+        )
+    return table

@@ -318,3 +318,28 @@ def test_memory_shows_the_model_its_last_decision(
     assert "Your previous decision on this symbol:" in second_prompt
     assert "waiting for the 4h breakout" in second_prompt
     assert "4h close below 30k" in second_prompt
+
+
+def test_many_symbols_print_whole_traces_and_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run(capsys, "decide", "BTC/USDT", "ETH/USDT", "SOL/USDT", "--exchange", "sim", "--as-of", AS_OF)
+    assert result.exit_code == 0
+    summary = result.stderr[result.stderr.index("summary") :]
+    assert [line.split()[0] for line in summary.splitlines()[2:5]] == ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
+    # Each context table comes right before its own decision panel: traces are not interleaved.
+    for symbol in ("BTC/USDT", "ETH/USDT", "SOL/USDT"):
+        context_at = result.stderr.index(f"{symbol} on sim")
+        panel_at = result.stderr.index(f"─ {symbol} · ")
+        assert context_at < panel_at
+        assert all(
+            not (context_at < result.stderr.index(f"{other} on sim") < panel_at)
+            for other in ("BTC/USDT", "ETH/USDT", "SOL/USDT")
+            if other != symbol
+        )
+
+
+def test_quiet_prints_only_the_decision(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run(capsys, "decide", "BTC/USDT", "--exchange", "sim", "--as-of", AS_OF, "--quiet")
+    assert result.exit_code == 0
+    assert result.stderr.lstrip().startswith("╭─ BTC/USDT · ")
+    assert "tokens" not in result.stderr
+    assert "note:" not in result.stderr
