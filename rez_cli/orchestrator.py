@@ -72,6 +72,24 @@ class _Prepared:
     tools: ToolRegistry
     candles: dict[str, dict[str, Any]]
     memory_text: str | None
+    chart: dict[str, Any]
+
+
+CHART_CANDLES = 100
+
+
+def chart_series(frame: pd.DataFrame, timeframe: str) -> dict[str, Any]:
+    """The primary timeframe's recent closes and EMA 20, kept in the trace for ``--chart``."""
+    from rez_cli import indicators
+
+    ema = indicators.compute(frame, "ema", {"length": 20}).iloc[:, 0]
+    tail = frame.tail(CHART_CANDLES)
+    return {
+        "timeframe": timeframe,
+        "open_ms": [int(value) for value in tail["timestamp"]],
+        "close": [float(value) for value in tail["close"]],
+        "ema_20": [float(value) if pd.notna(value) else None for value in ema.tail(CHART_CANDLES)],
+    }
 
 
 def candles_fingerprint(frame: pd.DataFrame, timeframe: str) -> dict[str, Any]:
@@ -236,6 +254,7 @@ class Orchestrator:
             on_turn=self._turn_observer(decision_id),
         )
         services.trace["context"] = prepared.context.model_dump(mode="json")
+        services.trace["chart"] = prepared.chart
         payload = {
             "symbol": symbol,
             "context": prepared.context.model_dump(mode="json"),
@@ -296,7 +315,15 @@ class Orchestrator:
         registry = ToolRegistry()
         registry.register(fetch_indicator_tool(view))
         candles = {timeframe: candles_fingerprint(frame, timeframe) for timeframe, frame in frames.items()}
-        return _Prepared(context, text, registry, candles, self._memory_text(symbol, context.as_of))
+        primary = self.settings.market.timeframe
+        return _Prepared(
+            context,
+            text,
+            registry,
+            candles,
+            self._memory_text(symbol, context.as_of),
+            chart_series(frames[primary], primary),
+        )
 
     def _memory_text(self, symbol: str, before_ms: int) -> str | None:
         if self.memory is None:

@@ -63,6 +63,13 @@ def decide(
         typer.Option("--dry-run", help="Show exactly what would be sent to the model, and call no model."),
     ] = False,
     journal: JournalOption = None,
+    chart: Annotated[
+        bool,
+        typer.Option(
+            "--chart",
+            help="Draw the primary timeframe with EMA 20 and the entry/TP/SL lines (needs the chart extra).",
+        ),
+    ] = False,
 ) -> None:
     """Decide buy, sell or hold for each SYMBOL, checked against the risk profile.
 
@@ -171,6 +178,10 @@ def decide(
                 console.print(context_view(Context.model_validate(trace["context"]), profile=risk.name))
             for turn in trace.get("turns") or []:
                 console.print(turn_view(decision.symbol, turn))
+        if chart and result.metadata.get("trace", {}).get("chart"):
+            from rez_cli.cli.chart import price_chart
+
+            console.print(price_chart(result.metadata["trace"]["chart"], decision, width=console.width - 2))
         console.print(
             decision_view(
                 decision,

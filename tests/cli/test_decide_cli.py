@@ -343,3 +343,18 @@ def test_quiet_prints_only_the_decision(capsys: pytest.CaptureFixture[str]) -> N
     assert result.stderr.lstrip().startswith("╭─ BTC/USDT · ")
     assert "tokens" not in result.stderr
     assert "note:" not in result.stderr
+
+
+def test_chart_draws_the_levels(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run(capsys, "decide", "ETH/USDT", "--exchange", "sim", "--as-of", AS_OF, "--chart")
+    assert result.exit_code == 0
+    decision = run(
+        capsys, "decide", "ETH/USDT", "--exchange", "sim", "--as-of", AS_OF, "--json"
+    ).json_lines()[0]
+    assert decision["action"] == "buy"
+    assert (
+        f"ETH/USDT BUY · entry {decision['entry_price']:,.2f} · tp {decision['tp_price']:,.2f}"
+        in result.stderr
+    )
+    assert "EMA 20" in result.stderr
+    assert "\x1b[" not in result.stderr

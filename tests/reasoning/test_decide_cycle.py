@@ -408,3 +408,25 @@ def test_trace_on_stderr_shows_turns_and_the_decision(
     assert "BTC/USDT · BUY" in result.stderr
     assert "reward/risk" in result.stderr
     assert SECRET not in result.stderr
+
+
+def test_sequential_tool_calls_when_the_endpoint_cannot_run_them_in_parallel(
+    capsys: pytest.CaptureFixture[str],
+    model_env: FakeOpenAI,
+    last_price: float,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REZ__LLM__PARALLEL_TOOL_CALLS", "false")
+    model_env.push(
+        tool_calls(
+            [
+                ("fetch_indicator", {"indicator": "rsi", "timeframe": "1h"}),
+                ("fetch_indicator", {"indicator": "atr", "timeframe": "4h"}),
+            ]
+        ),
+        reply(json.dumps(buy(last_price))),
+    )
+    result, decision = decide(capsys)
+    assert result.exit_code == 0
+    assert decision["usage"]["tool_calls"] == 2
+    assert model_env.requests[0].body["parallel_tool_calls"] is False

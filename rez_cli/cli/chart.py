@@ -1,0 +1,47 @@
+"""``--chart``: a terminal price chart of the primary timeframe (plotext, an optional extra)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich.text import Text
+
+from rez_cli import indicators
+from rez_cli.decision import Decision
+from rez_cli.errors import UsageError
+
+CHART_HEIGHT = 18
+
+
+def price_chart(series: Mapping[str, Any], decision: Decision, *, width: int) -> Text:
+    """Closes and EMA 20 with the entry, take-profit and stop-loss as horizontal lines.
+
+    Raises:
+        UsageError: plotext is not installed.
+    """
+    try:
+        import plotext as plt
+    except ImportError:
+        raise UsageError("--chart needs plotext", hint="pip install 'rez-cli[chart]'") from None
+    closes = list(series.get("close") or [])
+    ema = list(series.get("ema_20") or [])
+    plt.clear_figure()
+    plt.plotsize(max(40, width), CHART_HEIGHT)
+    plt.theme("clear")
+    plt.plot(closes, label=f"close {series.get('timeframe', '')}", color="white")
+    first = next((i for i, value in enumerate(ema) if value is not None), len(ema))
+    if first < len(ema):
+        plt.plot(list(range(first + 1, len(ema) + 1)), ema[first:], label="EMA 20", color="cyan")
+    levels = []
+    for name, value, color in (
+        ("entry", decision.entry_price, "white"),
+        ("tp", decision.tp_price, "green"),
+        ("sl", decision.sl_price, "red"),
+    ):
+        if value is not None:
+            plt.hline(value, color)
+            levels.append(f"{name} {value:,.{indicators.price_decimals(value)}f}")
+    # Labels drawn inside the plot collide with the legend; the title names the lines instead.
+    plt.title(" · ".join([f"{decision.symbol} {decision.action.upper()}", *levels]))
+    return Text.from_ansi(plt.build())
