@@ -30,6 +30,7 @@ from rez_cli.settings import (
     _apply_env_overrides,
     _read_toml,
     config_path,
+    is_secret_key,
     load_profile,
     load_settings,
 )
@@ -40,24 +41,6 @@ DEFAULT_ORIGIN = "default"
 # Fields whose value is an open table: each of its keys is shown as a value of its own.
 _OPEN_TABLES = {("exchange", "ccxt"), ("llm", "prices")}
 
-# ccxt's credential names (requiredCredentials) and what proxies and signed headers add; compared
-# without case, "_" or "-". Short names match whole, longer ones anywhere in the key.
-_SECRET_NAMES = {"uid", "login", "key", "pin", "otp"}
-_SECRET_PARTS = (
-    "apikey",
-    "secret",
-    "password",
-    "passphrase",
-    "privatekey",
-    "walletaddress",
-    "token",
-    "twofa",
-    "accesskey",
-    "authorization",
-    "credential",
-    "signature",
-    "cookie",
-)
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -150,12 +133,6 @@ def init_config(*, force: bool = False) -> list[WrittenFile]:
             raise ConfigError(f"{destination}: cannot write: {error.strerror or error}") from None
         written.append(WrittenFile(destination, replaced))
     return written
-
-
-def is_secret_key(name: str) -> bool:
-    """Whether a config key's name looks like a credential (``apiKey``, ``secret``, ``password``...)."""
-    folded = name.lower().replace("_", "").replace("-", "")
-    return folded in _SECRET_NAMES or any(part in folded for part in _SECRET_PARTS)
 
 
 def redact(value: Any) -> Any:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -20,7 +19,7 @@ from rez_cli.market.view import open_source
 from rez_cli.orchestrator import DryRun, Event, EventResult, Orchestrator, default_mode, model_configured
 from rez_cli.reasoning.llm import LLMClient, LLMNotConfigured
 from rez_cli.reasoning.react import Turn
-from rez_cli.settings import RiskProfile, Settings
+from rez_cli.settings import RiskProfile, Settings, secrets_of
 
 
 @dataclass(frozen=True)
@@ -82,19 +81,6 @@ def _versions() -> dict[str, str]:
 
 def _hash(payload: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def secrets_of(settings: Settings) -> list[str]:
-    """Every credential Rez may hold in this run, so the journal can strike it from what it writes."""
-    found = [settings.llm.api_key.get_secret_value()] if settings.llm.api_key else []
-    found += [os.environ[name] for name in ("OPENAI_API_KEY",) if os.environ.get(name)]
-    for key, value in settings.exchange.ccxt.items():
-        if isinstance(value, str) and key.lower() in SECRET_CCXT_KEYS:
-            found.append(value)
-    return [value for value in found if value]
-
-
-SECRET_CCXT_KEYS = {"apikey", "secret", "password", "uid", "privatekey", "walletaddress", "token", "login"}
 
 
 def _mode_and_model(settings: Settings, request: DecideRequest) -> tuple[str, str | None, str | None]:

@@ -266,3 +266,50 @@ def load_profile(name_or_path: str) -> Loaded[RiskProfile]:
         return Loaded(RiskProfile.model_validate(data), path)
     except ValidationError as error:
         raise _first_error(path, error) from None
+
+
+# ccxt's credential names (requiredCredentials) and what proxies and signed headers add; compared
+# without case, "_" or "-". Short names match whole, longer ones anywhere in the key.
+_SECRET_NAMES = {"uid", "login", "key", "pin", "otp"}
+_SECRET_PARTS = (
+    "apikey",
+    "secret",
+    "password",
+    "passphrase",
+    "privatekey",
+    "walletaddress",
+    "token",
+    "twofa",
+    "accesskey",
+    "authorization",
+    "credential",
+    "signature",
+    "cookie",
+)
+
+
+def is_secret_key(name: str) -> bool:
+    """Whether a config key's name looks like a credential (``apiKey``, ``secret``, ``password``...)."""
+    folded = name.lower().replace("_", "").replace("-", "")
+    return folded in _SECRET_NAMES or any(part in folded for part in _SECRET_PARTS)
+
+
+def secrets_of(settings: Settings, environ: dict[str, str] | None = None) -> list[str]:
+    """Every credential this configuration holds, so whatever Rez writes can strike them out."""
+    env = os.environ if environ is None else environ
+    found = [settings.llm.api_key.get_secret_value()] if settings.llm.api_key else []
+    if env.get("OPENAI_API_KEY"):
+        found.append(env["OPENAI_API_KEY"])
+
+    def walk(value: Any, secret: bool) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, secret or is_secret_key(str(key)))
+        elif isinstance(value, list):
+            for item in value:
+                walk(item, secret)
+        elif secret and isinstance(value, str) and value:
+            found.append(value)
+
+    walk(settings.exchange.ccxt, False)
+    return [value for value in dict.fromkeys(found) if value]

@@ -108,3 +108,17 @@ def test_profile_by_path_and_its_errors(tmp_path: Path) -> None:
         load_profile(str(path))
     with pytest.raises(ConfigError, match="unknown risk profile 'yolo'"):
         load_profile("yolo")
+
+
+def test_secrets_of_finds_every_credential(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rez_cli.settings import secrets_of
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+    monkeypatch.setenv("REZ__LLM__API_KEY", "sk-config")
+    monkeypatch.setenv(
+        "REZ__EXCHANGE__CCXT",
+        '{"apiKey": "ex-key", "secret": "ex-secret", "timeout": 5000, '
+        '"headers": {"X-MBX-APIKEY": "hdr-key"}, "options": {"defaultType": "spot"}}',
+    )
+    found = secrets_of(load_settings().value)
+    assert sorted(found) == ["ex-key", "ex-secret", "hdr-key", "sk-config", "sk-env"]

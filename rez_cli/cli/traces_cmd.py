@@ -47,17 +47,13 @@ def open_journal(journal: Path | None, config: Path | None, *, create: bool = Fa
         ConfigError: the config is invalid, or the journal cannot be opened.
         DataNotFound: no journal at that path and ``create`` is false.
     """
-    import os
-
     from rez_cli.journal.store import Journal, resolve_journal_path
-    from rez_cli.settings import load_settings
+    from rez_cli.settings import load_settings, secrets_of
 
     settings = load_settings(config).value
     opened = Journal(resolve_journal_path(journal, settings.journal.path), create=create)
-    if settings.llm.api_key is not None:
-        opened.add_secret(settings.llm.api_key.get_secret_value())
-    if os.environ.get("OPENAI_API_KEY"):
-        opened.add_secret(os.environ["OPENAI_API_KEY"])
+    for secret in secrets_of(settings):
+        opened.add_secret(secret)
     return opened
 
 
