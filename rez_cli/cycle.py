@@ -67,7 +67,7 @@ def make_llm(settings: Settings, model_override: str | None) -> tuple[LLMClient 
     return client, model
 
 
-def _versions() -> dict[str, str]:
+def package_versions() -> dict[str, str]:
     from importlib import metadata
 
     versions = {}
@@ -79,7 +79,7 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def _hash(payload: str) -> str:
+def short_hash(payload: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -124,9 +124,9 @@ async def run_decide(
         run_id = journal.start_run(
             "decide",
             list(request.argv),
-            config_hash=_hash(settings.model_dump_json()),
-            profile_hash=_hash(profile.model_dump_json()),
-            versions=_versions(),
+            config_hash=short_hash(settings.model_dump_json()),
+            profile_hash=short_hash(profile.model_dump_json()),
+            versions=package_versions(),
         )
         llm: LLMClient | None = None
         model: str | None = None

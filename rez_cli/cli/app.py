@@ -46,7 +46,15 @@ def root(
 
 def _register() -> None:
     # Command modules import only typer at module level; their heavy imports happen when they run.
-    from rez_cli.cli import config_cmd, context_cmd, data_cmd, decide_cmd, doctor_cmd, traces_cmd
+    from rez_cli.cli import (
+        backtest_cmd,
+        config_cmd,
+        context_cmd,
+        data_cmd,
+        decide_cmd,
+        doctor_cmd,
+        traces_cmd,
+    )
 
     app.command("decide")(decide_cmd.decide)
     app.command("context")(context_cmd.context)
@@ -54,6 +62,7 @@ def _register() -> None:
     app.add_typer(config_cmd.app, name="config")
     app.command("doctor")(doctor_cmd.doctor)
     app.add_typer(traces_cmd.app, name="traces")
+    app.command("backtest")(backtest_cmd.backtest)
 
 
 _register()

@@ -545,7 +545,8 @@ class Journal:
             invalidation, error`` and ``outcome`` (None until outcomes are tracked).
         """
         where, params = self._filters(symbol=symbol, exchange=exchange)
-        where += " AND finished_ms IS NOT NULL"
+        # Backtest cycles are simulations of the past: live memory never sees them.
+        where += " AND finished_ms IS NOT NULL AND backtest_id IS NULL"
         if before_ms is not None:
             where += " AND as_of_ms < ?"
             params.append(before_ms)

@@ -542,3 +542,48 @@ def test_lock_held_by_another_process_is_lock_held_until_it_exits(journal: Journ
         holder.communicate("done\n", timeout=10)
     with journal.lock("BTC/USDT"):
         pass
+
+
+def test_backtest_cycles_never_reach_live_memory(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite")
+    run_id = journal.start_run("backtest", [], config_hash="c", profile_hash="p", versions={})
+    recorder = journal.recorder(run_id, backtest_id="bt-1")
+    recorder.cycle_started(
+        "t-bt",
+        symbol="BTC/USDT",
+        exchange="sim",
+        simulated=True,
+        mode="rules",
+        model=None,
+        profile={},
+        as_of_ms=1_000,
+        candles={},
+        context={},
+        context_text="",
+    )
+    recorder.cycle_finished(
+        "t-bt",
+        status="decided",
+        signals=[],
+        trace={},
+        decision={
+            "symbol": "BTC/USDT",
+            "action": "buy",
+            "entry_price": 1.0,
+            "tp_price": 2.0,
+            "sl_price": 0.5,
+            "leverage": 1.0,
+            "size_pct": 1.0,
+            "confidence": 0.5,
+            "rationale": "bt",
+            "invalidation": None,
+            "mode": "rules",
+            "source": "native",
+            "error": None,
+            "usage": {},
+            "trace_id": "t-bt",
+            "timestamp": 1_000,
+        },
+    )
+    assert journal.list_cycles()[0]["trace_id"] == "t-bt"
+    assert journal.recent("BTC/USDT") == []

@@ -1,0 +1,365 @@
+"""How a decision would have traded: entries, exits, fees and slippage, on candles only.
+
+Candles say where the price went within an interval, not in which order, so every rule here errs
+against the strategy:
+
+- An order is placed when the cycle ends, at the close of the last candle it saw, and lives for one
+  candle: the next one. ``entry="open"`` (the default) fills at that candle's open as a market order;
+  ``entry="limit"`` rests at the decision's entry price and fills only if that candle trades through
+  it (at the open when the open is already better, as an exchange would fill a marketable limit).
+- No entry when the fill would already be at or beyond the stop or the target (the market gapped
+  past the plan before the order could work).
+- Exits: the stop and the target rest from the moment of the fill. When one candle reaches both, the
+  stop is assumed first. A candle that opens beyond the stop fills at its open, worse than the stop;
+  one that opens beyond the target fills at its open (a resting limit gets the better price). On the
+  candle of a limit entry only the stop is checked: the target may have traded before the fill.
+- Market fills (entry at the open, stops, the close at the end) pay ``slippage_pct`` against the
+  trader; limit fills (targets, limit entries) do not. Every fill pays ``fee_pct`` of its notional.
+- Size: ``size_pct`` of equity is committed as margin and multiplied by ``leverage`` (the notional).
+  Losses stop at the margin (isolated margin: the position is liquidated, the account survives).
+- One position per symbol: a decision made while a position is open is not traded.
+Funding and borrowing costs are not modelled.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+EntryRule = Literal["open", "limit"]
+
+# Why an order did (not) become a position; shown per decision in the report.
+FILLED = "filled"
+NOT_TOUCHED = "not_touched"
+BEYOND_LEVELS = "beyond_levels"
+POSITION_OPEN = "position_open"
+ZERO_SIZE = "zero_size"
+NO_CANDLE = "no_candle"
+PENDING = "pending"
+
+
+@dataclass(frozen=True)
+class FillConfig:
+    """Costs and the entry rule.
+
+    Args:
+        fee_pct: fee per fill, as a percentage of its notional (0.1 = 0.1%, a taker fee).
+        slippage_pct: how much worse than the reference price a market fill is, in percent.
+        entry: ``open`` (market order at the next candle's open) or ``limit`` (at the decision's
+            entry price if the next candle trades through it).
+    """
+
+    fee_pct: float = 0.1
+    slippage_pct: float = 0.02
+    entry: EntryRule = "open"
+
+    def __post_init__(self) -> None:
+        for name in ("fee_pct", "slippage_pct"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0 <= value < 100):
+                raise ValueError(f"{name} must be a percentage in [0, 100), got {value!r}")
+        if self.entry not in ("open", "limit"):
+            raise ValueError(f"entry must be 'open' or 'limit', got {self.entry!r}")
+
+    @property
+    def fee(self) -> float:
+        return self.fee_pct / 100
+
+    @property
+    def slippage(self) -> float:
+        return self.slippage_pct / 100
+
+
+@dataclass(frozen=True)
+class Candle:
+    """One candle of the primary timeframe (``ts_ms``: its open time)."""
+
+    ts_ms: int
+    open: float
+    high: float
+    low: float
+    close: float
+
+
+@dataclass(frozen=True)
+class Order:
+    """What a non-hold decision asks for. ``side`` is +1 for buy (long), -1 for sell (short)."""
+
+    side: int
+    entry_price: float | None
+    tp_price: float | None
+    sl_price: float | None
+    leverage: float
+    size_pct: float
+    placed_ms: int
+    ref: str = ""
+
+
+@dataclass(frozen=True)
+class Position:
+    """An open position; ``fill_at_open`` is False for a limit entry filled inside its candle."""
+
+    side: int
+    qty: float
+    entry_price: float
+    entry_ms: int
+    tp_price: float | None
+    sl_price: float | None
+    leverage: float
+    margin: float
+    entry_fee: float
+    equity_at_entry: float
+    fill_at_open: bool
+    ref: str = ""
+
+    @property
+    def risk(self) -> float | None:
+        """What hitting the stop would lose before fees (the R of the R multiple), or None."""
+        if self.sl_price is None:
+            return None
+        return self.qty * abs(self.entry_price - self.sl_price)
+
+    def gross_pnl(self, price: float) -> float:
+        """Profit at ``price`` before fees, never losing more than the margin."""
+        return max(self.side * self.qty * (price - self.entry_price), -self.margin)
+
+
+@dataclass(frozen=True)
+class Exit:
+    price: float
+    reason: Literal["stop", "target", "stop_gap", "target_gap", "end"]
+
+
+@dataclass(frozen=True)
+class Trade:
+    """A closed position. ``pnl`` is net of both fees; ``r_multiple`` is ``pnl`` over the risk."""
+
+    ref: str
+    side: int
+    entry_ms: int
+    entry_price: float
+    exit_ms: int
+    exit_price: float
+    reason: str
+    qty: float
+    pnl: float
+    fees: float
+    r_multiple: float | None
+    return_pct: float
+
+
+def _market(price: float, side: int, config: FillConfig, *, opening: bool) -> float:
+    """A market fill: buying pays more, selling gets less."""
+    buying = (side > 0) == opening
+    return price * (1 + config.slippage) if buying else price * (1 - config.slippage)
+
+
+def _beyond_levels(price: float, side: int, tp: float | None, sl: float | None) -> bool:
+    if sl is not None and side * (price - sl) <= 0:
+        return True
+    return tp is not None and side * (tp - price) <= 0
+
+
+def enter(order: Order, candle: Candle, equity: float, config: FillConfig) -> tuple[Position | None, str]:
+    """Try to open ``order`` on ``candle`` (the first candle after the decision).
+
+    Returns:
+        The position (or None) and why: ``filled``, ``not_touched`` (a limit the candle never
+        reached), ``beyond_levels`` (the fill would be past the stop or the target), ``zero_size``.
+    """
+    notional = equity * order.size_pct / 100 * order.leverage
+    if notional <= 0 or equity <= 0:
+        return None, ZERO_SIZE
+    side = order.side
+    if config.entry == "limit" and order.entry_price is not None:
+        limit = order.entry_price
+        if side * (limit - candle.open) >= 0:
+            price, at_open = candle.open, True
+        elif candle.low <= limit <= candle.high:
+            price, at_open = limit, False
+        else:
+            return None, NOT_TOUCHED
+    else:
+        price, at_open = _market(candle.open, side, config, opening=True), True
+    if _beyond_levels(candle.open if at_open else price, side, order.tp_price, order.sl_price):
+        return None, BEYOND_LEVELS
+    qty = notional / price
+    position = Position(
+        side=side,
+        qty=qty,
+        entry_price=price,
+        entry_ms=candle.ts_ms,
+        tp_price=order.tp_price,
+        sl_price=order.sl_price,
+        leverage=order.leverage,
+        margin=notional / order.leverage,
+        entry_fee=notional * config.fee,
+        equity_at_entry=equity,
+        fill_at_open=at_open,
+        ref=order.ref,
+    )
+    return position, FILLED
+
+
+def exit_on(
+    position: Position, candle: Candle, config: FillConfig, *, entry_candle: bool = False
+) -> Exit | None:
+    """Whether ``candle`` closes ``position`` by its stop or target, and at what price.
+
+    Args:
+        position: the open position.
+        candle: a candle after the entry, or the entry candle itself with ``entry_candle``.
+        config: for the slippage of a stop (a stop-market order).
+        entry_candle: the candle the position was opened in: no gap is possible (the entry already
+            refused those), and after a limit fill inside the candle only the stop is checked.
+    """
+    side, sl, tp = position.side, position.sl_price, position.tp_price
+    low_side, high_side = (candle.low, candle.high) if side > 0 else (candle.high, candle.low)
+    if not entry_candle:
+        if sl is not None and side * (candle.open - sl) <= 0:
+            return Exit(_market(candle.open, side, config, opening=False), "stop_gap")
+        if tp is not None and side * (candle.open - tp) >= 0:
+            return Exit(candle.open, "target_gap")
+    if sl is not None and side * (low_side - sl) <= 0:
+        return Exit(_market(sl, side, config, opening=False), "stop")
+    target_allowed = not entry_candle or position.fill_at_open
+    if target_allowed and tp is not None and side * (high_side - tp) >= 0:
+        return Exit(tp, "target")
+    return None
+
+
+def close(position: Position, exit_: Exit, ts_ms: int, config: FillConfig) -> Trade:
+    """The trade that closing ``position`` at ``exit_`` makes, fees included."""
+    gross = position.gross_pnl(exit_.price)
+    exit_fee = position.qty * exit_.price * config.fee
+    fees = position.entry_fee + exit_fee
+    pnl = gross - fees
+    risk = position.risk
+    return Trade(
+        ref=position.ref,
+        side=position.side,
+        entry_ms=position.entry_ms,
+        entry_price=position.entry_price,
+        exit_ms=ts_ms,
+        exit_price=exit_.price,
+        reason=exit_.reason,
+        qty=position.qty,
+        pnl=pnl,
+        fees=fees,
+        r_multiple=pnl / risk if risk else None,
+        return_pct=pnl / position.equity_at_entry * 100,
+    )
+
+
+@dataclass
+class OrderState:
+    """What became of one order; ``status`` is ``pending`` until the next candle is seen."""
+
+    order: Order
+    status: str = PENDING
+    trade: Trade | None = None
+
+
+@dataclass
+class Account:
+    """One symbol's account, walked candle by candle; it only ever sees candles it was given.
+
+    Args:
+        equity: the starting equity, in quote currency.
+        config: fees, slippage and the entry rule.
+        candles: the primary timeframe's candles of the span, oldest first.
+        timeframe_ms: their interval, so that ``advance(until_ms)`` knows which have closed.
+    """
+
+    equity: float
+    config: FillConfig
+    candles: Sequence[Candle]
+    timeframe_ms: int
+    position: Position | None = None
+    trades: list[Trade] = field(default_factory=list)
+    curve: list[float] = field(default_factory=list)
+    curve_ms: list[int] = field(default_factory=list)
+    exposed_candles: int = 0
+    _next: int = 0
+    _pending: OrderState | None = None
+    _open_state: OrderState | None = None
+
+    def __post_init__(self) -> None:
+        self.curve = [self.equity]
+        self.curve_ms = [self.candles[0].ts_ms if self.candles else 0]
+
+    @property
+    def processed(self) -> int:
+        """How many candles the account has walked through."""
+        return self._next
+
+    @property
+    def last_close(self) -> float | None:
+        return self.candles[self._next - 1].close if self._next else None
+
+    def mark(self) -> float:
+        """Equity with the open position valued at the last close seen."""
+        last = self.last_close
+        return self.equity if last is None else self.mark_at(last)
+
+    def mark_at(self, price: float) -> float:
+        """Equity with the open position valued at ``price``."""
+        if self.position is None:
+            return self.equity
+        return self.equity + self.position.gross_pnl(price)
+
+    def submit(self, order: Order) -> OrderState:
+        """Place an order to be worked on the next candle; ignored while a position is open."""
+        state = OrderState(order)
+        if self.position is not None or self._pending is not None:
+            state.status = POSITION_OPEN
+        else:
+            self._pending = state
+        return state
+
+    def advance(self, until_ms: int) -> None:
+        """Walk every candle that has closed by ``until_ms`` and was not walked yet."""
+        while (
+            self._next < len(self.candles) and self.candles[self._next].ts_ms + self.timeframe_ms <= until_ms
+        ):
+            self._step(self.candles[self._next])
+            self._next += 1
+
+    def finish(self) -> None:
+        """Close what is still open at the last close walked (a market order) and expire the pending order."""
+        if self._pending is not None:
+            self._pending.status = NO_CANDLE
+            self._pending = None
+        if self.position is not None and self._next:
+            last = self.candles[self._next - 1]
+            price = _market(last.close, self.position.side, self.config, opening=False)
+            self._close(Exit(price, "end"), last.ts_ms + self.timeframe_ms)
+            self.curve[-1] = self.equity
+
+    def _step(self, candle: Candle) -> None:
+        entered = False
+        if self._pending is not None and self._pending.order.placed_ms <= candle.ts_ms:
+            state, self._pending = self._pending, None
+            position, state.status = enter(state.order, candle, self.equity, self.config)
+            if position is not None:
+                self.position, self._open_state, entered = position, state, True
+                self.equity -= position.entry_fee
+        if self.position is not None:
+            self.exposed_candles += 1
+            exit_ = exit_on(self.position, candle, self.config, entry_candle=entered)
+            if exit_ is not None:
+                self._close(exit_, candle.ts_ms + self.timeframe_ms)
+        self.curve.append(self.mark_at(candle.close))
+        self.curve_ms.append(candle.ts_ms + self.timeframe_ms)
+
+    def _close(self, exit_: Exit, ts_ms: int) -> None:
+        assert self.position is not None
+        trade = close(self.position, exit_, ts_ms, self.config)
+        # The entry fee was taken from equity at the fill; only the rest of the result lands now.
+        self.equity += trade.pnl + self.position.entry_fee
+        self.trades.append(trade)
+        if self._open_state is not None:
+            self._open_state.trade = trade
+        self.position, self._open_state = None, None

@@ -1,0 +1,670 @@
+"""``rez backtest``: walk history one decision cycle at a time, trade the decisions, score them.
+
+Every ``every`` closed candles of the primary timeframe, the orchestrator runs one ordinary cycle with
+``as_of`` at that moment, over a ``HistorySource`` that holds the candles in memory and cuts every
+timeframe there: the cycle sees what a live run at that moment would have seen, and nothing after.
+Each decision becomes an order for the next candle (``fills``); the account walks the candles as
+they close, so what the next cycle is told about its open position (through the memory accessor,
+as its previous decision's ``outcome``) is also known by then. Every cycle is journaled under one
+backtest id. Then the same span is scored for buy-and-hold and for the ``rules`` mode (``metrics``).
+
+The walk ends early, reporting what was done, when the budget would be passed (``budget_exceeded``),
+when the model cannot be used (``model_auth_failed``, ``model_not_configured``, or
+``model_unavailable`` after several failed cycles in a row), or on Ctrl-C (``interrupted``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rez_cli.backtest.fills import (
+    Account,
+    Candle,
+    FillConfig,
+    Order,
+    OrderState,
+    Trade,
+)
+from rez_cli.backtest.history import HistorySource
+from rez_cli.backtest.llm_cache import CachingLLM, ResponseCache, default_cache_path
+from rez_cli.backtest.metrics import Metrics, compute_metrics
+from rez_cli.context import context_timeframes
+from rez_cli.errors import DataNotFound, ExitCode, UsageError
+from rez_cli.indicators import price_decimals
+from rez_cli.market.candles import iso, parse_time
+from rez_cli.market.source import MarketSource
+from rez_cli.orchestrator import DEFAULT_MODEL, Event, EventResult, Orchestrator, model_configured
+from rez_cli.reasoning.llm import LLMClient, LLMNotConfigured
+from rez_cli.settings import RiskProfile, Settings, secrets_of
+from rez_cli.timeframes import timeframe_ms
+
+MODES = ("react", "rules")
+DEFAULT_TRAINING_CUTOFF = "2023-10-01"
+# A cycle needs this many candles on every context timeframe before it can say anything useful.
+MIN_HISTORY = 50
+# Failures that end the walk at once: no later cycle can succeed.
+FATAL_ERRORS = ("budget_exceeded", "model_auth_failed", "model_not_configured")
+# Failures that end it when they keep coming: the endpoint is down, every cycle would be a hold.
+TRANSIENT_ERRORS = ("model_unreachable", "model_timeout", "model_rate_limited", "reasoning_timeout_exceeded")
+MAX_FAILURES_IN_A_ROW = 5
+INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True)
+class BacktestRequest:
+    """What ``rez backtest`` was asked for.
+
+    ``start_ms``/``end_ms`` bound the moments cycles stand at (rounded to whole candles; ``end_ms``
+    None is now, or the end of the data). ``context_timeframes`` None keeps ``[market]
+    context_timeframes``. ``mode`` None is ``react`` when a model is configured, else
+    ``rules``. ``training_cutoff_ms``: a react backtest over an earlier span gets a warning.
+    """
+
+    symbol: str
+    start_ms: int
+    end_ms: int | None = None
+    timeframe: str | None = None
+    context_timeframes: Sequence[str] | None = None
+    every: int = 1
+    mode: str | None = None
+    exchange: str | None = None
+    data: Path | None = None
+    model: str | None = None
+    max_cost_usd: float | None = None
+    fills: FillConfig = field(default_factory=FillConfig)
+    initial_equity: float = 10_000.0
+    journal: Path | None = None
+    argv: Sequence[str] = ()
+    use_cache: bool = True
+    llm_cache: bool = True
+    baselines: bool = True
+    training_cutoff_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a walk stands, for a progress bar."""
+
+    phase: str
+    done: int
+    total: int
+    cost_usd: float
+    llm_calls: int
+    cache_hits: int
+
+
+@dataclass(frozen=True)
+class StrategyRun:
+    """One strategy over the span: its decisions, trades, equity curve and scores."""
+
+    metrics: Metrics
+    decisions: list[dict[str, Any]]
+    trades: list[Trade]
+    curve: list[float]
+    curve_ms: list[int]
+
+
+@dataclass(frozen=True)
+class BacktestReport:
+    """Everything a backtest found; ``to_json`` is what ``--json`` prints."""
+
+    backtest_id: str
+    symbol: str
+    exchange: str
+    simulated: bool
+    timeframe: str
+    mode: str
+    model: str | None
+    every: int
+    start_ms: int
+    end_ms: int
+    requested_end_ms: int
+    stopped: str | None
+    strategy: StrategyRun
+    buy_and_hold: StrategyRun | None
+    rules: StrategyRun | None
+    cost_usd: float
+    llm_calls: int
+    cache_hits: int
+    fills: FillConfig
+    initial_equity: float
+    notices: list[str]
+    warnings: list[str]
+    journal: Path
+    run_id: int
+
+    @property
+    def complete(self) -> bool:
+        return self.stopped is None
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """0 complete, 130 interrupted, 3 ended early by the budget or a model failure."""
+        if self.stopped is None:
+            return ExitCode.OK
+        return ExitCode.INTERRUPTED if self.stopped == INTERRUPTED else ExitCode.HOLD_BY_FAILURE
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as one JSON-ready object (no NaN or infinity anywhere)."""
+        return {
+            "backtest_id": self.backtest_id,
+            "symbol": self.symbol,
+            "exchange": self.exchange,
+            "simulated": self.simulated,
+            "timeframe": self.timeframe,
+            "mode": self.mode,
+            "model": self.model,
+            "every": self.every,
+            "from": iso(self.start_ms),
+            "to": iso(self.end_ms),
+            "start_ms": self.start_ms,
+            "end_ms": self.end_ms,
+            "requested_end_ms": self.requested_end_ms,
+            "complete": self.complete,
+            "stopped": self.stopped,
+            "cycles": len(self.strategy.decisions),
+            "cost_usd": round(self.cost_usd, 6),
+            "llm_calls": self.llm_calls,
+            "cache_hits": self.cache_hits,
+            "fills": {
+                "fee_pct": self.fills.fee_pct,
+                "slippage_pct": self.fills.slippage_pct,
+                "entry": self.fills.entry,
+            },
+            "initial_equity": self.initial_equity,
+            "metrics": _clean(self.strategy.metrics.as_dict()),
+            "baselines": {
+                "buy_and_hold": _clean(self.buy_and_hold.metrics.as_dict()) if self.buy_and_hold else None,
+                "rules": _clean(self.rules.metrics.as_dict()) if self.rules else None,
+            },
+            "trades": [_trade_json(trade) for trade in self.strategy.trades],
+            "decisions": self.strategy.decisions,
+            "notices": self.notices,
+            "warnings": self.warnings,
+            "journal": str(self.journal),
+            "run_id": self.run_id,
+        }
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {key: _clean(item) for key, item in value.items()}
+    return value
+
+
+def _trade_json(trade: Trade) -> dict[str, Any]:
+    cleaned: dict[str, Any] = _clean(
+        {
+            "trace_id": trade.ref or None,
+            "side": "long" if trade.side > 0 else "short",
+            "entry_ms": trade.entry_ms,
+            "entry_price": trade.entry_price,
+            "exit_ms": trade.exit_ms,
+            "exit_price": trade.exit_price,
+            "reason": trade.reason,
+            "pnl": trade.pnl,
+            "fees": trade.fees,
+            "r_multiple": trade.r_multiple,
+            "return_pct": trade.return_pct,
+        }
+    )
+    return cleaned
+
+
+def training_cutoff_notice(start_ms: int, end_ms: int, cutoff_ms: int | None) -> str | None:
+    """A warning when a react backtest's span lies (partly) before the model's training cutoff."""
+    if cutoff_ms is None or start_ms >= cutoff_ms:
+        return None
+    which = "lies before" if end_ms <= cutoff_ms else "starts before"
+    return (
+        f"the span {iso(start_ms)[:10]}..{iso(end_ms)[:10]} {which} the training cutoff "
+        f"{iso(cutoff_ms)[:10]} (--training-cutoff): the model may remember these prices, "
+        "so its results can look better than it would do live"
+    )
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "none"
+    return f"{value:,.{price_decimals(value)}f}"
+
+
+class WalkMemory:
+    """The memory accessor of one walk: its own earlier decisions, and what became of them.
+
+    The outcome of each decision says how its order fared and what position is open now, so the
+    next cycle knows its position without any hook in the orchestrator. Only the account's candles
+    closed by the asking cycle's moment are behind it (the walk advances the account first).
+    """
+
+    def __init__(self, account: Account) -> None:
+        self.account = account
+        self.entries: list[tuple[dict[str, Any], OrderState | None]] = []
+
+    def add(self, decision: dict[str, Any], state: OrderState | None) -> None:
+        self.entries.append((decision, state))
+
+    def recent(
+        self, symbol: str, limit: int = 3, *, exchange: str | None = None, before_ms: int | None = None
+    ) -> list[Mapping[str, Any]]:
+        """This walk's decisions before ``before_ms``, newest first, each with its ``outcome``."""
+        found: list[Mapping[str, Any]] = []
+        for decision, state in reversed(self.entries):
+            if len(found) >= max(0, limit):
+                break
+            if before_ms is not None and int(decision["timestamp"]) >= before_ms:
+                continue
+            found.append({**decision, "outcome": self._outcome(state)})
+        return found
+
+    def _outcome(self, state: OrderState | None) -> str:
+        parts = []
+        if state is not None:
+            parts.append(_order_fate(state))
+        position = self.account.position
+        last = self.account.last_close
+        if position is None:
+            parts.append("no position is open now")
+        else:
+            side = "long" if position.side > 0 else "short"
+            change = (
+                f", last close {_fmt(last)} ({position.side * (last / position.entry_price - 1) * 100:+.2f}%)"
+                if last is not None
+                else ""
+            )
+            parts.append(
+                f"a {side} position is open since {iso(position.entry_ms)} at {_fmt(position.entry_price)}"
+                f" (TP {_fmt(position.tp_price)}, SL {_fmt(position.sl_price)}){change}"
+            )
+        return "; ".join(parts)
+
+
+def _order_fate(state: OrderState) -> str:
+    if state.trade is not None:
+        trade = state.trade
+        r = f", {trade.r_multiple:+.2f}R" if trade.r_multiple is not None else ""
+        return f"filled at {_fmt(trade.entry_price)}, closed by {trade.reason} at {_fmt(trade.exit_price)}{r}"
+    return {
+        "filled": "filled",
+        "pending": "waiting for the next candle",
+        "not_touched": "not filled: the next candle never reached the entry",
+        "beyond_levels": "not filled: the market opened beyond the stop or the target",
+        "position_open": "not traded: a position was already open",
+        "zero_size": "not traded: zero size",
+        "no_candle": "not traded: no candle followed",
+    }.get(state.status, state.status)
+
+
+def _order(decision: Mapping[str, Any], placed_ms: int) -> Order | None:
+    action = decision.get("action")
+    if action not in ("buy", "sell"):
+        return None
+    return Order(
+        side=1 if action == "buy" else -1,
+        entry_price=decision.get("entry_price"),
+        tp_price=decision.get("tp_price"),
+        sl_price=decision.get("sl_price"),
+        leverage=float(decision.get("leverage") or 1.0),
+        size_pct=float(decision.get("size_pct") or 0.0),
+        placed_ms=placed_ms,
+        ref=str(decision.get("trace_id") or ""),
+    )
+
+
+@dataclass
+class _Walk:
+    account: Account
+    memory: WalkMemory
+    rows: list[tuple[dict[str, Any], OrderState | None]] = field(default_factory=list)
+    stopped: str | None = None
+    stop_ms: int = 0
+
+
+async def _walk(
+    orchestrator: Orchestrator,
+    account: Account,
+    memory: WalkMemory,
+    *,
+    symbol: str,
+    mode: str,
+    times: Sequence[int],
+    end_ms: int,
+    correlation_id: str,
+    phase: str,
+    llm: CachingLLM | None,
+    on_progress: Callable[[Progress], None] | None,
+    on_cycle: Callable[[EventResult], None] | None,
+) -> _Walk:
+    walk = _Walk(account, memory)
+    failures_in_a_row = 0
+    for index, moment in enumerate(times):
+        # Candles that closed by this moment are settled before the cycle runs, never after.
+        account.advance(moment)
+        try:
+            result = await orchestrator.handle_event(
+                Event("decide", {"symbol": symbol, "mode": mode, "as_of": moment}, moment, correlation_id)
+            )
+        except asyncio.CancelledError:
+            # Ctrl-C: asyncio.run cancels the task; swallowing it here lets the partial result out.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            walk.stopped, walk.stop_ms = INTERRUPTED, moment
+            return walk
+        if on_cycle is not None:
+            on_cycle(result)
+        decision = dict(result.metadata["decision"])
+        error = decision.get("error")
+        if error in FATAL_ERRORS:
+            walk.stopped, walk.stop_ms = str(error), moment
+            return walk
+        failures_in_a_row = failures_in_a_row + 1 if error in TRANSIENT_ERRORS else 0
+        context = result.metadata.get("trace", {}).get("context") or {}
+        seen_until = int(context.get("as_of") or moment)
+        row = {
+            "timestamp": seen_until,
+            "action": decision["action"],
+            "entry_price": decision["entry_price"],
+            "tp_price": decision["tp_price"],
+            "sl_price": decision["sl_price"],
+            "leverage": decision["leverage"],
+            "size_pct": decision["size_pct"],
+            "confidence": decision["confidence"],
+            "rationale": decision["rationale"],
+            "invalidation": decision["invalidation"],
+            "source": decision["source"],
+            "error": error,
+            "trace_id": decision["trace_id"],
+        }
+        order = _order(decision, moment)
+        state = account.submit(order) if order is not None else None
+        walk.rows.append((row, state))
+        memory.add(row, state)
+        if on_progress is not None:
+            on_progress(
+                Progress(
+                    phase,
+                    index + 1,
+                    len(times),
+                    llm.cost_usd if llm else 0.0,
+                    llm.misses if llm else 0,
+                    llm.hits if llm else 0,
+                )
+            )
+        if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+            walk.stopped, walk.stop_ms = (
+                "model_unavailable",
+                times[index + 1] if index + 1 < len(times) else end_ms,
+            )
+            return walk
+    walk.stop_ms = end_ms
+    return walk
+
+
+def _settle(walk: _Walk, timeframe_ms_: int, *, decisions: bool = True) -> StrategyRun:
+    account = walk.account
+    account.advance(walk.stop_ms)
+    account.finish()
+    rows = []
+    for row, state in walk.rows:
+        out = {key: row[key] for key in row if key not in ("rationale", "invalidation")}
+        out["fill"] = state.status if state is not None else None
+        rows.append(out)
+    metrics = compute_metrics(
+        account.curve,
+        account.trades,
+        timeframe_ms=timeframe_ms_,
+        exposed_candles=account.exposed_candles,
+        actions=[row["action"] for row, _ in walk.rows] if decisions else None,
+    )
+    return StrategyRun(metrics, rows, list(account.trades), list(account.curve), list(account.curve_ms))
+
+
+def _with_timeframes(settings: Settings, timeframe: str, context: Sequence[str] | None) -> Settings:
+    update: dict[str, Any] = {"timeframe": timeframe}
+    if context is not None:
+        # model_copy does not validate: keep the order the validator would have given.
+        update["context_timeframes"] = sorted(dict.fromkeys(context), key=timeframe_ms)
+    return settings.model_copy(update={"market": settings.market.model_copy(update=update)})
+
+
+def _first_moment(history: HistorySource, timeframes: Sequence[str], start_ms: int, step: int) -> int:
+    """The first whole-candle moment at or after ``start_ms`` with enough history on every timeframe."""
+    ready = start_ms
+    for timeframe in timeframes:
+        closes = history.closes(timeframe)
+        if len(closes) < MIN_HISTORY:
+            raise DataNotFound(
+                f"only {len(closes)} {timeframe} candles of {history.symbol} by {iso(history.end_ms)}",
+                hint=f"a backtest needs at least {MIN_HISTORY} on every context timeframe",
+            )
+        ready = max(ready, int(closes[MIN_HISTORY - 1]))
+    return -(-ready // step) * step
+
+
+async def run_backtest(
+    settings: Settings,
+    profile: RiskProfile,
+    request: BacktestRequest,
+    *,
+    source: MarketSource | None = None,
+    llm: LLMClient | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_cycle: Callable[[EventResult], None] | None = None,
+) -> BacktestReport:
+    """Walk the span, trade every decision, and score it against buy-and-hold and the rules mode.
+
+    Args:
+        settings: the effective settings; ``request.timeframe`` overrides ``[market] timeframe``.
+        profile: the risk profile every decision is checked against.
+        request: what to backtest.
+        source: candles to use instead of opening ``request.exchange``/``request.data`` (left open).
+        llm: the model client for react mode instead of the configured one (closed at the end).
+        on_progress: called after every cycle.
+        on_cycle: called with every cycle's result (traces included), for tests and tools.
+
+    Raises:
+        UsageError: a bad request (unknown mode, empty span, react without a model).
+        DataError, ExchangeError: the candles cannot be had.
+    """
+    from rez_cli.cycle import make_llm, package_versions, short_hash
+    from rez_cli.journal.store import Journal, resolve_journal_path
+    from rez_cli.market.view import open_source
+
+    timeframe = request.timeframe or settings.market.timeframe
+    step = timeframe_ms(timeframe)
+    if request.every < 1:
+        raise UsageError(f"--every must be at least 1, got {request.every}")
+    for name in request.context_timeframes or ():
+        timeframe_ms(name)
+    settings = _with_timeframes(settings, timeframe, request.context_timeframes)
+    notices: list[str] = []
+    warnings: list[str] = []
+    mode = request.mode or ("react" if model_configured(settings.llm, request.model) else "rules")
+    if mode not in MODES:
+        raise UsageError(f"unknown mode {mode!r}", hint="use --mode react or --mode rules")
+    if request.mode is None and mode == "rules":
+        notices.append("no model configured: backtesting the deterministic rules mode")
+    requested_end = request.end_ms if request.end_ms is not None else int(time.time() * 1000)
+    start = -(-request.start_ms // step) * step
+    end = requested_end // step * step
+    if start >= end:
+        raise UsageError(
+            f"the span {iso(request.start_ms)}..{iso(requested_end)} holds no whole {timeframe} candle",
+            hint="--from must come before --to",
+        )
+    model: str | None = None
+    client: CachingLLM | None = None
+    if mode == "react":
+        model = request.model or settings.llm.model or DEFAULT_MODEL
+        inner = llm
+        if inner is None:
+            if not model_configured(settings.llm, request.model):
+                raise UsageError(
+                    "--mode react needs a model, and none is configured",
+                    hint="set [llm] model and OPENAI_API_KEY, or [llm] base_url; or use --mode rules",
+                )
+            try:
+                inner, _ = make_llm(settings, request.model)
+            except LLMNotConfigured as error:
+                raise UsageError(error.message) from None
+            assert inner is not None
+        cache = ResponseCache(default_cache_path()) if request.llm_cache else None
+        client = CachingLLM(inner, cache, prices=settings.llm.prices, max_cost_usd=request.max_cost_usd)
+        if request.max_cost_usd is not None and not client.priced(model):
+            notices.append(f"no price is known for {model} in [llm.prices]: --max-cost cannot be enforced")
+    owned = source is None
+    market = source or open_source(
+        settings, exchange=request.exchange, data=request.data, use_cache=request.use_cache, now_ms=end
+    )
+    try:
+        history = HistorySource(
+            market, request.symbol, start_ms=start, end_ms=end, warmup=settings.market.candles
+        )
+        timeframes = context_timeframes(list(settings.market.context_timeframes), timeframe)
+        await history.load(timeframes)
+        primary = history.frame(timeframe)
+        closes = history.closes(timeframe)
+        if len(closes):
+            end = min(end, int(closes[-1]) // step * step)
+        first = _first_moment(history, timeframes, start, step)
+        if first > start:
+            notices.append(
+                f"the data starts late: the first cycle stands at {iso(first)}, not {iso(start)}, "
+                f"so that every timeframe has {MIN_HISTORY} candles behind it"
+            )
+        start = first
+        times = list(range(start, end - step + 1, step * request.every))
+        if not times:
+            raise DataNotFound(
+                f"no {timeframe} candle of {request.symbol} between {iso(start)} and {iso(end)} to trade on",
+                hint="widen the span between --from and --to",
+            )
+        if mode == "react":
+            notice = training_cutoff_notice(start, end, request.training_cutoff_ms)
+            if notice:
+                warnings.append(notice)
+        in_span = primary[(primary["timestamp"] >= start) & (primary["timestamp"] < end)]
+        candles = [
+            Candle(int(ts), float(o), float(h), float(low), float(c))
+            for ts, o, h, low, c in in_span[["timestamp", "open", "high", "low", "close"]].itertuples(
+                index=False
+            )
+        ]
+
+        journal = Journal(resolve_journal_path(request.journal, settings.journal.path))
+        for secret in secrets_of(settings):
+            journal.add_secret(secret)
+        run_id = journal.start_run(
+            "backtest",
+            list(request.argv),
+            config_hash=short_hash(settings.model_dump_json()),
+            profile_hash=short_hash(profile.model_dump_json()),
+            versions=package_versions(),
+        )
+        backtest_id = "bt-" + uuid.uuid4().hex[:12]
+
+        def new_account() -> Account:
+            return Account(request.initial_equity, request.fills, candles, step)
+
+        async def walk(
+            mode_: str, llm_: CachingLLM | None, walk_times: Sequence[int], tag: str, phase: str
+        ) -> _Walk:
+            account = new_account()
+            memory = WalkMemory(account)
+            orchestrator = Orchestrator(
+                settings,
+                profile,
+                history,
+                llm=llm_,
+                model=model if llm_ is not None else None,
+                memory=memory,
+                recorder=journal.recorder(run_id, backtest_id=tag),
+            )
+            return await _walk(
+                orchestrator,
+                account,
+                memory,
+                symbol=request.symbol,
+                mode=mode_,
+                times=walk_times,
+                end_ms=end,
+                correlation_id=tag,
+                phase=phase,
+                llm=llm_,
+                on_progress=on_progress,
+                on_cycle=on_cycle,
+            )
+
+        main = await walk(mode, client, times, backtest_id, "strategy" if mode == "react" else "rules")
+        stop_ms = main.stop_ms
+        strategy = _settle(main, step)
+        buy_and_hold: StrategyRun | None = None
+        rules: StrategyRun | None = None
+        if request.baselines:
+            hodl = new_account()
+            hodl.submit(Order(1, None, None, None, 1.0, 100.0, start, "buy-and-hold"))
+            buy_and_hold = _settle(_Walk(hodl, WalkMemory(hodl), stop_ms=stop_ms), step, decisions=False)
+            done_times = [moment for moment in times if moment < stop_ms]
+            if mode == "rules":
+                rules = strategy
+            elif main.stopped != INTERRUPTED and done_times:
+                baseline = await walk("rules", None, done_times, f"{backtest_id}-rules", "rules baseline")
+                if baseline.stopped == INTERRUPTED:
+                    notices.append("the rules baseline was interrupted: it is left out")
+                    main.stopped = INTERRUPTED
+                else:
+                    baseline.stop_ms = stop_ms
+                    rules = _settle(baseline, step)
+        journal.close()
+    finally:
+        if owned:
+            await market.close()
+        if client is not None:
+            await client.close()
+        elif llm is not None:
+            await llm.close()
+    if main.stopped and main.stopped != INTERRUPTED:
+        notices.append(f"stopped early ({main.stopped}) at {iso(stop_ms)}: the report covers what was done")
+    return BacktestReport(
+        backtest_id=backtest_id,
+        symbol=request.symbol,
+        exchange=market.name,
+        simulated=market.simulated,
+        timeframe=timeframe,
+        mode=mode,
+        model=model,
+        every=request.every,
+        start_ms=start,
+        end_ms=stop_ms,
+        requested_end_ms=requested_end,
+        stopped=main.stopped,
+        strategy=strategy,
+        buy_and_hold=buy_and_hold,
+        rules=rules,
+        cost_usd=client.cost_usd if client else 0.0,
+        llm_calls=client.misses if client else 0,
+        cache_hits=client.hits if client else 0,
+        fills=request.fills,
+        initial_equity=request.initial_equity,
+        notices=notices,
+        warnings=warnings,
+        journal=journal.path,
+        run_id=run_id,
+    )
+
+
+def parse_cutoff(text: str | None) -> int | None:
+    """``--training-cutoff``: a date, or ``none`` to switch the warning off."""
+    if text is None or text.strip().lower() in ("", "none", "off"):
+        return None
+    return parse_time(text)

@@ -1,0 +1,307 @@
+"""``rez backtest``: decisions replayed over history, traded, and scored against two baselines."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from rez_cli.cli.options import (
+    ConfigOption,
+    DataOption,
+    ExchangeOption,
+    JournalOption,
+    JsonOption,
+    NoCacheOption,
+    ProfileOption,
+    TimeframesOption,
+)
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
+    from rez_cli.backtest.walk import BacktestReport, BacktestRequest, Progress
+    from rez_cli.settings import RiskProfile, Settings
+
+METRIC_ROWS = (
+    ("total return", "total_return_pct", "signed_pct"),
+    ("max drawdown", "max_drawdown_pct", "pct"),
+    ("Sharpe (annualised)", "sharpe", "ratio"),
+    ("Sortino (annualised)", "sortino", "ratio"),
+    ("win rate", "win_rate", "share"),
+    ("profit factor", "profit_factor", "ratio"),
+    ("avg R multiple", "avg_r_multiple", "ratio"),
+    ("exposure", "exposure_pct", "pct"),
+    ("trades", "trades", "count"),
+    ("hold rate", "hold_rate", "share"),
+    ("final equity", "final_equity", "money"),
+)
+
+
+def _cell(value: Any, kind: str) -> str:
+    if value is None:
+        return "n/a"
+    if kind == "signed_pct":
+        return f"{value:+.2f}%"
+    if kind == "pct":
+        return f"{value:.2f}%"
+    if kind == "share":
+        return f"{value * 100:.1f}%"
+    if kind == "count":
+        return str(value)
+    if kind == "money":
+        return f"{value:,.2f}"
+    return f"{value:.2f}"
+
+
+def summary_view(report: Mapping[str, Any]) -> RenderableType:
+    """The report as a header, a table of metrics side by side, and a footer of costs and ids."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    strategy = report["mode"] + (f" ({report['model']})" if report.get("model") else "")
+    header = Text.assemble(
+        (report["symbol"], "bold"),
+        f" on {report['exchange']}",
+        (" (SIMULATED market)", "bold red") if report["simulated"] else "",
+        f" · {report['timeframe']} · {report['from']} → {report['to']}",
+        f" · a cycle every {report['every']} candle{'s' if report['every'] > 1 else ''}",
+        f" · {report['cycles']} cycles",
+    )
+    table = Table(header_style="bold")
+    table.add_column("metric")
+    table.add_column(strategy, justify="right")
+    baselines = report["baselines"]
+    columns = [("buy & hold", baselines.get("buy_and_hold"))]
+    if report["mode"] != "rules":
+        columns.append(("rules baseline", baselines.get("rules")))
+    for title, _ in columns:
+        table.add_column(title, justify="right")
+    for label, key, kind in METRIC_ROWS:
+        cells = [_cell(report["metrics"].get(key), kind)]
+        cells += [_cell(metrics.get(key), kind) if metrics else "n/a" for _, metrics in columns]
+        table.add_row(label, *cells)
+    fills = report["fills"]
+    footer = Text(
+        f"fills: entry at the next candle's {'open' if fills['entry'] == 'open' else 'entry price (limit)'}, "
+        f"fee {fills['fee_pct']:g}%, slippage {fills['slippage_pct']:g}% · "
+        f"model cost ${report['cost_usd']:.4f} "
+        f"({report['llm_calls']} calls, {report['cache_hits']} cached) · "
+        f"backtest {report['backtest_id']} in {report['journal']}",
+        style="dim",
+    )
+    parts: list[RenderableType] = [header, table, footer]
+    if report.get("stopped"):
+        parts.append(Text(f"incomplete: stopped early ({report['stopped']})", style="bold yellow"))
+    return Group(*parts)
+
+
+def backtest(
+    symbol: Annotated[str, typer.Argument(help="The symbol, e.g. BTC/USDT.")],
+    from_: Annotated[
+        str,
+        typer.Option("--from", help="First moment a cycle stands at (2021-01-01, UTC).", show_default=False),
+    ],
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to", help="Last moment (UTC). Default: now, or the end of the data.", show_default=False
+        ),
+    ] = None,
+    timeframe: Annotated[
+        str | None,
+        typer.Option(
+            "--timeframe",
+            help="Primary timeframe: cycles, fills and metrics step by its candles. "
+            "Default: \\[market] timeframe.",
+            show_default=False,
+        ),
+    ] = None,
+    timeframes: TimeframesOption = None,
+    every: Annotated[
+        int,
+        typer.Option("--every", min=1, help="One decision cycle every N closed candles of the timeframe."),
+    ] = 1,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            "--mode",
+            help="react (the model decides) or rules (deterministic baseline). "
+            "Default: react when a model is configured, else rules.",
+            show_default=False,
+        ),
+    ] = None,
+    exchange: ExchangeOption = None,
+    data: DataOption = None,
+    profile: ProfileOption = None,
+    config: ConfigOption = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", "-m", help="Model name at the endpoint. Default: \\[llm] model.", show_default=False
+        ),
+    ] = None,
+    max_cost: Annotated[
+        float | None,
+        typer.Option(
+            "--max-cost",
+            min=0,
+            help="Stop before the model calls of the whole backtest could cost more US$ than this "
+            "(needs the model's price in \\[llm.prices]); the report covers what was done.",
+            show_default=False,
+        ),
+    ] = None,
+    fee_pct: Annotated[
+        float,
+        typer.Option(
+            "--fee-pct",
+            min=0,
+            max=10,
+            help="Fee per fill, entry and exit alike, in % of its notional (0.1: a typical taker fee).",
+        ),
+    ] = 0.1,
+    slippage_pct: Annotated[
+        float,
+        typer.Option(
+            "--slippage-pct",
+            min=0,
+            max=10,
+            help="How much worse than its price a market fill is, in % (entries at the open, stops, "
+            "the final close; limit fills, such as targets, have none).",
+        ),
+    ] = 0.02,
+    entry: Annotated[
+        str,
+        typer.Option(
+            "--entry",
+            help="open: enter at the next candle's open. limit: at the decision's entry price, "
+            "if the next candle reaches it.",
+        ),
+    ] = "open",
+    equity: Annotated[
+        float, typer.Option("--equity", min=1, help="Starting equity, quote currency.")
+    ] = 10_000.0,
+    training_cutoff: Annotated[
+        str,
+        typer.Option(
+            "--training-cutoff",
+            help="The model's training cutoff: a react backtest over earlier prices gets a warning "
+            "(the model may remember them). 'none' turns it off.",
+        ),
+    ] = "2023-10-01",
+    no_baselines: Annotated[
+        bool, typer.Option("--no-baselines", help="Skip buy-and-hold and the rules baseline.")
+    ] = False,
+    no_llm_cache: Annotated[
+        bool,
+        typer.Option(
+            "--no-llm-cache", help="Ask the model every time; neither read nor write cached answers."
+        ),
+    ] = False,
+    no_cache: NoCacheOption = False,
+    json_output: JsonOption = False,
+    journal: JournalOption = None,
+) -> None:
+    """Replay decisions over history, trade them, and score them against buy-and-hold and rules.
+
+    Example: rez backtest BTC/USDT --exchange sim --mode rules --from 2021-01-01 --to 2021-03-01
+
+    Every cycle sees only the candles closed by its moment, on every timeframe.
+
+    Model answers are cached: running the same backtest again calls no model.
+
+    Exit codes: 0 done · 2 usage, config or data error · 3 stopped early (--max-cost, a failing model)
+    · 130 interrupted (the partial result is shown).
+    """
+    import asyncio
+
+    from rez_cli.backtest.fills import FillConfig
+    from rez_cli.backtest.walk import BacktestRequest, parse_cutoff
+    from rez_cli.cli.console import invocation_argv, print_json_line, stderr_console, stdout_console
+    from rez_cli.errors import UsageError
+    from rez_cli.market.candles import parse_time
+    from rez_cli.settings import load_profile, load_settings
+    from rez_cli.timeframes import parse_timeframes
+
+    if mode is not None and mode not in ("react", "rules"):
+        raise UsageError(f"unknown mode {mode!r}", hint="use --mode react or --mode rules")
+    if entry not in ("open", "limit"):
+        raise UsageError(f"unknown entry rule {entry!r}", hint="use --entry open or --entry limit")
+    settings = load_settings(config).value
+    risk = load_profile(profile or settings.risk.profile).value
+    request = BacktestRequest(
+        symbol=symbol,
+        start_ms=parse_time(from_),
+        end_ms=parse_time(to) if to else None,
+        timeframe=timeframe,
+        context_timeframes=parse_timeframes(timeframes) if timeframes else None,
+        every=every,
+        mode=mode,
+        exchange=exchange,
+        data=data,
+        model=model,
+        max_cost_usd=max_cost,
+        fills=FillConfig(
+            fee_pct=fee_pct, slippage_pct=slippage_pct, entry="limit" if entry == "limit" else "open"
+        ),
+        initial_equity=equity,
+        journal=journal,
+        argv=invocation_argv.get(),
+        use_cache=not no_cache,
+        llm_cache=not no_llm_cache,
+        baselines=not no_baselines,
+        training_cutoff_ms=parse_cutoff(training_cutoff),
+    )
+    console = stderr_console()
+    report = asyncio.run(_run_with_progress(console, settings, risk, request))
+    for warning in report.warnings:
+        console.print(f"warning: {warning}", style="bold yellow", markup=False)
+    for notice in report.notices:
+        console.print(f"note: {notice}", style="yellow", markup=False)
+    payload = report.to_json()
+    if json_output:
+        print_json_line(payload)
+    else:
+        stdout_console().print(summary_view(payload))
+    raise typer.Exit(int(report.exit_code))
+
+
+async def _run_with_progress(
+    console: Console, settings: Settings, risk: RiskProfile, request: BacktestRequest
+) -> BacktestReport:
+    """The backtest under a progress bar on stderr (drawn only on a terminal)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TaskID,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.progress import Progress as Bar
+
+    from rez_cli.backtest.walk import run_backtest
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[spent]}"),
+    )
+    with Bar(*columns, console=console, disable=not console.is_terminal) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def on_progress(state: Progress) -> None:
+            if state.phase not in tasks:
+                tasks[state.phase] = bar.add_task(state.phase, total=state.total, spent="")
+            spent = f"${state.cost_usd:.4f} · {state.llm_calls} calls, {state.cache_hits} cached"
+            # The rules mode calls no model: a column of zeros would only be noise.
+            idle = not (state.llm_calls or state.cache_hits or state.cost_usd)
+            bar.update(tasks[state.phase], completed=state.done, spent="" if idle else spent)
+
+        return await run_backtest(settings, risk, request, on_progress=on_progress)
