@@ -53,6 +53,7 @@ def _register() -> None:
         data_cmd,
         decide_cmd,
         doctor_cmd,
+        score_cmd,
         traces_cmd,
     )
 
@@ -63,6 +64,7 @@ def _register() -> None:
     app.command("doctor")(doctor_cmd.doctor)
     app.add_typer(traces_cmd.app, name="traces")
     app.command("backtest")(backtest_cmd.backtest)
+    app.command("score")(score_cmd.score)
 
 
 _register()

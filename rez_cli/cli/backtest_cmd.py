@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -203,6 +204,16 @@ def backtest(
     no_cache: NoCacheOption = False,
     json_output: JsonOption = False,
     journal: JournalOption = None,
+    report_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Also write a self-contained HTML page: equity curve, drawdown and the trades on the "
+            "price (needs the report extra: pip install 'rez-cli\\[report]').",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Replay decisions over history, trade them, and score them against buy-and-hold and rules.
 
@@ -211,6 +222,8 @@ def backtest(
     Every cycle sees only the candles closed by its moment, on every timeframe.
 
     Model answers are cached: running the same backtest again calls no model.
+
+    --report FILE.html writes the result as a page that opens offline (a partial result too).
 
     Exit codes: 0 done · 2 usage, config or data error · 3 stopped early (--max-cost, a failing model)
     · 130 interrupted (the partial result is shown).
@@ -229,6 +242,11 @@ def backtest(
         raise UsageError(f"unknown mode {mode!r}", hint="use --mode react or --mode rules")
     if entry not in ("open", "limit"):
         raise UsageError(f"unknown entry rule {entry!r}", hint="use --entry open or --entry limit")
+    if report_path is not None:
+        from rez_cli.backtest.report import require_plotly
+
+        # Before the walk: a missing extra must not cost a whole backtest's model calls.
+        require_plotly()
     settings = load_settings(config).value
     risk = load_profile(profile or settings.risk.profile).value
     request = BacktestRequest(
@@ -265,6 +283,11 @@ def backtest(
         print_json_line(payload)
     else:
         stdout_console().print(summary_view(payload))
+    if report_path is not None:
+        from rez_cli.backtest.report import write_report
+
+        written = write_report(report, report_path)
+        console.print(f"report written to {written}", markup=False, highlight=False)
     raise typer.Exit(int(report.exit_code))
 
 

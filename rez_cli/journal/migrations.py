@@ -117,4 +117,24 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        "m002_scores",
+        (
+            # One score per decision: scoring it again (another horizon, --force) replaces the row.
+            # outcome, r_multiple, exit_* are columns so that SQL can aggregate them; the rest of the
+            # judgement (entry, levels, the naive trades of a hold, the memory's summary) is details.
+            """
+            CREATE TABLE scores (
+                trace_id TEXT PRIMARY KEY REFERENCES cycles (trace_id),
+                scored_ms INTEGER NOT NULL,
+                horizon INTEGER NOT NULL,
+                outcome TEXT NOT NULL,
+                r_multiple REAL,
+                exit_price REAL,
+                exit_ms INTEGER,
+                details TEXT
+            )
+            """,
+        ),
+    ),
 )

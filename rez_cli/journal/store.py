@@ -20,6 +20,9 @@ Schema (the ordered migrations in ``journal.migrations`` create it; ``_migration
     tool_calls  (trace_id, turn_idx, seq) pk -> turns, call_id, name, arguments, ok, content,
                 rows (json), duration_ms, cached
     verdicts    (trace_id, verdict_idx, seq) pk, rule, passed, detail: the policy's checks, one row each
+    scores      trace_id (pk) -> cycles, scored_ms, horizon, outcome, r_multiple, exit_price, exit_ms,
+                details (json): what ``rez score`` judged came of a live decision (``rez_cli.scoring``);
+                ``recent()`` gives its ``details.summary`` to the model as the decision's ``outcome``
 
 The journal never stores a credential: every string written (JSON values and keys included) has
 each value given to ``Journal.add_secret`` replaced by ``***``. Non-finite floats are stored as null.
@@ -97,6 +100,24 @@ def _int(value: Any) -> int | None:
 
 def _rate(part: int, whole: int) -> float | None:
     return part / whole if whole else None
+
+
+def _score_summary(outcome: str | None, details: str | None, before_ms: int | None) -> str | None:
+    """A stored score as the memory shows it: its summary line, or at least its outcome.
+
+    None when the candles it was judged on end after ``before_ms``: a cycle replayed at a past moment
+    (``--as-of``) must not learn from its memory what the market did after that moment.
+    """
+    if outcome is None:
+        return None
+    parsed = json.loads(details) if details else {}
+    if not isinstance(parsed, dict):
+        parsed = {}
+    ends = _int(parsed.get("window_end_ms"))
+    if before_ms is not None and ends is not None and ends > before_ms:
+        return None
+    summary = parsed.get("summary")
+    return summary if isinstance(summary, str) and summary else outcome
 
 
 class Journal:
@@ -542,7 +563,8 @@ class Journal:
 
         Returns:
             ``trace_id, timestamp, action, entry_price, tp_price, sl_price, confidence, rationale,
-            invalidation, error`` and ``outcome`` (None until outcomes are tracked).
+            invalidation, error`` and ``outcome``: the one-line summary of its score (``rez score``),
+            None until it is scored or while its candles end after ``before_ms``.
         """
         where, params = self._filters(symbol=symbol, exchange=exchange)
         # Backtest cycles are simulations of the past: live memory never sees them.
@@ -553,7 +575,10 @@ class Journal:
         params.append(max(0, limit))
         with self._sql("read") as db:
             rows = db.execute(
-                f"SELECT trace_id, as_of_ms, action, error, decision FROM cycles {where}"
+                "SELECT trace_id, as_of_ms, action, error, decision,"
+                " (SELECT outcome FROM scores WHERE scores.trace_id = cycles.trace_id) AS score_outcome,"
+                " (SELECT details FROM scores WHERE scores.trace_id = cycles.trace_id) AS score_details"
+                f" FROM cycles {where}"
                 " ORDER BY as_of_ms DESC, started_ms DESC, rowid DESC LIMIT ?",
                 params,
             ).fetchall()
@@ -572,10 +597,146 @@ class Journal:
                     "rationale": decision.get("rationale"),
                     "invalidation": decision.get("invalidation"),
                     "error": row["error"],
-                    "outcome": None,
+                    "outcome": _score_summary(row["score_outcome"], row["score_details"], before_ms),
                 }
             )
         return memories
+
+    def backtest_prices(self, backtest_id: str) -> list[tuple[int, float]]:
+        """The price each cycle of a backtest saw: ``(as_of_ms, last_price)``, oldest first.
+
+        What ``rez backtest --report`` draws the price from: the journal already holds it, so the
+        report needs no second pass over the market. Cycles without a context are left out.
+
+        Args:
+            backtest_id: the backtest's id (``bt-...``).
+        """
+        with self._sql("read") as db:
+            rows = db.execute(
+                "SELECT as_of_ms, context FROM cycles WHERE backtest_id = ? AND context IS NOT NULL"
+                " AND as_of_ms IS NOT NULL ORDER BY as_of_ms, rowid",
+                (backtest_id,),
+            ).fetchall()
+        prices: list[tuple[int, float]] = []
+        for row in rows:
+            price = _finite(json.loads(row["context"]).get("last_price"))
+            if price is not None:
+                prices.append((int(row["as_of_ms"]), price))
+        return prices
+
+    # -- scores -----------------------------------------------------------------------------------
+
+    def scorable_cycles(
+        self, *, symbol: str | None = None, since_ms: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Finished live decisions a forward score can judge, oldest market time first, with their score.
+
+        Backtest cycles are left out (the backtest already traded them), and so are decisions with an
+        error: a hold forced by a failure says nothing about the market.
+
+        Args:
+            symbol: only this market.
+            since_ms: only decisions whose market time (``as_of_ms``) is at or after this.
+
+        Returns:
+            One dict per cycle: ``trace_id, symbol, exchange, simulated, mode, model, as_of_ms,
+            action, confidence``, ``profile`` (its name, or None), ``decision`` and ``context``
+            (parsed), and ``score``: None, or the stored ``scored_ms, horizon, outcome, r_multiple,
+            exit_price, exit_ms, details`` (parsed).
+        """
+        clauses = [
+            "c.finished_ms IS NOT NULL",
+            "c.backtest_id IS NULL",
+            "c.error IS NULL",
+            "c.action IS NOT NULL",
+            "c.as_of_ms IS NOT NULL",
+        ]
+        params: list[Any] = []
+        if symbol is not None:
+            clauses.append("c.symbol = ?")
+            params.append(symbol)
+        if since_ms is not None:
+            clauses.append("c.as_of_ms >= ?")
+            params.append(since_ms)
+        with self._sql("read") as db:
+            rows = db.execute(
+                "SELECT c.trace_id, c.symbol, c.exchange, c.simulated, c.mode, c.model, c.profile,"
+                " c.as_of_ms, c.action, c.confidence, c.decision, c.context,"
+                " s.scored_ms, s.horizon, s.outcome, s.r_multiple, s.exit_price, s.exit_ms, s.details"
+                " FROM cycles AS c LEFT JOIN scores AS s ON s.trace_id = c.trace_id"
+                f" WHERE {' AND '.join(clauses)} ORDER BY c.as_of_ms, c.started_ms, c.rowid",
+                params,
+            ).fetchall()
+        found: list[dict[str, Any]] = []
+        for row in rows:
+            profile = json.loads(row["profile"]) if row["profile"] else None
+            found.append(
+                {
+                    "trace_id": row["trace_id"],
+                    "symbol": row["symbol"],
+                    "exchange": row["exchange"],
+                    "simulated": None if row["simulated"] is None else bool(row["simulated"]),
+                    "mode": row["mode"],
+                    "model": row["model"],
+                    "profile": profile.get("name") if isinstance(profile, Mapping) else None,
+                    "as_of_ms": row["as_of_ms"],
+                    "action": row["action"],
+                    "confidence": row["confidence"],
+                    "decision": json.loads(row["decision"]) if row["decision"] else {},
+                    "context": json.loads(row["context"]) if row["context"] else {},
+                    "score": None
+                    if row["outcome"] is None
+                    else {
+                        "scored_ms": row["scored_ms"],
+                        "horizon": row["horizon"],
+                        "outcome": row["outcome"],
+                        "r_multiple": row["r_multiple"],
+                        "exit_price": row["exit_price"],
+                        "exit_ms": row["exit_ms"],
+                        "details": json.loads(row["details"]) if row["details"] else {},
+                    },
+                }
+            )
+        return found
+
+    def save_score(
+        self,
+        trace_id: str,
+        *,
+        horizon: int,
+        outcome: str,
+        r_multiple: float | None,
+        exit_price: float | None,
+        exit_ms: int | None,
+        details: Mapping[str, Any],
+    ) -> None:
+        """Store the score of one decision, replacing any earlier one; ``scored_ms`` is now.
+
+        Args:
+            trace_id: the cycle judged (it must exist).
+            horizon: how many candles of its primary timeframe the judgement covered.
+            outcome: ``tp_first``, ``sl_first``, ``neither``, or for a hold ``up_first``/``down_first``/
+                ``neither`` (see ``rez_cli.scoring``).
+            r_multiple: the result in R after fees (for a hold, the better naive trade's).
+            exit_price: where the judged trade ended.
+            exit_ms: when (the close time of the candle it ended in).
+            details: the rest of the judgement; ``summary`` is what the memory shows the model.
+        """
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO scores (trace_id, scored_ms, horizon, outcome, r_multiple,"
+                " exit_price, exit_ms, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    trace_id,
+                    self._clock(),
+                    horizon,
+                    self._text(outcome),
+                    _finite(r_multiple),
+                    _finite(exit_price),
+                    _int(exit_ms),
+                    self._json(details),
+                ),
+            )
 
     @staticmethod
     def _filters(

@@ -166,15 +166,15 @@ def journal(tmp_path: Path, clock: Clock) -> Journal:
 def test_opening_again_applies_no_migration_twice(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite"
     first = Journal(path)
-    assert first.migrations() == ["m001_initial"]
+    assert first.migrations() == ["m001_initial", "m002_scores"]
     first.close()
     second = Journal(path)
-    assert second.migrations() == ["m001_initial"]
+    assert second.migrations() == ["m001_initial", "m002_scores"]
     second.close()
     with sqlite3.connect(path) as db:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        assert db.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == 1
-    assert {"runs", "cycles", "turns", "tool_calls", "verdicts", "_migrations"} <= tables
+        assert db.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == 2
+    assert {"runs", "cycles", "turns", "tool_calls", "verdicts", "scores", "_migrations"} <= tables
 
 
 def test_journal_file_is_in_wal_mode(journal: Journal) -> None:
