@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("bench_fetch.py", "bench_indicators.py", "bench_decide.py")
+BENCHMARKS = ("bench_fetch.py", "bench_indicators.py", "bench_decide.py", "bench_backtest.py")
 
 
 def run_one(path: Path) -> tuple[int, float, list[str]]:

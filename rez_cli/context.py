@@ -10,13 +10,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
 from rez_cli import indicators
-from rez_cli.market.candles import close_time_ms, find_gaps, iso
+from rez_cli.market.candles import iso
 from rez_cli.settings import Settings
+from rez_cli.timeframes import timeframe_ms
 
 MAX_TEXT_CHARS = 4_800
 SLOPE_BARS = 5
@@ -55,46 +58,83 @@ class Context(BaseModel):
     timeframes: dict[str, TimeframeSnapshot]
 
 
-def _last(series: pd.Series) -> float | None:
-    value = series.iloc[-1] if len(series) else float("nan")
-    return float(value) if value is not None and math.isfinite(value) else None
+def _last(values: np.ndarray[Any, np.dtype[np.float64]]) -> float | None:
+    value = float(values[-1]) if len(values) else math.nan
+    return value if math.isfinite(value) else None
 
 
 def _pct(new: float, old: float) -> float:
     return (new / old - 1.0) * 100.0
 
 
-def snapshot(frame: pd.DataFrame, timeframe: str) -> TimeframeSnapshot:
-    """Summarise one validated frame of closed candles."""
-    close = frame["close"]
-    last_close = float(close.iloc[-1])
-    ema = indicators.compute(frame, "ema", {"length": 20}).iloc[:, 0]
-    rsi = indicators.compute(frame, "rsi", {"length": 14}).iloc[:, 0]
-    atr = indicators.compute(frame, "atr", {"length": 14}).iloc[:, 0]
+def snapshot(
+    frame: pd.DataFrame, timeframe: str, memo: indicators.IndicatorMemo | None = None
+) -> TimeframeSnapshot:
+    """Summarise one validated frame of closed candles.
+
+    Args:
+        frame: the candles, oldest first.
+        timeframe: their interval.
+        memo: the indicators of the cycle (or of a backtest), where EMA, RSI and ATR of this window
+            may already be and where the tool calls find them; a snapshot of a window seen before
+            (a 4h window, four 1h cycles in a row) is taken from it too. None computes everything.
+    """
+    if memo is None:
+        return _snapshot(frame, timeframe, None)
+    # Every field is an immutable number, so a shallow copy is the caller's own.
+    return memo.derived(
+        frame, timeframe, "context.snapshot", lambda: _snapshot(frame, timeframe, memo)
+    ).model_copy()
+
+
+def _snapshot(
+    frame: pd.DataFrame, timeframe: str, memo: indicators.IndicatorMemo | None
+) -> TimeframeSnapshot:
+    # numpy arrays rather than pandas Series: this runs for every timeframe of every cycle.
+    if memo is None:
+        array = frame.to_numpy(dtype="float64")
+
+        def indicator(name: str, length: int) -> np.ndarray[Any, np.dtype[np.float64]]:
+            return indicators.compute(frame, name, {"length": length})[name].to_numpy()
+
+    else:
+        array = memo.array(frame)
+
+        def indicator(name: str, length: int) -> np.ndarray[Any, np.dtype[np.float64]]:
+            return memo.values(frame, timeframe, name, {"length": length})[name]
+
+    def column(label: str) -> np.ndarray[Any, np.dtype[np.float64]]:
+        return array[:, frame.columns.get_loc(label)]
+
+    opens = column("timestamp")  # as float64: exact for any time in milliseconds
+    step_ms = timeframe_ms(timeframe)
+    close = column("close")
+    last_close = float(close[-1])
+    ema = indicator("ema", 20)
     ema_now = _last(ema)
-    ema_then = float(ema.iloc[-1 - SLOPE_BARS]) if len(ema) > SLOPE_BARS else float("nan")
+    ema_then = float(ema[-1 - SLOPE_BARS]) if len(ema) > SLOPE_BARS else math.nan
     slope = _pct(ema_now, ema_then) if ema_now is not None and math.isfinite(ema_then) else None
-    volume = frame["volume"]
-    average_volume = (
-        float(volume.iloc[-VOLUME_WINDOW - 1 : -1].mean()) if len(volume) > VOLUME_WINDOW else 0.0
-    )
-    high, low = float(frame["high"].max()), float(frame["low"].min())
+    volume = column("volume")
+    average_volume = float(volume[-VOLUME_WINDOW - 1 : -1].mean()) if len(volume) > VOLUME_WINDOW else 0.0
+    high, low = float(column("high").max()), float(column("low").min())
+    # As market.candles.find_gaps counts them: consecutive candles more than one interval apart.
+    steps = np.diff(opens)
     return TimeframeSnapshot(
         candles=len(frame),
-        first_open_ms=int(frame["timestamp"].iloc[0]),
-        last_close_ms=close_time_ms(frame, timeframe),
+        first_open_ms=int(opens[0]),
+        last_close_ms=int(opens[-1]) + step_ms,
         last_close=last_close,
-        change_pct=_pct(last_close, float(frame["open"].iloc[0])),
+        change_pct=_pct(last_close, float(column("open")[0])),
         ema_20=ema_now,
         ema_20_slope_pct=slope,
-        rsi_14=_last(rsi),
-        atr_14=_last(atr),
+        rsi_14=_last(indicator("rsi", 14)),
+        atr_14=_last(indicator("atr", 14)),
         high=high,
         low=low,
         from_high_pct=_pct(last_close, high),
         from_low_pct=_pct(last_close, low),
-        volume_ratio=float(volume.iloc[-1]) / average_volume if average_volume > 0 else None,
-        gaps=sum(gap.missing for gap in find_gaps(frame, timeframe)),
+        volume_ratio=float(volume[-1]) / average_volume if average_volume > 0 else None,
+        gaps=int((steps[steps > step_ms] // step_ms - 1).sum()),
     )
 
 
@@ -105,9 +145,13 @@ def build_context(
     *,
     primary_timeframe: str,
     simulated: bool,
+    memo: indicators.IndicatorMemo | None = None,
 ) -> Context:
-    """The context of a cycle from its frames (one per timeframe, all cut at the same moment)."""
-    snapshots = {timeframe: snapshot(frame, timeframe) for timeframe, frame in frames.items()}
+    """The context of a cycle from its frames (one per timeframe, all cut at the same moment).
+
+    ``memo``: indicator results to share with the rest of the cycle (see ``snapshot``).
+    """
+    snapshots = {timeframe: snapshot(frame, timeframe, memo) for timeframe, frame in frames.items()}
     finest = min(snapshots.values(), key=lambda item: item.last_close_ms - item.first_open_ms)
     latest = max(snapshots.values(), key=lambda item: item.last_close_ms)
     return Context(
@@ -157,8 +201,6 @@ def context_text(context: Context) -> str:
 
 def context_timeframes(requested: list[str], primary: str) -> list[str]:
     """The timeframes of a context: those asked for, plus the primary one trades are planned on."""
-    from rez_cli.timeframes import timeframe_ms
-
     return sorted({*requested, primary}, key=timeframe_ms)
 
 

@@ -5,6 +5,12 @@ every command that computes no indicator never pay for it. The library is always
 (pure pandas) implementation with ``talib=False``: TA-Lib is a test-only oracle, and every indicator
 both implement is checked against it to 1e-6 (``tests/indicators``).
 
+EMA, RSI and ATR, which every cycle's context computes on every timeframe, also have numpy versions
+(``fast`` in their specs) that repeat pandas-ta's arithmetic operation for operation, so they give
+the same bits for a fraction of the cost; ``compute(..., fast=False)`` runs pandas-ta instead, and the
+tests hold the two equal. ``IndicatorMemo`` remembers results by the window of candles they came from,
+for callers that see the same window more than once (a backtest's cycles, a cycle's tool calls).
+
 Three rules hold for every indicator here:
 
 - **No look-ahead.** The value at a candle uses only that candle and earlier ones. Ichimoku's chikou
@@ -22,10 +28,14 @@ from __future__ import annotations
 
 import difflib
 import functools
+import importlib
 import math
+import sys
+import threading
 import types
 import warnings
-from collections.abc import Callable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -40,6 +50,7 @@ from rez_cli.errors import UsageError
 __all__ = [
     "INDICATORS",
     "IndicatorError",
+    "IndicatorMemo",
     "IndicatorSpec",
     "Unit",
     "catalog",
@@ -49,6 +60,7 @@ __all__ = [
     "round_value",
     "summarize",
     "summary_rows",
+    "summary_table",
     "validate_params",
     "warmup_bars",
 ]
@@ -174,6 +186,10 @@ class IchimokuParams(_Params):
 
 P = TypeVar("P", bound=_Params)
 Outputs = dict[str, "pd.Series[float]"]
+FloatArray = np.ndarray[tuple[int], np.dtype[np.float64]]
+FastOutputs = dict[str, FloatArray]
+Column = Callable[[str], FloatArray]
+"""A candle frame's column by name, as float64."""
 
 
 @dataclass(frozen=True)
@@ -189,6 +205,10 @@ class IndicatorSpec(Generic[P]):
     run: Callable[[Any, pd.DataFrame, P], Outputs]
     """Calls the library on a RangeIndex candle frame; returns one series per output."""
     warmup: Callable[[P], int]
+    fast: Callable[[Column, P], FastOutputs] | None = None
+    """The same values as ``run`` without the library (numpy), from the frame's columns, when every
+    value of ``fast_inputs`` is finite."""
+    fast_inputs: tuple[str, ...] = ()
 
     @property
     def in_price_units(self) -> bool:
@@ -386,6 +406,117 @@ def _run_ichimoku(ta: Any, frame: pd.DataFrame, p: IchimokuParams) -> Outputs:
     }
 
 
+# --- numpy versions of the indicators every context computes ----------------------------------------
+#
+# Each repeats pandas-ta-classic's own steps (``talib=False``) in the same floating-point order, so
+# the results are the same bits, not merely close: a backtest's decisions do not depend on which
+# path computed them. pandas-ta's EMA and RMA seed the recursion with the SMA of the first ``length``
+# values, then run ``Series.ewm(adjust=False).mean()``. That recursion is pandas' ``ewm`` kernel
+# (pandas/_libs/window/aggregations.pyx), called here directly: through ``Series.ewm`` it costs
+# thirty times as much, and in Python ten. The kernel is not public API, so ``_ewm_loop`` repeats it
+# in Python for a pandas that moves it (``tests/indicators`` hold both to pandas-ta's bits). They
+# only take finite inputs (a validated candle frame); anything else goes to pandas-ta.
+
+
+def _ewm_kernel() -> Callable[..., FloatArray] | None:
+    try:
+        module = importlib.import_module("pandas._libs.window.aggregations")
+    except ImportError:  # pragma: no cover - depends on the pandas release
+        return None
+    kernel: Callable[..., FloatArray] | None = getattr(module, "ewm", None)
+    return kernel
+
+
+_EWM_KERNEL = _ewm_kernel()
+
+
+def _nan(size: int) -> FloatArray:
+    return np.full(size, np.nan)
+
+
+def _ewm_loop(seeded: FloatArray, seed_at: int, com: float) -> FloatArray:
+    """pandas' ``ewm`` kernel (mean, adjust=False, no times) over a series that is NaN before ``seed_at``."""
+    out = seeded.copy()
+    alpha = 1.0 / (1.0 + com)
+    factor = 1.0 - alpha
+    # adjust=False: the old weight is reset to 1 after each value, so the divisor is this constant
+    # (not always exactly 1.0); pandas divides by it, so this does too.
+    divisor = factor + alpha
+    weighted = float(seeded[seed_at])
+    for i, value in enumerate(seeded[seed_at + 1 :].tolist(), seed_at + 1):
+        if weighted != value:  # pandas skips the update when they are equal (constant series)
+            weighted = (factor * weighted + alpha * value) / divisor
+        out[i] = weighted
+    return out
+
+
+def _ewm_from_seed(values: FloatArray, length: int, com: float, first: int) -> FloatArray:
+    """pandas-ta's SMA-seeded smoothing of ``values[first:]`` (NaN before ``first``), as pandas runs it.
+
+    ``com`` is the centre of mass pandas derives from ``span`` or ``alpha``: its alpha is
+    ``1 / (1 + com)``, which is not always the bits of ``2 / (span + 1)`` or ``1 / length``.
+    """
+    size = len(values)
+    if first + length > size:
+        return _nan(size)  # no seed: pandas-ta leaves the whole series undefined
+    seed_at = first + length - 1
+    seeded = np.empty(size)
+    seeded[:seed_at] = np.nan
+    seeded[seed_at] = values[first : seed_at + 1].sum() / length
+    seeded[seed_at + 1 :] = values[seed_at + 1 :]
+    if _EWM_KERNEL is None:
+        return _ewm_loop(seeded, seed_at, com)
+    # The arguments Series.ewm(com=com, adjust=False).mean() passes: one window over the whole
+    # series, min_periods 1, ignore_na False, no times, normalised.
+    bounds = np.array([0], dtype=np.int64), np.array([size], dtype=np.int64)
+    return _EWM_KERNEL(seeded, *bounds, 1, com, False, False, None, True)
+
+
+def _rma(values: FloatArray, length: int, first: int) -> FloatArray:
+    alpha = 1.0 / length
+    return _ewm_from_seed(values, length, (1 - alpha) / alpha, first)
+
+
+def _fast_ema(column: Column, p: LengthParams) -> FastOutputs:
+    close = column("close")
+    if len(close) < p.length:
+        return {"ema": _nan(len(close))}
+    return {"ema": _ewm_from_seed(close, p.length, (p.length - 1) / 2, 0)}
+
+
+def _fast_rsi(column: Column, p: RsiParams) -> FastOutputs:
+    close = column("close")
+    size = len(close)
+    if size < p.length:
+        return {"rsi": _nan(size)}
+    change = np.empty(size)
+    change[:1] = np.nan
+    np.subtract(close[1:], close[:-1], out=change[1:])
+    gains = _rma(np.where(change < 0, 0.0, change), p.length, 1)
+    losses = _rma(np.where(change > 0, 0.0, change), p.length, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # 0/0 on a flat stretch is NaN, as in pandas.
+        rsi: FloatArray = 100.0 * gains / (gains + np.abs(losses))
+    return {"rsi": rsi}
+
+
+def _fast_atr(column: Column, p: Length14Params) -> FastOutputs:
+    high, low, close = column("high"), column("low"), column("close")
+    size = len(close)
+    if size < p.length:
+        return {"atr": _nan(size)}
+    # pandas-ta's true range: a zero high-low range counts as machine epsilon; row 0 has no previous
+    # close and is NaN.
+    span = high - low
+    span = np.where(span != 0, span, sys.float_info.epsilon)
+    previous = np.empty(size)
+    previous[:1] = np.nan
+    previous[1:] = close[:-1]
+    true_range = np.fmax(np.fmax(np.abs(span), np.abs(high - previous)), np.abs(previous - low))
+    true_range[:1] = np.nan
+    return {"atr": _rma(true_range, p.length, 1)}
+
+
 def _spec(
     name: str,
     description: str,
@@ -393,8 +524,10 @@ def _spec(
     outputs: Mapping[str, Unit],
     run: Callable[[Any, pd.DataFrame, P], Outputs],
     warmup: Callable[[P], int],
+    fast: Callable[[Column, P], FastOutputs] | None = None,
+    fast_inputs: tuple[str, ...] = (),
 ) -> IndicatorSpec[P]:
-    return IndicatorSpec(name, description, params, outputs, run, warmup)
+    return IndicatorSpec(name, description, params, outputs, run, warmup, fast, fast_inputs)
 
 
 _PRICE, _OSC = Unit.PRICE, Unit.OSCILLATOR
@@ -407,6 +540,8 @@ _SPECS: tuple[IndicatorSpec[Any], ...] = (
         {"ema": _PRICE},
         _run_ema,
         lambda p: p.length - 1 + _settle_ema(p.length),
+        _fast_ema,
+        ("close",),
     ),
     _spec(
         "sma",
@@ -431,6 +566,8 @@ _SPECS: tuple[IndicatorSpec[Any], ...] = (
         {"rsi": _OSC},
         _run_rsi,
         lambda p: p.length + _settle_wilder(p.length),
+        _fast_rsi,
+        ("close",),
     ),
     _spec(
         "macd",
@@ -455,6 +592,8 @@ _SPECS: tuple[IndicatorSpec[Any], ...] = (
         {"atr": _PRICE},
         _run_atr,
         lambda p: p.length + _settle_wilder(p.length),
+        _fast_atr,
+        ("high", "low", "close"),
     ),
     _spec(
         "adx",
@@ -718,7 +857,11 @@ def _library() -> Any:
 
 
 def compute(
-    frame: pd.DataFrame, name: str, params: Mapping[str, Any] | BaseModel | None = None
+    frame: pd.DataFrame,
+    name: str,
+    params: Mapping[str, Any] | BaseModel | None = None,
+    *,
+    fast: bool = True,
 ) -> pd.DataFrame:
     """Compute an allowed indicator over a candle frame.
 
@@ -726,6 +869,8 @@ def compute(
         frame: a validated candle frame (see ``rez_cli.market.candles``), oldest candle first.
         name: an indicator of ``INDICATORS``.
         params: its parameters, as for ``validate_params``.
+        fast: use the indicator's numpy version where it has one (the same values); False always
+            runs pandas-ta, which is what the numpy versions are tested against.
 
     Returns:
         One row per candle, indexed by the candle's open time (``timestamp``, int ms), one float
@@ -738,18 +883,343 @@ def compute(
     """
     spec = _spec_for(name)
     model = validate_params(spec.name, params)
-    candles = frame.reset_index(drop=True)
-    # pandas-ta cannot take an empty frame (psar reads the first candle).
-    outputs = spec.run(_library(), candles, model) if len(candles) else {}
-    result = pd.DataFrame(
-        {
-            column: outputs[column].to_numpy(dtype="float64") if column in outputs else np.empty(0)
-            for column in spec.outputs
-        },
-        index=pd.Index(candles["timestamp"].to_numpy(dtype="int64"), name="timestamp"),
-    )
+
+    columns: dict[str, FloatArray] = {}
+
+    def column(label: str) -> FloatArray:
+        # Each column out of pandas once: the finiteness check and the indicator both read it.
+        if label not in columns:
+            columns[label] = frame[label].to_numpy(dtype="float64")
+        return columns[label]
+
+    outputs = _outputs(spec, model, frame, column if fast else None, finite=None)
+    return _result_frame(spec, model, outputs, _open_index(frame["timestamp"].to_numpy(dtype="int64")))
+
+
+def _outputs(
+    spec: IndicatorSpec[Any],
+    model: BaseModel,
+    frame: pd.DataFrame,
+    column: Column | None,
+    *,
+    finite: bool | None,
+) -> dict[str, FloatArray]:
+    """Every output of ``spec`` over ``frame`` as float arrays.
+
+    The numpy version when ``column`` is given and the inputs are finite: ``finite`` says whether
+    the whole frame is (None: check the indicator's inputs here).
+    """
+    if column is not None and spec.fast is not None:
+        if finite is None:
+            finite = all(bool(np.isfinite(column(name)).all()) for name in spec.fast_inputs)
+        if finite:
+            return spec.fast(column, model)
+    if not len(frame):
+        # pandas-ta cannot take an empty frame (psar reads the first candle).
+        return {output: np.empty(0) for output in spec.outputs}
+    series = spec.run(_library(), frame.reset_index(drop=True), model)
+    return {output: np.asarray(series[output], dtype="float64") for output in spec.outputs}
+
+
+def _open_index(opens: np.ndarray[Any, np.dtype[np.int64]]) -> pd.Index:
+    index: pd.Index = pd.Index(opens, name="timestamp")
+    return index
+
+
+@functools.cache
+def _output_labels(name: str) -> pd.Index:
+    # Immutable, so one per indicator serves every result.
+    return pd.Index(list(INDICATORS[name].outputs))
+
+
+def _result_frame(
+    spec: IndicatorSpec[Any], model: BaseModel, outputs: Mapping[str, FloatArray], index: pd.Index
+) -> pd.DataFrame:
+    # One 2-D block built at once: a dict of columns costs pandas several times as much.
+    stacked = np.empty((len(spec.outputs), len(index)))
+    for row, output in enumerate(spec.outputs):
+        stacked[row] = outputs[output]
+    result = pd.DataFrame(stacked.T, index=index, columns=_output_labels(spec.name), copy=False)
     result.attrs = {"indicator": spec.name, "params": model.model_dump(), "units": dict(spec.outputs)}
     return result
+
+
+@dataclass
+class _Window:
+    """One candle frame as the memo knows it: its numbers, taken out of pandas once."""
+
+    frame: pd.DataFrame  # held so that its id() is not reused while the window is remembered
+    array: np.ndarray[tuple[int, int], np.dtype[np.float64]] | None = None
+    finite: bool | None = None
+    span: tuple[Hashable, ...] | None = None
+    index: pd.Index | None = None
+
+
+@dataclass
+class _Entry:
+    outputs: dict[str, FloatArray]
+    spec: IndicatorSpec[Any]
+    model: BaseModel
+    result: pd.DataFrame | None = None
+
+
+T = TypeVar("T")
+
+
+class IndicatorMemo:
+    """``compute`` results remembered by the window of candles they were computed over.
+
+    A backtest computes the same indicators on the same candles again and again: the context and the
+    tool calls of one cycle ask for the same EMA, and a 4h window stays the same for four 1h cycles.
+    A window is known by its timeframe, length, and first and last open times, which identify its
+    candles only where candles never change: share one memo within one symbol of one cycle's
+    ``MarketView`` or of one backtest's ``HistorySource``, never across sources or symbols. Every
+    value is still computed from that window alone, as ``compute`` would; ``derived`` remembers
+    anything else computed from a window alone the same way.
+
+    It also keeps the last few frames it saw as numpy arrays (pandas charges for every column
+    lookup), which ``array`` and ``column`` hand out. Frames are recognised by identity: a frame given
+    here must not be modified afterwards.
+
+    Results are shared between callers, not copied: treat them as read-only (the arrays are). Safe
+    to use from several threads (tool calls compute off the event loop).
+
+    Args:
+        capacity: results kept; the least recently used go first.
+        frames: frames whose arrays are kept.
+    """
+
+    def __init__(self, capacity: int = 256, frames: int = 16) -> None:
+        self.capacity = capacity
+        self.frames = frames
+        self.hits = 0
+        self.misses = 0
+        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
+        self._windows: OrderedDict[int, _Window] = OrderedDict()
+        self._params: dict[Hashable, tuple[IndicatorSpec[Any], BaseModel, tuple[Any, ...]]] = {}
+        self._lock = threading.RLock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    # -- windows ----------------------------------------------------------------------------------
+
+    def _window(self, frame: pd.DataFrame) -> _Window:
+        with self._lock:
+            window = self._windows.get(id(frame))
+            if window is not None and window.frame is frame:
+                self._windows.move_to_end(id(frame))
+                return window
+            window = _Window(frame)
+            self._windows[id(frame)] = window
+            while len(self._windows) > self.frames:
+                self._windows.popitem(last=False)
+            return window
+
+    def _array(self, window: _Window) -> np.ndarray[tuple[int, int], np.dtype[np.float64]]:
+        if window.array is None:
+            # One conversion of the whole frame costs about what two column lookups do.
+            array = window.frame.to_numpy(dtype="float64")
+            array.flags.writeable = False
+            window.array = array
+        return window.array
+
+    def array(self, frame: pd.DataFrame) -> np.ndarray[tuple[int, int], np.dtype[np.float64]]:
+        """``frame.to_numpy(dtype="float64")``, read-only, converted once per frame."""
+        return self._array(self._window(frame))
+
+    def column(self, frame: pd.DataFrame, label: str) -> FloatArray:
+        """``frame[label]`` as read-only float64 (open times too: exact below 2**53 ms).
+
+        Raises:
+            KeyError: the frame has no such column.
+        """
+        window = self._window(frame)
+        return self._array(window)[:, frame.columns.get_loc(label)]
+
+    def _span(self, window: _Window, timeframe: str) -> tuple[Hashable, ...]:
+        if window.span is None or window.span[0] != timeframe:
+            opens = self._array(window)[:, window.frame.columns.get_loc("timestamp")]
+            size = len(opens)
+            window.span = (timeframe, size, int(opens[0]), int(opens[-1])) if size else (timeframe, 0)
+        return window.span
+
+    # -- results ----------------------------------------------------------------------------------
+
+    def _validated(
+        self, name: str, params: Mapping[str, Any] | BaseModel | None
+    ) -> tuple[IndicatorSpec[Any], BaseModel, tuple[Any, ...]]:
+        if isinstance(params, BaseModel):
+            spec = _spec_for(name)
+            model = validate_params(spec.name, params)
+            return spec, model, tuple(model.model_dump().items())
+        raw: Hashable = None
+        if params is None or isinstance(params, Mapping):
+            try:
+                # Types too: 1, 1.0 and True are equal keys, but not necessarily equally valid.
+                raw = (
+                    name,
+                    tuple(sorted((key, type(value), value) for key, value in (params or {}).items())),
+                )
+                hash(raw)
+            except TypeError:  # a list or dict among the values: validation will say what is wrong
+                raw = None
+        found = self._params.get(raw) if raw is not None else None
+        if found is None:
+            spec = _spec_for(name)
+            model = validate_params(spec.name, params)
+            found = (spec, model, tuple(model.model_dump().items()))
+            if raw is not None:
+                if len(self._params) >= 1024:  # parameters come from a model: keep this bounded
+                    self._params.clear()
+                self._params[raw] = found
+        return found
+
+    def _lookup(self, key: Hashable) -> Any:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+                self.hits += 1
+            return found
+
+    def _store(self, key: Hashable, value: Any) -> None:
+        with self._lock:
+            self.misses += 1
+            self._entries[key] = value
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+
+    def _entry(
+        self,
+        frame: pd.DataFrame,
+        timeframe: str,
+        name: str,
+        params: Mapping[str, Any] | BaseModel | None,
+        *,
+        compute: bool,
+    ) -> tuple[_Window, _Entry | None]:
+        window = self._window(frame)
+        spec, model, settings = self._validated(name, params)
+        key = (self._span(window, timeframe), spec.name, settings)
+        entry: _Entry | None = self._lookup(key)
+        if entry is not None or not compute:
+            return window, entry
+        array = self._array(window)
+
+        def column(label: str) -> FloatArray:
+            return array[:, frame.columns.get_loc(label)]
+
+        if window.finite is None:
+            window.finite = bool(np.isfinite(array).all())
+        outputs = _outputs(spec, model, frame, column, finite=window.finite)
+        for values in outputs.values():
+            values.flags.writeable = False
+        entry = _Entry(outputs, spec, model)
+        self._store(key, entry)
+        return window, entry
+
+    def _frame(self, window: _Window, entry: _Entry) -> pd.DataFrame:
+        if entry.result is None:
+            if window.index is None:
+                opens = self._array(window)[:, window.frame.columns.get_loc("timestamp")]
+                window.index = _open_index(opens.astype("int64"))
+            entry.result = _result_frame(entry.spec, entry.model, entry.outputs, window.index)
+        return entry.result
+
+    def values(
+        self,
+        frame: pd.DataFrame,
+        timeframe: str,
+        name: str,
+        params: Mapping[str, Any] | BaseModel | None = None,
+    ) -> Mapping[str, FloatArray]:
+        """The outputs ``compute`` would give, as read-only arrays by output name (no DataFrame).
+
+        Args:
+            frame: the window, a validated candle frame of ``timeframe``.
+            timeframe: the frame's candle interval (part of the window's identity).
+            name, params: as for ``compute``.
+
+        Raises:
+            IndicatorError: as ``validate_params``.
+        """
+        _, entry = self._entry(frame, timeframe, name, params, compute=True)
+        assert entry is not None
+        return entry.outputs
+
+    def compute(
+        self,
+        frame: pd.DataFrame,
+        timeframe: str,
+        name: str,
+        params: Mapping[str, Any] | BaseModel | None = None,
+    ) -> pd.DataFrame:
+        """``compute(frame, name, params)``, or its remembered result for the same window.
+
+        Raises:
+            IndicatorError: as ``validate_params``.
+        """
+        window, entry = self._entry(frame, timeframe, name, params, compute=True)
+        assert entry is not None
+        return self._frame(window, entry)
+
+    def known(
+        self,
+        frame: pd.DataFrame,
+        timeframe: str,
+        name: str,
+        params: Mapping[str, Any] | BaseModel | None = None,
+    ) -> bool:
+        """Whether this indicator of this window is remembered (so that asking for it computes nothing).
+
+        Raises:
+            IndicatorError: as ``validate_params``.
+        """
+        return self._entry(frame, timeframe, name, params, compute=False)[1] is not None
+
+    def summary_table(
+        self,
+        frame: pd.DataFrame,
+        timeframe: str,
+        name: str,
+        params: Mapping[str, Any] | BaseModel | None,
+        lookback: int,
+        reference_price: float,
+        timeframe_ms: int | None = None,
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """``summary_table(self.compute(...), ...)`` without building the result's DataFrame.
+
+        Raises:
+            IndicatorError: as ``validate_params``, or ``lookback`` is below 1.
+            ValueError: the reference price is not a positive finite number.
+        """
+        window, entry = self._entry(frame, timeframe, name, params, compute=True)
+        assert entry is not None
+        opens = self._array(window)[:, frame.columns.get_loc("timestamp")]
+        rows, decimals = _rounded_rows(
+            opens[-lookback:].astype("int64").tolist() if lookback >= 1 else [],
+            {output: entry.outputs[output] for output in entry.spec.outputs},
+            entry.spec.outputs,
+            lookback,
+            reference_price,
+            timeframe_ms,
+        )
+        return _table_text(rows, decimals), rows
+
+    def derived(self, frame: pd.DataFrame, timeframe: str, label: Hashable, make: Callable[[], T]) -> T:
+        """``make()``, remembered for this window under ``label``.
+
+        For anything computed from the window's candles alone (a context's snapshot of them, a
+        tool's summary): the same window gives the same value. The value is shared: return a copy
+        to callers that might change it.
+        """
+        key = (self._span(self._window(frame), timeframe), "derived", label)
+        found: T | None = self._lookup(key)
+        if found is None:
+            found = make()
+            self._store(key, found)
+        return found
 
 
 # --- rounding and summaries -------------------------------------------------------------------------
@@ -806,31 +1276,74 @@ def _rounded_window(
     """The rows of ``summary_rows`` and the decimals chosen for each output column."""
     if lookback < 1:
         raise IndicatorError(f"lookback must be at least 1, got {lookback}")
-    price_decimals(reference_price)
-    window = result.tail(lookback)
+    start = max(0, len(result) - lookback)
+    # Plain arrays rather than result.tail(): this runs for every tool call of every cycle.
+    columns = {str(column): result[column].to_numpy(dtype="float64")[start:] for column in result.columns}
     # A frame that did not come from compute has no units: treat its columns as prices.
     units: Mapping[str, Unit] = result.attrs.get("units", {})
+    return _rounded_rows(list(result.index[start:]), columns, units, lookback, reference_price, timeframe_ms)
+
+
+def _rounded_rows(
+    opens: Sequence[Any],
+    columns: Mapping[str, np.ndarray[Any, Any]],
+    units: Mapping[str, Unit],
+    lookback: int,
+    reference_price: float,
+    timeframe_ms: int | None,
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """``_rounded_window`` of the last ``lookback`` open times and output columns."""
+    if lookback < 1:
+        raise IndicatorError(f"lookback must be at least 1, got {lookback}")
+    price_decimals(reference_price)
+    opens = opens[-lookback:]
+    columns = {column: values[-lookback:] for column, values in columns.items()}
     decimals = {
-        str(column): _column_decimals(
-            Unit(units.get(str(column), Unit.PRICE)),
-            window[column].to_numpy(dtype="float64"),
-            reference_price,
-        )
-        for column in window.columns
+        column: _column_decimals(Unit(units.get(column, Unit.PRICE)), values, reference_price)
+        for column, values in columns.items()
     }
+    listed = {column: values.tolist() for column, values in columns.items()}
     rows: list[dict[str, Any]] = []
-    for ts, values in zip(window.index, window.itertuples(index=False), strict=True):
+    for i, ts in enumerate(opens):
         row: dict[str, Any] = {"time": _time_text(int(ts), timeframe_ms), "timestamp": int(ts)}
-        for column, value in zip(decimals, values, strict=True):
-            number = float(value)
+        for column, places in decimals.items():
+            number = float(listed[column][i])
             if not math.isfinite(number):
                 row[column] = None
-            elif decimals[column] == 0:
+            elif places == 0:
                 row[column] = round(number)
             else:
-                row[column] = _clean(round(number, decimals[column]))
+                row[column] = _clean(round(number, places))
         rows.append(row)
     return rows, decimals
+
+
+def _table_text(rows: list[dict[str, Any]], decimals: Mapping[str, int]) -> str:
+    table = [["time", *decimals]]
+    for row in rows:
+        cells = [row["time"]]
+        for column, places in decimals.items():
+            value = row[column]
+            cells.append("n/a" if value is None else f"{value:.{places}f}")
+        table.append(cells)
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    return "\n".join(
+        " ".join(cell.ljust(widths[0]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(line))
+        for line in table
+    )
+
+
+def summary_table(
+    result: pd.DataFrame, lookback: int, reference_price: float, timeframe_ms: int | None = None
+) -> tuple[str, list[dict[str, Any]]]:
+    """``summarize`` and ``summary_rows`` of the same window at once, rounding it only once.
+
+    Raises:
+        IndicatorError: ``lookback`` is below 1.
+        ValueError: the reference price is not a positive finite number.
+    """
+    rows, decimals = _rounded_window(result, lookback, reference_price, timeframe_ms)
+    return _table_text(rows, decimals), rows
 
 
 def summary_rows(
@@ -876,15 +1389,4 @@ def summarize(
         ValueError: the reference price is not a positive finite number.
     """
     rows, decimals = _rounded_window(result, lookback, reference_price, timeframe_ms)
-    table = [["time", *decimals]]
-    for row in rows:
-        cells = [row["time"]]
-        for column, places in decimals.items():
-            value = row[column]
-            cells.append("n/a" if value is None else f"{value:.{places}f}")
-        table.append(cells)
-    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
-    return "\n".join(
-        " ".join(cell.ljust(widths[0]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(line))
-        for line in table
-    )
+    return _table_text(rows, decimals)

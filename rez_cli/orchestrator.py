@@ -9,6 +9,7 @@ inputs are known ends in a hold with a stable error code, never in an exception;
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import time
 import uuid
@@ -18,10 +19,12 @@ from typing import Any
 
 import pandas as pd
 
+from rez_cli import indicators
 from rez_cli.context import Context, build_context, context_text, context_timeframes
 from rez_cli.decision import Decision, ModelAnswer
 from rez_cli.errors import ExchangeUnavailable
-from rez_cli.market.candles import close_time_ms, iso
+from rez_cli.indicators import IndicatorMemo
+from rez_cli.market.candles import iso
 from rez_cli.market.source import MarketSource
 from rez_cli.market.view import MarketView
 from rez_cli.policy import evaluate
@@ -34,6 +37,7 @@ from rez_cli.reasoning.tools import ToolRegistry, fetch_indicator_tool
 from rez_cli.reasoning.usage import Meter, estimate_tokens
 from rez_cli.recording import CycleRecorder
 from rez_cli.settings import LLMSettings, RiskProfile, Settings
+from rez_cli.timeframes import timeframe_ms
 
 DEFAULT_MODEL = "gpt-4o-mini"
 BUILTIN_MODES = {"react": react_mode, "rules": rules_mode}
@@ -72,35 +76,52 @@ class _Prepared:
     tools: ToolRegistry
     candles: dict[str, dict[str, Any]]
     memory_text: str | None
-    chart: dict[str, Any]
+    chart: dict[str, Any] | None
 
 
 CHART_CANDLES = 100
 
 
-def chart_series(frame: pd.DataFrame, timeframe: str) -> dict[str, Any]:
-    """The primary timeframe's recent closes and EMA 20, kept in the trace for ``--chart``."""
-    from rez_cli import indicators
+def chart_series(frame: pd.DataFrame, timeframe: str, memo: IndicatorMemo | None = None) -> dict[str, Any]:
+    """The primary timeframe's recent closes and EMA 20, kept in the trace for ``--chart``.
 
-    ema = indicators.compute(frame, "ema", {"length": 20}).iloc[:, 0]
-    tail = frame.tail(CHART_CANDLES)
+    ``memo``: the cycle's indicators, where the context has already computed this EMA.
+    """
+    params = {"length": 20}
+    if memo is None:
+        ema = indicators.compute(frame, "ema", params)["ema"].to_numpy()
+    else:
+        ema = memo.values(frame, timeframe, "ema", params)["ema"]
     return {
         "timeframe": timeframe,
-        "open_ms": [int(value) for value in tail["timestamp"]],
-        "close": [float(value) for value in tail["close"]],
-        "ema_20": [float(value) if pd.notna(value) else None for value in ema.tail(CHART_CANDLES)],
+        "open_ms": [int(value) for value in frame["timestamp"].to_numpy()[-CHART_CANDLES:].tolist()],
+        "close": [float(value) for value in frame["close"].to_numpy()[-CHART_CANDLES:].tolist()],
+        "ema_20": [None if math.isnan(value) else value for value in ema[-CHART_CANDLES:].tolist()],
     }
 
 
-def candles_fingerprint(frame: pd.DataFrame, timeframe: str) -> dict[str, Any]:
-    """The window of candles a cycle saw and a hash of them, so a journaled decision can be checked."""
-    digest = hashlib.sha256(frame.to_numpy(dtype="float64").tobytes()).hexdigest()
-    return {
-        "count": len(frame),
-        "first_open_ms": int(frame["timestamp"].iloc[0]),
-        "last_close_ms": close_time_ms(frame, timeframe),
-        "sha256": digest,
-    }
+def candles_fingerprint(
+    frame: pd.DataFrame, timeframe: str, memo: IndicatorMemo | None = None
+) -> dict[str, Any]:
+    """The window of candles a cycle saw and a hash of them, so a journaled decision can be checked.
+
+    ``memo``: where the frame is already an array, and where a window seen before has its fingerprint.
+    """
+
+    def fingerprint() -> dict[str, Any]:
+        rows = frame.to_numpy(dtype="float64") if memo is None else memo.array(frame)
+        opens = rows[:, frame.columns.get_loc("timestamp")]
+        return {
+            "count": len(frame),
+            "first_open_ms": int(opens[0]),
+            "last_close_ms": int(opens[-1]) + timeframe_ms(timeframe),
+            # Row by row, as frame.to_numpy gives them (tobytes() is row-major whatever the layout).
+            "sha256": hashlib.sha256(rows.tobytes()).hexdigest(),
+        }
+
+    if memo is None:
+        return fingerprint()
+    return dict(memo.derived(frame, timeframe, "candles_fingerprint", fingerprint))
 
 
 def memory_text(past: Mapping[str, Any]) -> str:
@@ -158,7 +179,13 @@ def default_mode(llm: LLMSettings, model_override: str | None) -> str:
 
 
 class Orchestrator:
-    """Runs decision cycles for one settings + profile, over one market source."""
+    """Runs decision cycles for one settings + profile, over one market source.
+
+    ``memo``: indicator results shared by every cycle, only for a source whose candles never change
+    (a backtest's ``HistorySource``); by default each cycle has its own. ``chart``: keep the primary
+    timeframe's closes and EMA in the trace (``trace["chart"]``, for ``rez decide --chart``); a
+    backtest, which draws no chart, turns it off.
+    """
 
     def __init__(
         self,
@@ -175,6 +202,8 @@ class Orchestrator:
         on_turn: Callable[[Turn], None] | None = None,
         on_context: Callable[[Context], None] | None = None,
         recorder: CycleRecorder | None = None,
+        memo: IndicatorMemo | None = None,
+        chart: bool = True,
     ) -> None:
         self.settings = settings
         self.profile = profile
@@ -193,6 +222,8 @@ class Orchestrator:
         self.on_context = on_context
         self.recorder = recorder
         self.memory = memory if settings.memory.enabled else None
+        self.memo = memo
+        self.chart = chart
 
     async def handle_event(self, event: Event) -> EventResult:
         """Run one cycle for a ``decide`` event.
@@ -226,6 +257,10 @@ class Orchestrator:
         model = self.model if self.llm is not None else None
         if self.on_context is not None:
             self.on_context(prepared.context)
+        # Dumped once per cycle and shared: the recorder writes them at once, the trace is the
+        # cycle's own, and the manager hands the mode a frozen copy of the payload.
+        context_json = prepared.context.model_dump(mode="json")
+        profile_json = self.profile.model_dump(mode="json")
         if self.recorder is not None:
             self.recorder.cycle_started(
                 decision_id,
@@ -234,10 +269,10 @@ class Orchestrator:
                 simulated=self.source.simulated,
                 mode=mode,
                 model=model,
-                profile=self.profile.model_dump(mode="json"),
+                profile=profile_json,
                 as_of_ms=prepared.context.as_of,
                 candles=prepared.candles,
-                context=prepared.context.model_dump(mode="json"),
+                context=context_json,
                 context_text=prepared.text,
             )
         services = CycleServices(
@@ -253,13 +288,10 @@ class Orchestrator:
             memory_text=prepared.memory_text,
             on_turn=self._turn_observer(decision_id),
         )
-        services.trace["context"] = prepared.context.model_dump(mode="json")
-        services.trace["chart"] = prepared.chart
-        payload = {
-            "symbol": symbol,
-            "context": prepared.context.model_dump(mode="json"),
-            "profile": self.profile.model_dump(mode="json"),
-        }
+        services.trace["context"] = context_json
+        if prepared.chart is not None:
+            services.trace["chart"] = prepared.chart
+        payload = {"symbol": symbol, "context": context_json, "profile": profile_json}
         with meter.stage("reasoning"):
             signals = await self.manager.reason(
                 decision_id, payload, services, reasoning_mode=mode, plan_id=event.correlation_id
@@ -297,6 +329,7 @@ class Orchestrator:
             symbol,
             limit=self.settings.market.candles,
             until_ms=int(as_of) if as_of is not None else None,
+            memo=self.memo,
         )
         timeframes = context_timeframes(
             list(self.settings.market.context_timeframes), self.settings.market.timeframe
@@ -310,11 +343,14 @@ class Orchestrator:
                 frames,
                 primary_timeframe=self.settings.market.timeframe,
                 simulated=self.source.simulated,
+                memo=view.memo,
             )
             text = context_text(context)
         registry = ToolRegistry()
         registry.register(fetch_indicator_tool(view))
-        candles = {timeframe: candles_fingerprint(frame, timeframe) for timeframe, frame in frames.items()}
+        candles = {
+            timeframe: candles_fingerprint(frame, timeframe, view.memo) for timeframe, frame in frames.items()
+        }
         primary = self.settings.market.timeframe
         return _Prepared(
             context,
@@ -322,7 +358,7 @@ class Orchestrator:
             registry,
             candles,
             self._memory_text(symbol, context.as_of),
-            chart_series(frames[primary], primary),
+            chart_series(frames[primary], primary, view.memo) if self.chart else None,
         )
 
     def _memory_text(self, symbol: str, before_ms: int) -> str | None:
@@ -330,12 +366,16 @@ class Orchestrator:
             return None
         # Only decisions made before this cycle's moment, on the same market (sim memories stay out of
         # live runs), and only real decisions: a hold forced by a timeout says nothing about the market.
-        past = [
-            item
-            for item in self.memory.recent(symbol, 5, before_ms=before_ms, exchange=self.source.name)
-            if item.get("error") is None
-        ]
-        return memory_text(past[0]) if past else None
+        # The latest of the last five that is real; usually the latest is, so ask for it alone first
+        # (each item comes with its outcome, which costs a query or some formatting).
+        for limit in (1, 5):
+            items = self.memory.recent(symbol, limit, before_ms=before_ms, exchange=self.source.name)
+            past = [item for item in items if item.get("error") is None]
+            if past:
+                return memory_text(past[0])
+            if len(items) < limit:
+                break  # there are no more
+        return None
 
     def _turn_observer(self, decision_id: str) -> Callable[[Turn], None] | None:
         if self.recorder is None and self.on_turn is None:

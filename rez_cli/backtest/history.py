@@ -7,6 +7,11 @@ candle still forming at 10:00 does not exist at 10:00). That cut is all that sta
 backtest and the future, for the context and for every ``fetch_indicator`` call alike, since both read
 the cycle's ``MarketView`` over this source; ``tests/backtest/test_lookahead.py`` changes every
 later candle to prove it.
+
+Because loaded candles never change, a window of them is known by its timeframe, length and first
+and last open times, and ``memo`` can hand every cycle the indicators already computed on the same
+window (a 4h window is the same for four 1h steps). Each value is still computed from that window
+alone, so it is what a cycle computing from scratch at that moment would get.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from rez_cli.errors import DataNotFound, UsageError
+from rez_cli.indicators import IndicatorMemo
 from rez_cli.market.candles import iso
 from rez_cli.market.source import MarketSource
 from rez_cli.timeframes import timeframe_ms
@@ -49,6 +55,8 @@ class HistorySource:
         self._closes: dict[str, np.ndarray[tuple[int], np.dtype[np.int64]]] = {}
         # The last slice of each timeframe: a 4h frame stays the same for four 1h steps.
         self._last: dict[str, tuple[int, int, pd.DataFrame]] = {}
+        self.memo = IndicatorMemo()
+        """Indicators of windows of this history, for every cycle that stands on it."""
 
     def frame(self, timeframe: str) -> pd.DataFrame:
         """The whole loaded frame of ``timeframe`` (``load`` it first)."""
@@ -69,7 +77,8 @@ class HistorySource:
             step = timeframe_ms(timeframe)
             count = self.warmup + math.ceil((self.end_ms - self.start_ms) / step) + 1
             fetched = await self.source.fetch(self.symbol, [timeframe], count, until_ms=self.end_ms)
-            frame = fetched[timeframe]
+            # A copy with the float columns in one block: every cut and conversion of it is cheaper.
+            frame = fetched[timeframe].copy()
             self._frames[timeframe] = frame
             self._closes[timeframe] = frame["timestamp"].to_numpy(dtype=np.int64) + step
 
@@ -86,7 +95,10 @@ class HistorySource:
             return last[2]
         if end == 0:
             raise DataNotFound(f"no {timeframe} candles of {self.symbol} closed by {iso(until_ms)}")
-        frame = self._frames[timeframe].iloc[start:end].reset_index(drop=True)
+        frame = self._frames[timeframe].iloc[start:end]
+        # Numbered from 0 like any fetched frame; setting the slice's own index costs half of
+        # reset_index, and the loaded frame is untouched (the slice is a new object).
+        frame.index = pd.RangeIndex(end - start)
         self._last[timeframe] = (start, end, frame)
         return frame
 

@@ -16,6 +16,7 @@ when the model cannot be used (``model_auth_failed``, ``model_not_configured``, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 import uuid
@@ -589,6 +590,11 @@ async def run_backtest(
                 model=model if llm_ is not None else None,
                 memory=memory,
                 recorder=journal.recorder(run_id, backtest_id=tag),
+                # The history's candles never change, so a window's indicators can serve every
+                # cycle that sees the same window (each is still computed from that window alone).
+                memo=history.memo,
+                # Nothing draws a backtest cycle's chart; leaving it out keeps it out of the journal.
+                chart=False,
             )
             return await _walk(
                 orchestrator,
@@ -605,7 +611,10 @@ async def run_backtest(
                 on_cycle=on_cycle,
             )
 
-        main = await walk(mode, client, times, backtest_id, "strategy" if mode == "react" else "rules")
+        # Thousands of rules cycles in a row: commit in batches (and whatever is pending on Ctrl-C).
+        # A model's cycles are slow anyway, and a batch must not hold the lock across model calls.
+        with journal.batched() if mode == "rules" else contextlib.nullcontext():
+            main = await walk(mode, client, times, backtest_id, "strategy" if mode == "react" else "rules")
         stop_ms = main.stop_ms
         strategy = _settle(main, step)
         buy_and_hold: StrategyRun | None = None
@@ -618,7 +627,8 @@ async def run_backtest(
             if mode == "rules":
                 rules = strategy
             elif main.stopped != INTERRUPTED and done_times:
-                baseline = await walk("rules", None, done_times, f"{backtest_id}-rules", "rules baseline")
+                with journal.batched():
+                    baseline = await walk("rules", None, done_times, f"{backtest_id}-rules", "rules baseline")
                 if baseline.stopped == INTERRUPTED:
                     notices.append("the rules baseline was interrupted: it is left out")
                     main.stopped = INTERRUPTED

@@ -13,18 +13,33 @@ from pathlib import Path
 
 import pandas as pd
 
+from rez_cli.indicators import IndicatorMemo
 from rez_cli.market.candles import close_time_ms
 from rez_cli.market.source import MarketSource
 from rez_cli.settings import Settings
 
 
 class MarketView:
-    """Candles of one symbol from one source, fetched on demand and kept for the cycle."""
+    """Candles of one symbol from one source, fetched on demand and kept for the cycle.
 
-    def __init__(self, source: MarketSource, symbol: str, *, limit: int, until_ms: int | None = None) -> None:
+    ``memo`` holds the indicators computed on the view's frames, so that the context and the tool
+    calls of the cycle compute each one once. By default it is the view's own; a backtest passes
+    its history's, shared by every cycle (see ``IndicatorMemo`` for when that is sound).
+    """
+
+    def __init__(
+        self,
+        source: MarketSource,
+        symbol: str,
+        *,
+        limit: int,
+        until_ms: int | None = None,
+        memo: IndicatorMemo | None = None,
+    ) -> None:
         self.source = source
         self.symbol = symbol
         self.limit = limit
+        self.memo = memo if memo is not None else IndicatorMemo()
         self._until_ms = until_ms
         self._frames: dict[str, pd.DataFrame] = {}
         self._lock = asyncio.Lock()

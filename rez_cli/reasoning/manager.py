@@ -94,12 +94,23 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+# Values no mode can change in place: shared as they are, neither copied nor wrapped.
+_IMMUTABLE = (str, int, float, bytes, type(None))
+
+
 def _freeze(value: Any) -> Any:
+    """A read-only copy: new read-only views and tuples for containers, the same immutable leaves.
+
+    Building the views and tuples already copies every container, so a JSON-like payload (a
+    cycle's context and profile) needs no deep copy first; anything else is deep-copied, as before.
+    """
     if isinstance(value, Mapping):
         return MappingProxyType({key: _freeze(item) for key, item in value.items()})
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return tuple(_freeze(item) for item in value)
-    return value
+    if isinstance(value, _IMMUTABLE):
+        return value
+    return copy.deepcopy(value)
 
 
 class ReasoningManager:
@@ -181,10 +192,8 @@ class ReasoningManager:
                     metadata={"available": list(self._modes)},
                 )
             ]
-        # A deep copy behind read-only views: no mode can change what the caller holds.
-        request = ModeRequest(
-            decision_id, _freeze(copy.deepcopy(dict(event_payload))), execution_context, self._memory, plan_id
-        )
+        # A copy behind read-only views: no mode can change what the caller holds.
+        request = ModeRequest(decision_id, _freeze(event_payload), execution_context, self._memory, plan_id)
         started = time.perf_counter()
         try:
             proposals = await asyncio.wait_for(mode(request), timeout=self.timeout_ms / 1000)

@@ -159,12 +159,26 @@ def fetch_indicator_tool(view: MarketView) -> Tool:
         params = indicators.validate_params(name, args.params)
         step_ms = timeframe_ms(args.timeframe)
         frame = await view.frame(args.timeframe)
-        values = await asyncio.to_thread(indicators.compute, frame, name, params.model_dump())
-        reference = float(frame["close"].iloc[-1])
-        text = indicators.summarize(values, args.lookback, reference, step_ms)
-        rows = indicators.summary_rows(values, args.lookback, reference, step_ms)
-        header = f"{name} {args.timeframe} {json.dumps(params.model_dump(), separators=(',', ':'))}"
-        return ToolOutput(f"{header}\n{text}", rows)
+        memo = view.memo
+        if not memo.known(frame, args.timeframe, name, params):
+            # pandas-ta can take a while: off the event loop. Often it is known already: the context
+            # computes EMA, RSI and ATR, and a backtest's history remembers earlier cycles' windows.
+            await asyncio.to_thread(memo.values, frame, args.timeframe, name, params)
+        settings = json.dumps(params.model_dump(), separators=(",", ":"))
+
+        def answer() -> tuple[str, list[dict[str, Any]]]:
+            reference = float(memo.column(frame, "close")[-1])
+            text, rows = memo.summary_table(
+                frame, args.timeframe, name, params, args.lookback, reference, step_ms
+            )
+            return f"{name} {args.timeframe} {settings}\n{text}", rows
+
+        # The same window gives the same answer (a 4h window serves four 1h cycles of a backtest).
+        text, rows = memo.derived(
+            frame, args.timeframe, ("fetch_indicator", name, settings, args.lookback), answer
+        )
+        # The rows go into this call's result and the trace: each call gets its own.
+        return ToolOutput(text, [dict(row) for row in rows])
 
     allowed = ", ".join(sorted(indicators.INDICATORS))
     return Tool(

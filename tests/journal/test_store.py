@@ -587,3 +587,52 @@ def test_backtest_cycles_never_reach_live_memory(tmp_path: Path) -> None:
     )
     assert journal.list_cycles()[0]["trace_id"] == "t-bt"
     assert journal.recent("BTC/USDT") == []
+
+
+def _start(journal: Journal, trace_id: str, run_id: int) -> None:
+    journal.recorder(run_id, backtest_id="bt").cycle_started(
+        trace_id,
+        symbol="BTC/USDT",
+        exchange="sim",
+        simulated=True,
+        mode="rules",
+        model=None,
+        profile={},
+        as_of_ms=1,
+        candles={},
+        context={},
+        context_text="",
+    )
+
+
+def test_batched_writes_are_committed_on_the_way_out_even_on_interrupt(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    journal = Journal(path)
+    run_id = journal.start_run("backtest", [], config_hash="c", profile_hash="p", versions={})
+    seen_inside: list[int] = []
+
+    def interrupted_backtest() -> None:
+        with journal.batched(size=1000):
+            for index in range(5):
+                _start(journal, f"t{index}", run_id)
+            seen_inside.append(len(Journal(path).list_cycles(limit=None)))
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted_backtest()
+    assert seen_inside == [0]  # nothing committed while the batch was open
+    assert len(Journal(path).list_cycles(limit=None)) == 5
+
+
+def test_a_batch_commits_when_full_and_a_failed_write_leaves_nothing_half_done(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    journal = Journal(path)
+    run_id = journal.start_run("backtest", [], config_hash="c", profile_hash="p", versions={})
+    with journal.batched(size=2):
+        _start(journal, "a", run_id)
+        _start(journal, "b", run_id)
+        assert len(Journal(path).list_cycles(limit=None)) == 2  # the batch of two was committed
+        with pytest.raises(sqlite3.IntegrityError):
+            _start(journal, "a", run_id)  # the same trace twice: a caller bug
+        _start(journal, "c", run_id)
+    assert sorted(row["trace_id"] for row in Journal(path).list_cycles(limit=None)) == ["a", "b", "c"]
