@@ -46,6 +46,8 @@ from rez_cli.reasoning.llm import LLMClient, LLMNotConfigured
 from rez_cli.settings import RiskProfile, Settings, secrets_of
 from rez_cli.timeframes import timeframe_ms
 
+# Without --from, a backtest covers the 30 days before --to (or now).
+DEFAULT_SPAN_MS = 30 * 86_400_000
 MODES = ("react", "rules")
 DEFAULT_TRAINING_CUTOFF = "2023-10-01"
 # A cycle needs this many candles on every context timeframe before it can say anything useful.
@@ -69,7 +71,7 @@ class BacktestRequest:
     """
 
     symbol: str
-    start_ms: int
+    start_ms: int | None
     end_ms: int | None = None
     timeframe: str | None = None
     context_timeframes: Sequence[str] | None = None
@@ -496,11 +498,12 @@ async def run_backtest(
     if request.mode is None and mode == "rules":
         notices.append("no model configured: backtesting the deterministic rules mode")
     requested_end = request.end_ms if request.end_ms is not None else int(time.time() * 1000)
-    start = -(-request.start_ms // step) * step
+    requested_start = request.start_ms if request.start_ms is not None else requested_end - DEFAULT_SPAN_MS
+    start = -(-requested_start // step) * step
     end = requested_end // step * step
     if start >= end:
         raise UsageError(
-            f"the span {iso(request.start_ms)}..{iso(requested_end)} holds no whole {timeframe} candle",
+            f"the span {iso(requested_start)}..{iso(requested_end)} holds no whole {timeframe} candle",
             hint="--from must come before --to",
         )
     model: str | None = None

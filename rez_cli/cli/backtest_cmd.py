@@ -102,9 +102,13 @@ def summary_view(report: Mapping[str, Any]) -> RenderableType:
 def backtest(
     symbol: Annotated[str, typer.Argument(help="The symbol, e.g. BTC/USDT.")],
     from_: Annotated[
-        str,
-        typer.Option("--from", help="First moment a cycle stands at (2021-01-01, UTC).", show_default=False),
-    ],
+        str | None,
+        typer.Option(
+            "--from",
+            help="First moment a cycle stands at (2021-01-01, UTC). Default: 30 days before --to.",
+            show_default=False,
+        ),
+    ] = None,
     to: Annotated[
         str | None,
         typer.Option(
@@ -251,7 +255,7 @@ def backtest(
     risk = load_profile(profile or settings.risk.profile).value
     request = BacktestRequest(
         symbol=symbol,
-        start_ms=parse_time(from_),
+        start_ms=parse_time(from_) if from_ else None,
         end_ms=parse_time(to) if to else None,
         timeframe=timeframe,
         context_timeframes=parse_timeframes(timeframes) if timeframes else None,

@@ -257,3 +257,26 @@ def test_ctrl_c_stops_cleanly_with_the_partial_result() -> None:
     assert report.buy_and_hold is not None
     assert report.end_ms == report.start_ms + 5 * HOUR
     assert report.to_json()["metrics"]["cycles"] == 5
+
+
+def test_without_from_the_last_30_days_before_to_are_walked(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run(
+        capsys,
+        "backtest",
+        "BTC/USDT",
+        "--exchange",
+        "sim",
+        "--mode",
+        "rules",
+        "--to",
+        "2021-02-01",
+        "--every",
+        "24",
+        "--json",
+        "--no-baselines",
+    )
+    assert result.exit_code == 0, result.stderr
+    [report] = result.json_lines()
+    stamps = [decision["timestamp"] for decision in report["decisions"]]
+    assert len(stamps) == 30
+    assert stamps[0] == 1_612_137_600_000 - 30 * 86_400_000  # the first moment: 30 days before --to
