@@ -157,3 +157,36 @@ def compute_metrics(
         final_equity=float(curve[-1]) if len(curve) else 0.0,
         cycles=len(actions) if actions is not None else 0,
     )
+
+
+# The metrics a summary shows, in order: label, key, how to format it.
+METRIC_ROWS = (
+    ("total return", "total_return_pct", "signed_pct"),
+    ("max drawdown", "max_drawdown_pct", "pct"),
+    ("Sharpe (annualised)", "sharpe", "ratio"),
+    ("Sortino (annualised)", "sortino", "ratio"),
+    ("win rate", "win_rate", "share"),
+    ("profit factor", "profit_factor", "ratio"),
+    ("avg R multiple", "avg_r_multiple", "ratio"),
+    ("exposure", "exposure_pct", "pct"),
+    ("trades", "trades", "count"),
+    ("hold rate", "hold_rate", "share"),
+    ("final equity", "final_equity", "money"),
+)
+
+
+def format_metric(value: Any, kind: str) -> str:
+    """One metric as the summary table and the HTML report show it (``kind`` from ``METRIC_ROWS``)."""
+    if value is None:
+        return "n/a"
+    if kind == "signed_pct":
+        return f"{value:+.2f}%"
+    if kind == "pct":
+        return f"{value:.2f}%"
+    if kind == "share":
+        return f"{value * 100:.1f}%"
+    if kind == "count":
+        return str(value)
+    if kind == "money":
+        return f"{value:,.2f}"
+    return f"{value:.2f}"

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rez_cli.backtest.metrics import METRIC_ROWS, format_metric
 from rez_cli.errors import UsageError
 
 if TYPE_CHECKING:
@@ -33,19 +34,6 @@ __all__ = ["INSTALL_HINT", "drawdown_pct", "render_report", "require_plotly", "w
 INSTALL_HINT = "pip install 'rez-cli[report]'"
 # Beyond this many rows the trades table stops growing (the chart still shows every trade).
 MAX_TRADE_ROWS = 1_000
-METRIC_ROWS = (
-    ("total return", "total_return_pct", "signed_pct"),
-    ("max drawdown", "max_drawdown_pct", "pct"),
-    ("Sharpe (annualised)", "sharpe", "ratio"),
-    ("Sortino (annualised)", "sortino", "ratio"),
-    ("win rate", "win_rate", "share"),
-    ("profit factor", "profit_factor", "ratio"),
-    ("avg R multiple", "avg_r_multiple", "ratio"),
-    ("exposure", "exposure_pct", "pct"),
-    ("trades", "trades", "count"),
-    ("hold rate", "hold_rate", "share"),
-    ("final equity", "final_equity", "money"),
-)
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5rem auto; max-width: 1200px; color: #222; }
 h1 { font-size: 1.4rem; margin-bottom: 0.2rem; }
@@ -74,22 +62,6 @@ def require_plotly() -> None:
 
 def _time(ts_ms: int) -> datetime:
     return datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
-
-
-def _cell(value: Any, kind: str) -> str:
-    if value is None:
-        return "n/a"
-    if kind == "signed_pct":
-        return f"{value:+.2f}%"
-    if kind == "pct":
-        return f"{value:.2f}%"
-    if kind == "share":
-        return f"{value * 100:.1f}%"
-    if kind == "count":
-        return str(value)
-    if kind == "money":
-        return f"{value:,.2f}"
-    return f"{value:.2f}"
 
 
 def drawdown_pct(curve: Sequence[float]) -> list[float]:
@@ -242,7 +214,7 @@ def _metrics_table(payload: Mapping[str, Any]) -> str:
     rows = []
     for label, key, kind in METRIC_ROWS:
         cells = "".join(
-            f"<td>{html.escape(_cell(metrics.get(key), kind) if metrics else 'n/a')}</td>"
+            f"<td>{html.escape(format_metric(metrics.get(key), kind) if metrics else 'n/a')}</td>"
             for _, metrics in columns
         )
         rows.append(f"<tr><td>{html.escape(label)}</td>{cells}</tr>")

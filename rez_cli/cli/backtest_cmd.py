@@ -14,6 +14,7 @@ from rez_cli.cli.options import (
     ExchangeOption,
     JournalOption,
     JsonOption,
+    ModelOption,
     NoCacheOption,
     ProfileOption,
     TimeframesOption,
@@ -24,36 +25,6 @@ if TYPE_CHECKING:
 
     from rez_cli.backtest.walk import BacktestReport, BacktestRequest, Progress
     from rez_cli.settings import RiskProfile, Settings
-
-METRIC_ROWS = (
-    ("total return", "total_return_pct", "signed_pct"),
-    ("max drawdown", "max_drawdown_pct", "pct"),
-    ("Sharpe (annualised)", "sharpe", "ratio"),
-    ("Sortino (annualised)", "sortino", "ratio"),
-    ("win rate", "win_rate", "share"),
-    ("profit factor", "profit_factor", "ratio"),
-    ("avg R multiple", "avg_r_multiple", "ratio"),
-    ("exposure", "exposure_pct", "pct"),
-    ("trades", "trades", "count"),
-    ("hold rate", "hold_rate", "share"),
-    ("final equity", "final_equity", "money"),
-)
-
-
-def _cell(value: Any, kind: str) -> str:
-    if value is None:
-        return "n/a"
-    if kind == "signed_pct":
-        return f"{value:+.2f}%"
-    if kind == "pct":
-        return f"{value:.2f}%"
-    if kind == "share":
-        return f"{value * 100:.1f}%"
-    if kind == "count":
-        return str(value)
-    if kind == "money":
-        return f"{value:,.2f}"
-    return f"{value:.2f}"
 
 
 def summary_view(report: Mapping[str, Any]) -> RenderableType:
@@ -80,9 +51,11 @@ def summary_view(report: Mapping[str, Any]) -> RenderableType:
         columns.append(("rules baseline", baselines.get("rules")))
     for title, _ in columns:
         table.add_column(title, justify="right")
+    from rez_cli.backtest.metrics import METRIC_ROWS, format_metric
+
     for label, key, kind in METRIC_ROWS:
-        cells = [_cell(report["metrics"].get(key), kind)]
-        cells += [_cell(metrics.get(key), kind) if metrics else "n/a" for _, metrics in columns]
+        cells = [format_metric(report["metrics"].get(key), kind)]
+        cells += [format_metric(metrics.get(key), kind) if metrics else "n/a" for _, metrics in columns]
         table.add_row(label, *cells)
     fills = report["fills"]
     footer = Text(
@@ -142,12 +115,7 @@ def backtest(
     data: DataOption = None,
     profile: ProfileOption = None,
     config: ConfigOption = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model", "-m", help="Model name at the endpoint. Default: \\[llm] model.", show_default=False
-        ),
-    ] = None,
+    model: ModelOption = None,
     max_cost: Annotated[
         float | None,
         typer.Option(

@@ -13,6 +13,7 @@ from rez_cli.cli.options import (
     ExchangeOption,
     JournalOption,
     JsonOption,
+    ModelOption,
     NoCacheOption,
     ProfileOption,
 )
@@ -24,12 +25,7 @@ def decide(
     data: DataOption = None,
     profile: ProfileOption = None,
     config: ConfigOption = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model", "-m", help="Model name at the endpoint. Default: \\[llm] model.", show_default=False
-        ),
-    ] = None,
+    model: ModelOption = None,
     mode: Annotated[
         str | None,
         typer.Option(

@@ -77,3 +77,9 @@ JournalOption = Annotated[
         show_default=False,
     ),
 ]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model", "-m", help="Model name at the endpoint. Default: \\[llm] model.", show_default=False
+    ),
+]
