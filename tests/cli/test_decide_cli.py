@@ -358,3 +358,40 @@ def test_chart_draws_the_levels(capsys: pytest.CaptureFixture[str]) -> None:
     )
     assert "EMA 20" in result.stderr
     assert "\x1b[" not in result.stderr
+
+
+def test_replay_with_another_model_runs_the_recorded_moment_again(
+    capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, tmp_path: Path
+) -> None:
+    journal = tmp_path / "j.sqlite"
+    model_env.push(reply(HOLD), reply(HOLD))
+    first = run(
+        capsys,
+        "decide",
+        "BTC/USDT",
+        "--exchange",
+        "sim",
+        "--as-of",
+        AS_OF,
+        "--json",
+        "--journal",
+        str(journal),
+    ).json_lines()[0]
+    replayed = run(
+        capsys,
+        "traces",
+        "replay",
+        first["trace_id"],
+        "--model",
+        "other-model",
+        "--journal",
+        str(journal),
+        "--json",
+    )
+    assert replayed.exit_code == 0, replayed.stderr
+    payload = json.loads(replayed.stdout)
+    assert payload["rerun"]["action"] == "hold"
+    assert payload["rerun"]["timestamp"] == first["timestamp"]
+    assert model_env.requests[1].body["model"] == "other-model"
+    # The same moment, and memory only holds decisions made before it: the same prompt, word for word.
+    assert model_env.requests[1].body["messages"] == model_env.requests[0].body["messages"]
