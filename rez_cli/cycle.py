@@ -6,7 +6,6 @@ Kept out of the CLI so tests and other programs can run a whole command's worth 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -19,7 +18,7 @@ from rez_cli.market.view import open_source
 from rez_cli.orchestrator import DryRun, Event, EventResult, Orchestrator, default_mode, model_configured
 from rez_cli.reasoning.llm import LLMClient, LLMNotConfigured
 from rez_cli.reasoning.react import Turn
-from rez_cli.settings import RiskProfile, Settings, secrets_of
+from rez_cli.settings import RiskProfile, Settings
 
 
 @dataclass(frozen=True)
@@ -67,22 +66,6 @@ def make_llm(settings: Settings, model_override: str | None) -> tuple[LLMClient 
     return client, model
 
 
-def package_versions() -> dict[str, str]:
-    from importlib import metadata
-
-    versions = {}
-    for name in ("rez-cli", "ccxt", "openai", "pandas", "pandas-ta-classic", "pydantic"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
-def short_hash(payload: str) -> str:
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
 def _mode_and_model(settings: Settings, request: DecideRequest) -> tuple[str, str | None, str | None]:
     mode = request.mode or default_mode(settings.llm, request.model)
     notice = None
@@ -112,22 +95,14 @@ async def run_decide(
         LockHeld: another run is deciding one of the symbols on the same journal.
         RezError: bad inputs (unknown symbol, exchange or timeframe; invalid candles).
     """
-    from rez_cli.journal.store import Journal, resolve_journal_path
+    from rez_cli.journal.session import open_journal, start_run
 
     mode, notice, _ = _mode_and_model(settings, request)
-    journal = Journal(resolve_journal_path(request.journal, settings.journal.path))
-    for secret in secrets_of(settings):
-        journal.add_secret(secret)
+    journal = open_journal(settings, request.journal)
     with ExitStack() as locks:
         for symbol in dict.fromkeys(request.symbols):
             locks.enter_context(journal.lock(symbol))
-        run_id = journal.start_run(
-            "decide",
-            list(request.argv),
-            config_hash=short_hash(settings.model_dump_json()),
-            profile_hash=short_hash(profile.model_dump_json()),
-            versions=package_versions(),
-        )
+        run_id = start_run(journal, "decide", request.argv, settings, profile)
         llm: LLMClient | None = None
         model: str | None = None
         if mode == "react" and model_configured(settings.llm, request.model):
@@ -177,11 +152,12 @@ async def run_decide(
 
 async def run_dry(settings: Settings, profile: RiskProfile, request: DecideRequest) -> list[DryRun]:
     """What ``rez decide`` would send to the model for each symbol; calls no model, writes nothing."""
-    from rez_cli.journal.store import Journal, resolve_journal_path
+    from rez_cli.journal.session import open_journal
+    from rez_cli.journal.store import resolve_journal_path
 
     _, _, model = _mode_and_model(settings, request)
     path = resolve_journal_path(request.journal, settings.journal.path)
-    memory = Journal(path) if path.exists() else None
+    memory = open_journal(settings, path) if path.exists() else None
     source = open_source(
         settings,
         exchange=request.exchange,

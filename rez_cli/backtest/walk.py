@@ -43,7 +43,7 @@ from rez_cli.market.candles import iso, parse_time
 from rez_cli.market.source import MarketSource
 from rez_cli.orchestrator import DEFAULT_MODEL, Event, EventResult, Orchestrator, model_configured
 from rez_cli.reasoning.llm import LLMClient, LLMNotConfigured
-from rez_cli.settings import RiskProfile, Settings, secrets_of
+from rez_cli.settings import RiskProfile, Settings
 from rez_cli.timeframes import timeframe_ms
 
 # Without --from, a backtest covers the 30 days before --to (or now).
@@ -479,8 +479,8 @@ async def run_backtest(
         UsageError: a bad request (unknown mode, empty span, react without a model).
         DataError, ExchangeError: the candles cannot be had.
     """
-    from rez_cli.cycle import make_llm, package_versions, short_hash
-    from rez_cli.journal.store import Journal, resolve_journal_path
+    from rez_cli.cycle import make_llm
+    from rez_cli.journal.session import open_journal, start_run
     from rez_cli.market.view import open_source
 
     timeframe = request.timeframe or settings.market.timeframe
@@ -565,16 +565,8 @@ async def run_backtest(
             )
         ]
 
-        journal = Journal(resolve_journal_path(request.journal, settings.journal.path))
-        for secret in secrets_of(settings):
-            journal.add_secret(secret)
-        run_id = journal.start_run(
-            "backtest",
-            list(request.argv),
-            config_hash=short_hash(settings.model_dump_json()),
-            profile_hash=short_hash(profile.model_dump_json()),
-            versions=package_versions(),
-        )
+        journal = open_journal(settings, request.journal)
+        run_id = start_run(journal, "backtest", request.argv, settings, profile)
         backtest_id = "bt-" + uuid.uuid4().hex[:12]
 
         def new_account() -> Account:

@@ -47,14 +47,10 @@ def open_journal(journal: Path | None, config: Path | None, *, create: bool = Fa
         ConfigError: the config is invalid, or the journal cannot be opened.
         DataNotFound: no journal at that path and ``create`` is false.
     """
-    from rez_cli.journal.store import Journal, resolve_journal_path
-    from rez_cli.settings import load_settings, secrets_of
+    from rez_cli.journal.session import open_journal as open_configured
+    from rez_cli.settings import load_settings
 
-    settings = load_settings(config).value
-    opened = Journal(resolve_journal_path(journal, settings.journal.path), create=create)
-    for secret in secrets_of(settings):
-        opened.add_secret(secret)
-    return opened
+    return open_configured(load_settings(config).value, journal, create=create)
 
 
 def _since_ms(since: str | None) -> int | None:
