@@ -57,6 +57,12 @@ class Context(BaseModel):
     primary_timeframe: str
     timeframes: dict[str, TimeframeSnapshot]
 
+    @property
+    def primary_atr(self) -> float | None:
+        """ATR 14 of the primary timeframe: the yardstick for the profile's limits in ATRs."""
+        snapshot = self.timeframes.get(self.primary_timeframe)
+        return snapshot.atr_14 if snapshot is not None else None
+
 
 def _last(values: np.ndarray[Any, np.dtype[np.float64]]) -> float | None:
     value = float(values[-1]) if len(values) else math.nan

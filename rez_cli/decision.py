@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Action = Literal["buy", "sell", "hold"]
 Source = Literal["native", "extracted", "repaired", "fallback"]
@@ -13,9 +13,17 @@ Source = Literal["native", "extracted", "repaired", "fallback"]
 class ModelAnswer(BaseModel):
     """The JSON object the model must end with. Rez computes ``size_pct`` itself.
 
-    Validation here is about shape only (types, the action's spelling); the trading rules
-    (sides of TP/SL, leverage cap, reward/risk, distance to market) are checked by the policy
-    so that each failure gets its own error code instead of a parse failure.
+    Validation here is about shape only (types, the action's spelling, a confidence on a known
+    scale): the parser keeps the last object that has this shape, so a draft written before the
+    final answer never wins over it. Whether a trade says everything a trade needs is
+    ``answer_problem``'s question (a missing value goes to repair, never becomes a default nobody
+    chose); the trading rules (sides of TP/SL, leverage cap, reward/risk, distance to market) are the
+    policy's, so that each failure gets its own error code.
+
+    ``confidence`` is a fraction in [0, 1]. Many models write a percent (75 for 0.75): a value in
+    (1, 100] is read as one, and ``confidence_percent`` keeps what was written so the trace can say so.
+    Anything else outside [0, 1] is invalid. A hold may leave leverage (1) and confidence (0) out:
+    it commits nothing, and no scoring reads a number it did not write as a belief.
     """
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
@@ -24,10 +32,69 @@ class ModelAnswer(BaseModel):
     entry_price: float | None = None
     tp_price: float | None = None
     sl_price: float | None = None
-    leverage: float = 1.0
-    confidence: float = 0.5
+    leverage: float | None = None
+    confidence: float | None = None
     rationale: str = ""
     invalidation: str | None = None
+    # Set by validation only (a model's own key of this name is dropped), never dumped.
+    confidence_percent: float | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_percent_confidence(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = {key: value for key, value in data.items() if key != "confidence_percent"}
+        raw = data.get("confidence")
+        if isinstance(raw, bool):
+            raise ValueError("confidence must be a number, not true/false")
+        percent_sign = isinstance(raw, str) and raw.strip().endswith("%")
+        if isinstance(raw, str):
+            try:
+                raw = float(raw.strip().removesuffix("%"))
+            except ValueError:
+                return data  # field validation names the bad value
+        if isinstance(raw, int | float) and not isinstance(raw, bool) and (percent_sign or 1 < raw <= 100):
+            data["confidence"] = raw / 100
+            data["confidence_percent"] = raw
+        return data
+
+    @field_validator("confidence")
+    @classmethod
+    def _fraction(cls, value: float | None) -> float | None:
+        if value is not None and not 0 <= value <= 1:
+            raise ValueError("must be a fraction in [0, 1] (or a percent in (1, 100])")
+        return value
+
+    @property
+    def leverage_or_one(self) -> float:
+        return 1.0 if self.leverage is None else self.leverage
+
+    @property
+    def confidence_or_zero(self) -> float:
+        return 0.0 if self.confidence is None else self.confidence
+
+
+# What every trade must carry; the stop too, where the profile requires one.
+TRADE_FIELDS: tuple[str, ...] = ("entry_price", "tp_price", "leverage", "confidence")
+
+
+def answer_problem(answer: ModelAnswer, *, require_stop: bool, truncated: bool) -> str | None:
+    """Why a parsed answer cannot stand as written and must go to repair, or None when it can.
+
+    A trade missing a value is incomplete, not a choice: Rez never fills in a leverage or a
+    confidence the model did not write. A trade cut off by the output limit may have lost the clause
+    that changed its mind. Both are parse failures. A hold commits nothing, so a truncated hold stands.
+    """
+    if answer.action == "hold":
+        return None
+    if truncated:
+        return "the answer was cut off by the output limit (finish_reason length)"
+    needed = TRADE_FIELDS + (("sl_price",) if require_stop else ())
+    missing = [name for name in needed if getattr(answer, name) is None]
+    if missing:
+        return f"a {answer.action} needs {', '.join(missing)}"
+    return None
 
 
 def answer_json_schema() -> dict[str, Any]:

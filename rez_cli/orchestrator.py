@@ -406,7 +406,7 @@ class Orchestrator:
             if signal.signal_type != "decision" or "answer" not in signal.payload:
                 continue
             answer = ModelAnswer.model_validate(dict(signal.payload["answer"]))
-            verdict = evaluate(answer, self.profile, last_price)
+            verdict = evaluate(answer, self.profile, last_price, atr=services.context.primary_atr)
             verdicts.append(
                 {
                     "decision_id": signal.decision_id,
@@ -448,7 +448,7 @@ class Orchestrator:
             entry_price=answer.entry_price if answer.action != "hold" else None,
             tp_price=answer.tp_price if answer.action != "hold" else None,
             sl_price=answer.sl_price if answer.action != "hold" else None,
-            leverage=answer.leverage if answer.action != "hold" else 1.0,
+            leverage=answer.leverage_or_one if answer.action != "hold" else 1.0,
             size_pct=verdict.size_pct,
             confidence=signal.confidence,
             rationale=answer.rationale,

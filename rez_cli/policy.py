@@ -1,14 +1,15 @@
 """The risk profile's hard limits, applied to what the model answered.
 
 Each rule has a stable code. The first rule broken turns the answer into a hold with that code; the
-verdict keeps every check so the trace can show why. Nothing is fixed up silently: the only value
-Rez adjusts is ``confidence``, clipped to [0, 1] as the decision contract says, and ``size_pct`` is
-Rez's own computation, never the model's.
+verdict keeps every check so the trace can show why. Nothing is fixed up silently: ``size_pct`` is
+Rez's own computation, never the model's, and every number that reaches a trade is finite and within
+the profile's distance from the market.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rez_cli.decision import ModelAnswer
@@ -56,8 +57,23 @@ def reward_risk(entry: float, tp: float | None, sl: float | None) -> float | Non
     return abs(tp - entry) / abs(entry - sl)
 
 
-def evaluate(answer: ModelAnswer, profile: RiskProfile, last_price: float) -> Verdict:
-    """Check an answer against the profile; the first broken rule names the hold."""
+# Reward/risk is compared as a trader reads it, to two decimals: a 2.00R trade whose exact ratio is
+# 1.9996 after rounding its levels to the tick is not "below the profile's 2".
+REWARD_RISK_TOLERANCE = 0.005
+
+
+def evaluate(
+    answer: ModelAnswer, profile: RiskProfile, last_price: float, *, atr: float | None = None
+) -> Verdict:
+    """Check an answer against the profile; the first broken rule names the hold.
+
+    Args:
+        answer: what the model answered.
+        profile: the limits.
+        last_price: the last closed price the cycle saw; every level's distance is measured from it.
+        atr: ATR 14 of the primary timeframe, for the profile's limits in ATR multiples (skipped
+            when unknown).
+    """
     checks: list[Check] = []
 
     def check(rule: str, passed: bool, detail: str) -> bool:
@@ -87,7 +103,11 @@ def evaluate(answer: ModelAnswer, profile: RiskProfile, last_price: float) -> Ve
     if answer.action == "hold":
         return Verdict(None, None, 0.0, None, checks)
 
-    entry, tp, sl, leverage = answer.entry_price, answer.tp_price, answer.sl_price, answer.leverage
+    unstated = [name for name in ("leverage", "confidence") if getattr(answer, name) is None]
+    if not check("trade_incomplete", not unstated, f"a {answer.action} needs {', '.join(unstated)}"):
+        return fail()
+    entry, tp, sl = answer.entry_price, answer.tp_price, answer.sl_price
+    leverage = answer.leverage_or_one
     if not check("entry_price_required", entry is not None, f"a {answer.action} needs an entry price"):
         return fail()
     assert entry is not None
@@ -109,28 +129,67 @@ def evaluate(answer: ModelAnswer, profile: RiskProfile, last_price: float) -> Ve
         return fail()
     if answer.action == "buy":
         if tp is not None and not check(
-            "tp_not_above_entry", tp > entry, f"buy: tp {tp} must be above entry {entry}"
+            "tp_not_above_entry", tp > entry, f"buy: tp {tp:g} must be above entry {entry:g}"
         ):
             return fail()
         if sl is not None and not check(
-            "sl_wrong_side", sl < entry, f"buy: sl {sl} must be below entry {entry}"
+            "sl_wrong_side", sl < entry, f"buy: sl {sl:g} must be below entry {entry:g}"
         ):
             return fail()
     else:
         if tp is not None and not check(
-            "tp_not_below_entry", tp < entry, f"sell: tp {tp} must be below entry {entry}"
+            "tp_not_below_entry", tp < entry, f"sell: tp {tp:g} must be below entry {entry:g}"
         ):
             return fail()
         if sl is not None and not check(
-            "sl_wrong_side", sl > entry, f"sell: sl {sl} must be above entry {entry}"
+            "sl_wrong_side", sl > entry, f"sell: sl {sl:g} must be above entry {entry:g}"
         ):
             return fail()
-    if not check("leverage_below_one", leverage >= 1, f"leverage {leverage} is below 1"):
+    deviation = abs(entry / last_price - 1) * 100
+    if not check(
+        "entry_too_far_from_market",
+        deviation <= profile.max_entry_deviation_pct + 1e-9,
+        f"entry {entry:g} is {deviation:.2f}% from the last close {last_price:g}, "
+        f"more than the profile's {profile.max_entry_deviation_pct:g}%",
+    ):
+        return fail()
+    if tp is not None and not _within_reach(
+        check,
+        "tp_too_far_from_market",
+        "tp",
+        tp,
+        last_price,
+        profile.max_target_distance_pct,
+        profile.max_target_atr,
+        atr,
+    ):
+        return fail()
+    if sl is not None:
+        if not _within_reach(
+            check,
+            "sl_too_far_from_market",
+            "sl",
+            sl,
+            last_price,
+            profile.max_stop_distance_pct,
+            profile.max_stop_atr,
+            atr,
+        ):
+            return fail()
+        stop_gap_pct = abs(entry - sl) / entry * 100
+        if not check(
+            "sl_too_close_to_entry",
+            stop_gap_pct >= profile.min_stop_distance_pct - 1e-9,
+            f"sl {sl:g} is {stop_gap_pct:.4f}% from entry {entry:g}, closer than the profile's "
+            f"{profile.min_stop_distance_pct:g}%",
+        ):
+            return fail()
+    if not check("leverage_below_one", leverage >= 1, f"leverage {leverage:g} is below 1"):
         return fail()
     if not check(
         "leverage_above_profile",
         leverage <= profile.max_leverage,
-        f"leverage {leverage} is above the profile's {profile.max_leverage:g}",
+        f"leverage {leverage:g} is above the profile's {profile.max_leverage:g}",
     ):
         return fail()
     if sl is not None:
@@ -143,18 +202,50 @@ def evaluate(answer: ModelAnswer, profile: RiskProfile, last_price: float) -> Ve
         ):
             return fail()
     ratio = reward_risk(entry, tp, sl)
-    if ratio is not None and not check(
-        "reward_risk_below_profile",
-        ratio >= profile.min_reward_risk - 1e-9,
-        f"reward/risk {ratio:.2f} is below the profile's {profile.min_reward_risk:g}",
-    ):
-        return fail()
-    deviation = abs(entry / last_price - 1) * 100
+    if ratio is not None:
+        if not check("non_finite_number", math.isfinite(ratio), "reward/risk is not a finite number"):
+            return fail()
+        if not check(
+            "reward_risk_below_profile",
+            ratio >= profile.min_reward_risk - REWARD_RISK_TOLERANCE,
+            f"reward/risk {ratio:.2f} is below the profile's {profile.min_reward_risk:g}",
+        ):
+            return fail()
+    size = position_size_pct(profile, entry, sl, leverage)
     if not check(
-        "entry_too_far_from_market",
-        deviation <= profile.max_entry_deviation_pct + 1e-9,
-        f"entry {entry} is {deviation:.2f}% from the last close {last_price}, "
-        f"more than the profile's {profile.max_entry_deviation_pct:g}%",
+        "non_finite_number",
+        math.isfinite(size) and 0 < size <= profile.max_position_pct,
+        f"the position size {size:g}% is not a usable share of equity",
     ):
         return fail()
-    return Verdict(None, None, position_size_pct(profile, entry, sl, leverage), ratio, checks)
+    return Verdict(None, None, size, ratio, checks)
+
+
+def _within_reach(
+    check: Callable[[str, bool, str], bool],
+    rule: str,
+    label: str,
+    level: float,
+    last_price: float,
+    max_pct: float,
+    max_atr: float | None,
+    atr: float | None,
+) -> bool:
+    """Whether a level is within the profile's distance of the last price, in % and in ATRs."""
+    distance = abs(level - last_price)
+    distance_pct = distance / last_price * 100
+    if not check(
+        rule,
+        distance_pct <= max_pct + 1e-9,
+        f"{label} {level:g} is {distance_pct:.2f}% from the last close {last_price:g}, "
+        f"more than the profile's {max_pct:g}%",
+    ):
+        return False
+    if max_atr is None or atr is None or not math.isfinite(atr) or atr <= 0:
+        return True
+    return check(
+        rule,
+        distance <= max_atr * atr * (1 + 1e-9),
+        f"{label} {level:g} is {distance / atr:.1f} ATR from the last close {last_price:g}, "
+        f"more than the profile's {max_atr:g} ATR",
+    )

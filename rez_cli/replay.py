@@ -81,7 +81,10 @@ def replay(record: Mapping[str, Any], profile: RiskProfile) -> Replay:
     """Today's parser and policy applied to a journaled cycle's recorded output."""
     before = dict(record.get("decision") or {})
     answer, source, error = _answer_again(record)
-    last_price = float((record.get("context") or {}).get("last_price") or 0.0)
+    context = record.get("context") or {}
+    last_price = float(context.get("last_price") or 0.0)
+    primary = (context.get("timeframes") or {}).get(context.get("primary_timeframe")) or {}
+    atr = primary.get("atr_14") if isinstance(primary.get("atr_14"), int | float) else None
     after: dict[str, Any] = {
         "action": "hold",
         "source": source,
@@ -93,7 +96,7 @@ def replay(record: Mapping[str, Any], profile: RiskProfile) -> Replay:
         "size_pct": 0.0,
     }
     if answer is not None and last_price > 0:
-        verdict = evaluate(answer, profile, last_price)
+        verdict = evaluate(answer, profile, last_price, atr=atr)
         if verdict.passed:
             trading = answer.action != "hold"
             after.update(
@@ -101,7 +104,7 @@ def replay(record: Mapping[str, Any], profile: RiskProfile) -> Replay:
                 entry_price=answer.entry_price if trading else None,
                 tp_price=answer.tp_price if trading else None,
                 sl_price=answer.sl_price if trading else None,
-                leverage=answer.leverage if trading else 1.0,
+                leverage=answer.leverage_or_one if trading else 1.0,
                 size_pct=verdict.size_pct,
                 error=None,
             )

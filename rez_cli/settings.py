@@ -122,6 +122,14 @@ class RiskProfile(_Section):
     require_stop_loss: bool = True
     min_reward_risk: Annotated[float, Field(ge=0)]
     max_entry_deviation_pct: Annotated[float, Field(gt=0, le=100)]
+    # How far from the last price a level may be: a target 1e308 away or a stop a hair under the
+    # entry makes reward/risk meaningless and the size absurd, so both are bounded (in % of the last
+    # price and, where set, in ATR 14 of the primary timeframe).
+    max_target_distance_pct: Annotated[float, Field(gt=0, le=1000)] = 50.0
+    max_stop_distance_pct: Annotated[float, Field(gt=0, le=100)] = 25.0
+    min_stop_distance_pct: Annotated[float, Field(ge=0, le=100)] = 0.05
+    max_target_atr: Annotated[float, Field(gt=0, le=1000)] | None = None
+    max_stop_atr: Annotated[float, Field(gt=0, le=1000)] | None = None
     allowed_actions: list[Action] = Field(default_factory=lambda: list(ALL_ACTIONS))
 
     @field_validator("allowed_actions")

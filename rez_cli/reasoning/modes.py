@@ -14,7 +14,7 @@ from typing import Any
 
 from rez_cli import indicators
 from rez_cli.context import Context
-from rez_cli.decision import ModelAnswer, answer_json_schema
+from rez_cli.decision import ModelAnswer, answer_json_schema, answer_problem
 from rez_cli.errors import RezError
 from rez_cli.reasoning.llm import LLMClient, LLMError
 from rez_cli.reasoning.manager import ModeRequest, Proposal
@@ -74,12 +74,15 @@ def _failure(code: str, detail: str, trace: dict[str, Any]) -> list[Proposal]:
 
 
 def _decision(answer: ModelAnswer, source: str, trace: dict[str, Any]) -> list[Proposal]:
-    confidence = answer.confidence if math.isfinite(answer.confidence) else 0.0
+    if answer.confidence_percent is not None:
+        trace.setdefault("notes", []).append(
+            f"confidence {answer.confidence_percent:g} read as a percent: {answer.confidence_or_zero:g}"
+        )
     return [
         Proposal(
             "decision",
             {"answer": answer.model_dump(), "source": source},
-            min(1.0, max(0.0, confidence)),
+            answer.confidence_or_zero,
             metadata={"trace": trace},
         )
     ]
@@ -129,9 +132,12 @@ async def _repair(
         "raw_text": response.content,
         "stage": parsed.stage,
         "error": parsed.error,
+        "finish_reason": response.finish_reason,
     }
     if parsed.answer is None:
         return None, "repair_failed", f"the resilience model's answer is not a decision: {parsed.detail}"
+    if response.finish_reason == "length" and parsed.answer.action != "hold":
+        return None, "repair_failed", "the resilience model's answer was cut off by the output limit"
     known = _known_numbers(services, raw_text, outcome)
     answer = parsed.answer
     invented = [
@@ -196,8 +202,19 @@ async def react_mode(request: ModeRequest) -> list[Proposal]:
         )
     with services.meter.stage("parse"):
         parsed = parse_answer(raw_text)
-    trace["parse"] = {"stage": parsed.stage, "error": parsed.error, "detail": parsed.detail}
-    if parsed.answer is not None and parsed.stage is not None:
+    truncated = outcome.finish_reason == "length"
+    problem = (
+        answer_problem(parsed.answer, require_stop=services.profile.require_stop_loss, truncated=truncated)
+        if parsed.answer is not None
+        else None
+    )
+    trace["parse"] = {
+        "stage": parsed.stage,
+        "error": parsed.error,
+        "detail": problem or parsed.detail,
+        "finish_reason": outcome.finish_reason,
+    }
+    if parsed.answer is not None and parsed.stage is not None and problem is None:
         return _decision(parsed.answer, parsed.stage, trace)
     try:
         answer, code, detail = await _repair(services, raw_text, outcome, trace)

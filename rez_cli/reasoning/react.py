@@ -38,6 +38,8 @@ class ReactOutcome:
     messages: list[dict[str, Any]] = field(default_factory=list)
     exhausted: bool = False
     """True when the last turn still asked for tools instead of answering."""
+    finish_reason: str | None = None
+    """Why the model stopped writing its final text (``length``: it hit the output cap)."""
 
 
 async def react_loop(
@@ -111,5 +113,6 @@ async def react_loop(
         if response.tool_calls and offered is None and not (response.content or "").strip():
             outcome.exhausted = True
         outcome.final_text = response.content
+        outcome.finish_reason = response.finish_reason
         return outcome
     return outcome

@@ -430,3 +430,93 @@ def test_sequential_tool_calls_when_the_endpoint_cannot_run_them_in_parallel(
     assert result.exit_code == 0
     assert decision["usage"]["tool_calls"] == 2
     assert model_env.requests[0].body["parallel_tool_calls"] is False
+
+
+def exported(capsys: pytest.CaptureFixture[str], trace_id: str) -> dict[str, Any]:
+    record: dict[str, Any] = run(capsys, "traces", "export", trace_id).json_lines()[0]
+    return record
+
+
+@pytest.mark.parametrize("missing", ["leverage", "confidence", "sl_price", "tp_price"])
+def test_a_trade_missing_a_field_is_repaired_never_defaulted(
+    capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float, missing: str
+) -> None:
+    complete = buy(last_price)
+    incomplete = {key: value for key, value in complete.items() if key != missing}
+    # The prose names the missing value, so the repair is grounded in what the model wrote.
+    prose = f"My {missing} would be {complete[missing]}.\n"
+    model_env.push(reply(prose + json.dumps(incomplete)), reply(json.dumps(complete)))
+    result, decision = decide(capsys)
+    assert result.exit_code == 0, result.stdout
+    assert decision["source"] == "repaired"
+    assert decision["leverage"] == 2
+    assert decision["confidence"] == 0.7
+    assert "response_format" in model_env.requests[1].body
+    parse = exported(capsys, decision["trace_id"])["trace"]["parse"]
+    assert parse["detail"].endswith(f"needs {missing}")
+
+
+def test_a_trade_missing_a_field_that_repair_cannot_supply_is_a_hold(
+    capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float
+) -> None:
+    incomplete = {key: value for key, value in buy(last_price).items() if key != "leverage"}
+    model_env.push(reply(json.dumps(incomplete)), reply("I cannot say."))
+    result, decision = decide(capsys)
+    assert result.exit_code == 3
+    assert (decision["action"], decision["error"]) == ("hold", "repair_failed")
+
+
+def test_an_answer_cut_off_by_the_output_limit_is_never_a_trade_as_it_stands(
+    capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float
+) -> None:
+    answer = json.dumps(buy(last_price))
+    model_env.push(reply(answer, finish_reason="length"), reply(answer, finish_reason="length"))
+    result, decision = decide(capsys)
+    assert result.exit_code == 3
+    assert (decision["action"], decision["error"]) == ("hold", "repair_failed")
+    assert len(model_env.requests) == 2  # the cut answer went to repair, whose answer was cut too
+    trace = exported(capsys, decision["trace_id"])["trace"]
+    assert trace["parse"]["finish_reason"] == "length"
+    assert "cut off" in trace["parse"]["detail"]
+
+
+def test_a_cut_off_answer_that_repair_completes_is_a_repaired_trade(
+    capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float
+) -> None:
+    answer = json.dumps(buy(last_price))
+    model_env.push(reply(answer, finish_reason="length"), reply(answer))
+    result, decision = decide(capsys)
+    assert result.exit_code == 0
+    assert (decision["action"], decision["source"]) == ("buy", "repaired")
+
+
+def test_a_confidence_in_percent_is_read_as_one_and_the_trace_says_so(
+    capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float
+) -> None:
+    model_env.push(reply(json.dumps(buy(last_price, confidence=75))))
+    result, decision = decide(capsys)
+    assert result.exit_code == 0
+    assert decision["confidence"] == 0.75
+    assert exported(capsys, decision["trace_id"])["trace"]["notes"] == [
+        "confidence 75 read as a percent: 0.75"
+    ]
+
+
+@pytest.mark.parametrize("confidence", [250, -3, "very"])
+def test_a_confidence_on_no_known_scale_goes_to_repair(
+    capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float, confidence: object
+) -> None:
+    model_env.push(reply(json.dumps(buy(last_price, confidence=confidence))), reply("no"))
+    result, decision = decide(capsys)
+    assert (result.exit_code, decision["error"]) == (3, "repair_failed")
+
+
+def test_a_target_a_world_away_and_a_hair_stop_are_not_a_trade(
+    capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float
+) -> None:
+    model_env.push(reply(json.dumps(buy(last_price, tp_price=1e308))))
+    result, decision = decide(capsys)
+    assert (result.exit_code, decision["action"], decision["error"]) == (3, "hold", "tp_too_far_from_market")
+    model_env.push(reply(json.dumps(buy(last_price, sl_price=round(last_price, 2) - 0.001))))
+    result, decision = decide(capsys)
+    assert (result.exit_code, decision["error"]) == (3, "sl_too_close_to_entry")

@@ -408,8 +408,8 @@ answers = st.builds(
     entry_price=st.none() | finite,
     tp_price=st.none() | finite,
     sl_price=st.none() | finite,
-    leverage=finite,
-    confidence=finite,
+    leverage=st.none() | finite,
+    confidence=st.none() | st.floats(min_value=0, max_value=1),
     rationale=st.text(),
     invalidation=st.none() | st.text(),
 )
