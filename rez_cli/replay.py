@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rez_cli.decision import ModelAnswer
+from pydantic import ValidationError
+
+from rez_cli.decision import ModelAnswer, answer_problem
 from rez_cli.policy import evaluate
 from rez_cli.reasoning.parse import numbers_in, parse_answer
 from rez_cli.settings import RiskProfile
@@ -34,7 +36,10 @@ def _recorded_answer(record: Mapping[str, Any]) -> ModelAnswer | None:
     for signal in record.get("signals") or []:
         answer = (signal.get("payload") or {}).get("answer")
         if answer:
-            return ModelAnswer.model_validate(answer)
+            try:
+                return ModelAnswer.model_validate(answer)
+            except ValidationError:
+                return None  # a journal is outside data: an answer that no longer validates is none
     return None
 
 
@@ -49,7 +54,9 @@ def _known_numbers(record: Mapping[str, Any], raw_text: str) -> set[float]:
     return known
 
 
-def _answer_again(record: Mapping[str, Any]) -> tuple[ModelAnswer | None, str, str | None]:
+def _answer_again(
+    record: Mapping[str, Any], profile: RiskProfile
+) -> tuple[ModelAnswer | None, str, str | None]:
     """The answer today's parser gets from the recorded output: (answer, source, error)."""
     trace = record.get("trace") or {}
     if record.get("mode") != "react":
@@ -59,7 +66,12 @@ def _answer_again(record: Mapping[str, Any]) -> tuple[ModelAnswer | None, str, s
     if raw_text is None:
         return None, "fallback", (record.get("decision") or {}).get("error") or "no_model_output"
     parsed = parse_answer(raw_text)
-    if parsed.answer is not None and parsed.stage is not None:
+    truncated = (trace.get("parse") or {}).get("finish_reason") == "length"
+    if (
+        parsed.answer is not None
+        and parsed.stage is not None
+        and answer_problem(parsed.answer, require_stop=profile.require_stop_loss, truncated=truncated) is None
+    ):
         return parsed.answer, parsed.stage, None
     repair = trace.get("repair") or {}
     repaired = parse_answer(repair.get("raw_text")) if repair.get("raw_text") else None
@@ -80,7 +92,7 @@ def _answer_again(record: Mapping[str, Any]) -> tuple[ModelAnswer | None, str, s
 def replay(record: Mapping[str, Any], profile: RiskProfile) -> Replay:
     """Today's parser and policy applied to a journaled cycle's recorded output."""
     before = dict(record.get("decision") or {})
-    answer, source, error = _answer_again(record)
+    answer, source, error = _answer_again(record, profile)
     context = record.get("context") or {}
     last_price = float(context.get("last_price") or 0.0)
     primary = (context.get("timeframes") or {}).get(context.get("primary_timeframe")) or {}
