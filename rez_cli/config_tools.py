@@ -33,6 +33,8 @@ from rez_cli.settings import (
     is_secret_key,
     load_profile,
     load_settings,
+    merged,
+    shipped_config_path,
 )
 
 REDACTED = "***"
@@ -179,7 +181,10 @@ def show_config(explicit: Path | None = None, environ: Mapping[str, str] | None 
 
 def _origin_tree(path: Path, env: dict[str, str]) -> dict[str, Any]:
     """The config's shape with, at every key set explicitly, who set it (a str ends a branch)."""
-    tree = _mark(_read_toml(path), str(path))
+    tree: dict[str, Any] = _mark(_read_toml(path), str(path))
+    shipped = shipped_config_path()
+    if path.resolve() != shipped.resolve():
+        tree = merged(_mark(_read_toml(shipped), str(shipped)), tree)
     # Replaying the real function keeps the override rules (order, nesting, replacing whole
     # tables) in one place; each variable's value is swapped for its own name first.
     names = {name: _json_string(name) for name in env if name.startswith(ENV_PREFIX)}

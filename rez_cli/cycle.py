@@ -12,6 +12,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from rez_cli.choice import choose_model, require_price_for_limit
 from rez_cli.context import Context
 from rez_cli.errors import ExitCode
 from rez_cli.market.view import open_source
@@ -52,7 +53,7 @@ class DecideRun:
 
 def make_llm(settings: Settings, model_override: str | None) -> tuple[LLMClient | None, str | None]:
     """The model client when a model is configured; raises LLMNotConfigured when it cannot be built."""
-    from rez_cli.orchestrator import DEFAULT_MODEL
+    from rez_cli.choice import DEFAULT_MODEL
     from rez_cli.reasoning.openai_llm import OpenAIChat
 
     llm = settings.llm
@@ -67,14 +68,21 @@ def make_llm(settings: Settings, model_override: str | None) -> tuple[LLMClient 
 
 
 def _mode_and_model(settings: Settings, request: DecideRequest) -> tuple[str, str | None, str | None]:
-    mode = request.mode or default_mode(settings.llm, request.model)
+    """The mode, a note for the user when the choice deserves one, and the model name.
+
+    Raises:
+        UsageError: ``--max-cost`` was given for a model whose price is unknown: the limit could not
+            be enforced, and a limit that silently does nothing is worse than none.
+    """
+    choice = choose_model(settings.llm, request.model)
+    mode = request.mode or ("react" if choice.configured else "rules")
     notice = None
     if mode == "rules" and request.mode is None:
         notice = (
-            "no model configured: running the deterministic rules mode "
-            "(set [llm] model and OPENAI_API_KEY, or [llm] base_url, to let a model decide)"
+            f"{choice.reason}: running the deterministic rules mode "
+            "(set [llm] model, or [llm] base_url, or give --model, to let a model decide)"
         )
-    elif mode == "react" and not model_configured(settings.llm, request.model):
+    elif mode == "react" and not choice.configured:
         notice = "a model was asked for (--mode react) but none is configured"
     return mode, notice, request.model or settings.llm.model
 

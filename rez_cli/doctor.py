@@ -252,20 +252,21 @@ async def check_exchange(settings: Settings, exchange: str | None, symbol: str) 
 
 def check_model(settings: Settings, environ: Mapping[str, str], timeout_s: float = MODEL_TIMEOUT_S) -> Check:
     """A configured model's endpoint answers and does not refuse the key; no model is a warning."""
-    from rez_cli.orchestrator import DEFAULT_MODEL, model_configured
+    from rez_cli.choice import choose_model
     from rez_cli.reasoning.openai_llm import _OPENAI_BASE_URL, endpoint_label
 
     llm = settings.llm
-    if not model_configured(llm, None, environ):
+    choice = choose_model(llm, None, environ)
+    if choice.model is None:
         return Check(
             "model",
             "warn",
-            "no model configured: rez runs the rules mode",
-            "set [llm] model and OPENAI_API_KEY, or [llm] base_url, to let a model decide",
+            f"{choice.reason}: rez runs the rules mode",
+            "set [llm] model (and OPENAI_API_KEY or [llm] api_key), or [llm] base_url, to let a model decide",
         )
     key = (llm.api_key.get_secret_value() if llm.api_key else environ.get("OPENAI_API_KEY")) or None
     base_url = llm.base_url or environ.get("OPENAI_BASE_URL") or None
-    model = llm.model or DEFAULT_MODEL
+    model = choice.model
     if key is None and base_url is None:
         return Check(
             "model",
@@ -309,7 +310,7 @@ def check_model(settings: Settings, environ: Mapping[str, str], timeout_s: float
             f"set [llm] model to one it serves, e.g. {sample}",
         )
     seen = f"; {model} is listed" if listed else ""
-    return Check("model", "ok", f"{label} answered ({key_note}){seen}")
+    return Check("model", "ok", f"{model} ({choice.reason}): {label} answered ({key_note}){seen}")
 
 
 def journal_path(settings: Settings, explicit: Path | None = None) -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -20,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from rez_cli import indicators
+from rez_cli.choice import DEFAULT_MODEL, choose_model
 from rez_cli.context import Context, build_context, context_text, context_timeframes
 from rez_cli.decision import Decision, ModelAnswer
 from rez_cli.errors import ExchangeUnavailable
@@ -39,7 +39,6 @@ from rez_cli.recording import CycleRecorder
 from rez_cli.settings import LLMSettings, RiskProfile, Settings
 from rez_cli.timeframes import timeframe_ms
 
-DEFAULT_MODEL = "gpt-4o-mini"
 BUILTIN_MODES = {"react": react_mode, "rules": rules_mode}
 
 
@@ -161,16 +160,8 @@ class EventResult:
 def model_configured(
     llm: LLMSettings, model_override: str | None, environ: Mapping[str, str] | None = None
 ) -> bool:
-    """Whether any model was asked for: a model name, an endpoint or a key, in config or environment."""
-    env = os.environ if environ is None else environ
-    return bool(
-        model_override
-        or llm.model
-        or llm.base_url
-        or llm.api_key
-        or env.get("OPENAI_API_KEY")
-        or env.get("OPENAI_BASE_URL")
-    )
+    """Whether a model was named for Rez (``choice.choose_model`` says which and why)."""
+    return choose_model(llm, model_override, environ).configured
 
 
 def default_mode(llm: LLMSettings, model_override: str | None) -> str:

@@ -8,6 +8,7 @@ so cron jobs and tests can change one value without another file.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import tomllib
@@ -220,7 +221,7 @@ def config_path(explicit: Path | None, environ: dict[str, str] | None = None) ->
 
 
 def load_settings(explicit: Path | None = None, environ: dict[str, str] | None = None) -> Loaded[Settings]:
-    """Read, merge with ``REZ__`` overrides, and validate the config.
+    """Read, lay over the shipped defaults, merge with ``REZ__`` overrides, and validate the config.
 
     Raises:
         ConfigError: the file is missing, not TOML, or a key is invalid (the message names it).
@@ -268,7 +269,7 @@ def load_profile(name_or_path: str) -> Loaded[RiskProfile]:
         ConfigError: unknown name, unreadable file, or an invalid key (the message names it).
     """
     path = profile_path(name_or_path)
-    data = _read_toml(path)
+    data = read_layered(path)
     data.setdefault("name", path.stem)
     try:
         return Loaded(RiskProfile.model_validate(data), path)
@@ -305,9 +306,35 @@ def is_secret_key(name: str) -> bool:
 def secrets_of(settings: Settings, environ: dict[str, str] | None = None) -> list[str]:
     """Every credential this configuration holds, so whatever Rez writes can strike them out."""
     env = os.environ if environ is None else environ
+    return shipped_config_path()
+
+
+def merged(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+    """``layer`` over ``base``, table by table: a key the layer sets wins, the others stay."""
+    out = copy.copy(base)  # keeps a dict subclass: ``rez config show`` merges tables that know their file
+    for key, value in layer.items():
+        below = out.get(key)
+        out[key] = merged(below, value) if isinstance(below, dict) and isinstance(value, dict) else value
+    return out
+
+
+def shipped_config_path() -> Path:
     found = [settings.llm.api_key.get_secret_value()] if settings.llm.api_key else []
     if env.get("OPENAI_API_KEY"):
         found.append(env["OPENAI_API_KEY"])
+def read_layered(path: Path) -> dict[str, Any]:
+    """The config file laid over the shipped defaults, key by key.
+
+    A user file that sets ``[llm] model`` keeps the shipped ``[llm.prices]``: a file only says what
+    it changes, and the defaults it does not mention are still there.
+    """
+    data = _read_toml(path)
+    shipped = shipped_config_path()
+    if path.resolve() == shipped.resolve():
+        return data
+    return merged(_read_toml(shipped), data)
+
+
 
     def walk(value: Any, secret: bool) -> None:
         if isinstance(value, dict):

@@ -36,12 +36,13 @@ from rez_cli.backtest.fills import (
 from rez_cli.backtest.history import HistorySource
 from rez_cli.backtest.llm_cache import CachingLLM, ResponseCache, default_cache_path
 from rez_cli.backtest.metrics import Metrics, compute_metrics
+from rez_cli.choice import DEFAULT_MODEL, require_price_for_limit
 from rez_cli.context import context_timeframes
 from rez_cli.errors import DataNotFound, ExitCode, UsageError
 from rez_cli.indicators import price_decimals
 from rez_cli.market.candles import iso, parse_time
 from rez_cli.market.source import MarketSource
-from rez_cli.orchestrator import DEFAULT_MODEL, Event, EventResult, Orchestrator, model_configured
+from rez_cli.orchestrator import Event, EventResult, Orchestrator, model_configured
 from rez_cli.reasoning.llm import LLMClient, LLMNotConfigured
 from rez_cli.settings import RiskProfile, Settings
 from rez_cli.timeframes import timeframe_ms
@@ -546,6 +547,7 @@ async def run_backtest(
                 f"the data starts late: the first cycle stands at {iso(first)}, not {iso(start)}, "
                 f"so that every timeframe has {MIN_HISTORY} candles behind it"
             )
+        require_price_for_limit(settings.llm, model, request.max_cost_usd)
         start = first
         times = list(range(start, end - step + 1, step * request.every))
         if not times:

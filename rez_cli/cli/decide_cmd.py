@@ -133,7 +133,8 @@ def decide(
                 console.print(dry_run_view(item, endpoint=endpoint, key_set=key_set))
         return
     single = len(symbols) == 1
-    from rez_cli.orchestrator import DEFAULT_MODEL, default_mode
+    from rez_cli.choice import DEFAULT_MODEL
+    from rez_cli.orchestrator import default_mode
 
     mode_name = mode or default_mode(settings.llm, model)
     model_name = (model or settings.llm.model or DEFAULT_MODEL) if mode_name == "react" else None

@@ -70,7 +70,8 @@ def test_show_names_the_origin_of_every_value(
     assert report["env_overrides"] == ["REZ__EXCHANGE__CCXT__RATELIMIT", "REZ__MARKET__TIMEFRAME"]
     assert values["market.candles"] == {"value": 500, "origin": str(user)}
     assert values["market.timeframe"] == {"value": "4h", "origin": "REZ__MARKET__TIMEFRAME"}
-    assert values["market.seed"] == {"value": 7, "origin": "default"}
+    # The shipped file is the layer under the user's: what it sets is named as its origin.
+    assert values["market.seed"] == {"value": 7, "origin": str(paths.shipped_configs_dir() / "config.toml")}
     assert values["exchange.ccxt.timeout"] == {"value": 7000, "origin": str(user)}
     # Env keys are lower-cased on the way in, as load_settings reads them.
     assert values["exchange.ccxt.ratelimit"] == {"value": 50, "origin": "REZ__EXCHANGE__CCXT__RATELIMIT"}
@@ -189,3 +190,18 @@ def test_a_table_with_keys_from_file_and_env_names_both(
         "value": {"defaultType": "spot", "adjustfortimedifference": True},
         "origin": f"{config} + REZ__EXCHANGE__CCXT__OPTIONS__ADJUSTFORTIMEDIFFERENCE",
     }
+
+
+def test_a_user_file_setting_the_model_keeps_the_shipped_prices(
+    capsys: pytest.CaptureFixture[str], isolated_env: Path
+) -> None:
+    """A file says what it changes; the defaults it does not mention stay, table by table."""
+    user = isolated_env / "config" / "config.toml"
+    user.parent.mkdir(parents=True)
+    user.write_text('[llm]\nmodel = "gpt-4o-mini"\n[llm.prices]\n"my-local" = { input = 0, output = 0 }\n')
+    [report] = run(capsys, "config", "show", "--json").json_lines()
+    values = report["values"]
+    shipped = str(paths.shipped_configs_dir() / "config.toml")
+    assert values["llm.prices.gpt-4o-mini"] == {"value": {"input": 0.15, "output": 0.6}, "origin": shipped}
+    assert values["llm.prices.my-local"] == {"value": {"input": 0.0, "output": 0.0}, "origin": str(user)}
+    assert report["values"]["llm.model"] == {"value": "gpt-4o-mini", "origin": str(user)}

@@ -109,6 +109,7 @@ def test_refused_connection_to_the_model_fails(
         port = closed.getsockname()[1]
     monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{port}/v1")
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    monkeypatch.setenv("REZ__LLM__MODEL", "test-model")
     result, checks = doctor(capsys, "--exchange", "sim")
     assert result.exit_code == 2
     assert checks["model"]["status"] == "fail"
@@ -217,3 +218,17 @@ def test_an_old_python_fails() -> None:
     check = check_python((3, 10, 12))
     assert check.status == "fail"
     assert check.detail == "3.10.12: rez needs 3.11 or newer"
+
+
+def test_an_exported_key_alone_chooses_no_model_and_doctor_says_why(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many users export OPENAI_API_KEY for other tools: Rez must not start paying a model for it."""
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    result, checks = doctor(capsys, "--exchange", "sim")
+    assert checks["model"]["status"] == "warn"
+    assert checks["model"]["detail"] == (
+        "no model configured (an API key alone does not choose one: set [llm] model or --model): "
+        "rez runs the rules mode"
+    )
+    assert SECRET not in result.stdout + result.stderr

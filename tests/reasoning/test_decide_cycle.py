@@ -520,3 +520,28 @@ def test_a_target_a_world_away_and_a_hair_stop_are_not_a_trade(
     model_env.push(reply(json.dumps(buy(last_price, sl_price=round(last_price, 2) - 0.001))))
     result, decision = decide(capsys)
     assert (result.exit_code, decision["error"]) == (3, "sl_too_close_to_entry")
+
+
+def test_an_exported_key_alone_never_calls_a_model(
+    capsys: pytest.CaptureFixture[str], fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_openai.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    result, decision = decide(capsys)
+    assert (result.exit_code, decision["mode"]) == (0, "rules")
+    assert fake_openai.requests == []
+    assert "an API key alone does not choose one" in result.stderr
+
+
+def test_max_cost_for_a_model_without_a_price_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI
+) -> None:
+    args = ("decide", "BTC/USDT", "--exchange", "sim", "--as-of", AS_OF, "--json", "--max-cost", "0.01")
+    result = run(capsys, *args)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert "--max-cost cannot be enforced: no price is known for test-model" in result.stderr
+    assert model_env.requests == []
+    priced = run(capsys, *args[:-1], "0.01", "--model", "gpt-4o-mini")
+    assert priced.exit_code in (0, 3)  # a known price: the limit holds and the cycle runs

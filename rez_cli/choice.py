@@ -1,0 +1,66 @@
+"""Which model a cycle asks, and why: decided here once for decide, backtest, dry-run and doctor.
+
+A model is used only when the user named one for Rez: ``--model``, ``[llm] model``, or an endpoint of
+their own in ``[llm] base_url``. An ``OPENAI_API_KEY`` exported for other tools says nothing about
+which model Rez should pay for, so on its own it leaves Rez on the offline rules mode, and says so.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from rez_cli.errors import UsageError
+from rez_cli.settings import LLMSettings
+
+# The model name sent when an endpoint is configured without one (local servers ignore it).
+DEFAULT_MODEL = "gpt-4o-mini"
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model a cycle asks (None: no model, the rules mode) and the reason, in a user's words."""
+
+    model: str | None
+    reason: str
+
+    @property
+    def configured(self) -> bool:
+        return self.model is not None
+
+
+def choose_model(
+    llm: LLMSettings, model_override: str | None, environ: Mapping[str, str] | None = None
+) -> ModelChoice:
+    env = os.environ if environ is None else environ
+    if model_override:
+        return ModelChoice(model_override, "given with --model")
+    if llm.model:
+        return ModelChoice(llm.model, "set in [llm] model")
+    if llm.base_url:
+        return ModelChoice(
+            DEFAULT_MODEL, f"[llm] base_url is set without [llm] model: the default {DEFAULT_MODEL}"
+        )
+    if env.get("OPENAI_API_KEY") or llm.api_key:
+        return ModelChoice(
+            None, "no model configured (an API key alone does not choose one: set [llm] model or --model)"
+        )
+    return ModelChoice(None, "no model configured")
+
+
+def require_price_for_limit(llm: LLMSettings, model: str, max_cost_usd: float | None) -> None:
+    """Refuse a spending limit that could not be enforced.
+
+    Raises:
+        UsageError: ``max_cost_usd`` is set and ``[llm.prices]`` has no price for ``model``: the
+            cost would read $0 and the limit would silently do nothing.
+    """
+    from rez_cli.reasoning.usage import Meter
+
+    if max_cost_usd is None or Meter(prices=llm.prices).price_of(model) is not None:
+        return
+    raise UsageError(
+        f"--max-cost cannot be enforced: no price is known for {model}",
+        hint=f'add it to [llm.prices] in US$ per million tokens: "{model}" = {{ input = 1, output = 4 }}',
+    )
