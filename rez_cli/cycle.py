@@ -15,6 +15,7 @@ from pathlib import Path
 from rez_cli.choice import choose_model, require_price_for_limit
 from rez_cli.context import Context
 from rez_cli.errors import ExitCode
+from rez_cli.market.candles import iso
 from rez_cli.market.view import open_source
 from rez_cli.orchestrator import DryRun, Event, EventResult, Orchestrator, default_mode, model_configured
 from rez_cli.reasoning.llm import LLMClient, LLMNotConfigured
@@ -46,6 +47,22 @@ class DecideRun:
     results: list[EventResult]
 
     @property
+    @property
+    def warnings(self) -> list[str]:
+        """One line per decision made on stale data: a live run that saw an old market."""
+        lines = []
+        for result in self.results:
+            decision = result.decision
+            if decision is None or not decision.stale or decision.as_of is None:
+                continue
+            hours = (decision.timestamp - decision.as_of) / 3_600_000
+            age = f"{hours / 24:.1f} days" if hours >= 48 else f"{hours:.1f} hours"
+            lines.append(
+                f"{decision.symbol}: stale data: the last closed candle ended at {iso(decision.as_of)}, "
+                f"{age} before this decision (marked \"stale\": true)"
+            )
+        return lines
+
     def exit_code(self) -> ExitCode:
         """3 when any symbol's decision is a hold forced by a failure, else 0."""
         return ExitCode.HOLD_BY_FAILURE if any(r.status != "decided" for r in self.results) else ExitCode.OK

@@ -138,7 +138,14 @@ class Usage(BaseModel):
 
 
 class Decision(BaseModel):
-    """The one output of a cycle, as printed with ``--json`` and journaled (see DESIGN.md)."""
+    """The one output of a cycle, as printed with ``--json`` and journaled (the README's table).
+
+    Two moments, each with one meaning in every command: ``timestamp`` is the moment the decision is
+    for (now in a live run; the moment asked with ``--as-of`` and in a backtest, even inside a gap in
+    the data); ``as_of`` is the market moment the cycle saw (the close of the last closed candle).
+    ``stale`` is true when a live run saw a market more than two primary candles older than now.
+    The market fields are None only when the cycle failed before it saw a market.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -158,3 +165,7 @@ class Decision(BaseModel):
     usage: Usage
     trace_id: str
     timestamp: int
+    as_of: int | None = None
+    last_price: float | None = None
+    exchange: str | None = None
+    stale: bool = False

@@ -416,7 +416,18 @@ class Orchestrator:
             failed = next((signal for signal in signals if signal.error), None)
             code = failed.error if failed and failed.error else "no_decision"
             detail = str(failed.payload.get("detail", "")) if failed else "the mode returned no decision"
-            return self._held(decision_id, symbol, mode, event, meter, code, detail, trace, signals)
+            return self._held(
+                decision_id,
+                symbol,
+                mode,
+                event,
+                meter,
+                code,
+                detail,
+                trace,
+                signals,
+                context=services.context,
+            )
         signal, answer, verdict = chosen
         source = str(signal.payload.get("source", "native"))
         if not verdict.passed:
@@ -432,6 +443,7 @@ class Orchestrator:
                 signals,
                 answer=answer,
                 source=source,
+                context=services.context,
             )
         decision = Decision(
             symbol=symbol,
@@ -450,6 +462,7 @@ class Orchestrator:
             usage=meter.usage(),
             trace_id=decision_id,
             timestamp=event.timestamp,
+            **self._market_fields(services.context, event),
         )
         return self._finish(EventResult("decided", decision_id, self._metadata(decision, signals, trace)))
 
@@ -466,6 +479,7 @@ class Orchestrator:
         signals: list[AdvisorySignal],
         answer: ModelAnswer | None = None,
         source: str = "fallback",
+        context: Context | None = None,
     ) -> EventResult:
         rationale = f"Hold forced by a failure: {detail}" if detail else "Hold forced by a failure."
         decision = Decision(
@@ -485,11 +499,27 @@ class Orchestrator:
             usage=meter.usage(),
             trace_id=decision_id,
             timestamp=event.timestamp,
+            **self._market_fields(context, event),
         )
         metadata = self._metadata(decision, signals, {**trace, "error_detail": detail})
         if answer is not None:
             metadata["rejected_answer"] = answer.model_dump()
         return self._finish(EventResult("held", decision_id, metadata))
+
+    def _market_fields(self, context: Context | None, event: Event) -> dict[str, Any]:
+        """What the decision says about the market it saw: where, when, at what price, how fresh."""
+        if context is None:
+            return {"exchange": self.source.name}
+        # Only a live cycle (no moment asked) can be stale: with --as-of and in a backtest the market
+        # is the one asked for. Two primary candles: the last one closed may lag by one.
+        live = event.payload.get("as_of") is None
+        lag_ms = event.timestamp - context.as_of
+        return {
+            "as_of": context.as_of,
+            "last_price": context.last_price,
+            "exchange": context.exchange,
+            "stale": live and lag_ms > 2 * timeframe_ms(context.primary_timeframe),
+        }
 
     def _finish(self, result: EventResult) -> EventResult:
         if self.recorder is not None:

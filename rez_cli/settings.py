@@ -12,6 +12,7 @@ import copy
 import json
 import os
 import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Generic, Literal, TypeVar
@@ -122,6 +123,25 @@ class RiskProfile(_Section):
     max_position_pct: Annotated[float, Field(gt=0, le=100)]
     require_stop_loss: bool = True
     min_reward_risk: Annotated[float, Field(ge=0)]
+    def with_timeframes(self, timeframe: str | None = None, context: Sequence[str] | None = None) -> Settings:
+        """These settings with the primary and context timeframes a command's options asked for.
+
+        Raises:
+            UsageError: a timeframe Rez cannot read (the message names it).
+        """
+        update: dict[str, Any] = {}
+        if timeframe is not None:
+            timeframe_ms(timeframe)
+            update["timeframe"] = timeframe
+        if context is not None:
+            for name in context:
+                timeframe_ms(name)
+            if not context:
+                raise UsageError("--timeframes needs at least one timeframe, e.g. 1h or 15m,1h,4h")
+            # model_copy does not validate: keep the order the validator would have given.
+            update["context_timeframes"] = sorted(dict.fromkeys(context), key=timeframe_ms)
+        return self.model_copy(update={"market": self.market.model_copy(update=update)}) if update else self
+
     max_entry_deviation_pct: Annotated[float, Field(gt=0, le=100)]
     # How far from the last price a level may be: a target 1e308 away or a stop a hair under the
     # entry makes reward/risk meaningless and the size absurd, so both are bounded (in % of the last

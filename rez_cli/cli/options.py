@@ -46,6 +46,15 @@ DataOption = Annotated[
         show_default=False,
     ),
 ]
+TimeframeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--timeframe",
+        help="Primary timeframe: the one trades are planned on (a backtest steps, fills and scores by "
+        "its candles). Default: \\[market] timeframe.",
+        show_default=False,
+    ),
+]
 TimeframesOption = Annotated[
     str | None,
     typer.Option(

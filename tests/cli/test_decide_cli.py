@@ -395,3 +395,37 @@ def test_replay_with_another_model_runs_the_recorded_moment_again(
     assert model_env.requests[1].body["model"] == "other-model"
     # The same moment, and memory only holds decisions made before it: the same prompt, word for word.
     assert model_env.requests[1].body["messages"] == model_env.requests[0].body["messages"]
+
+
+def test_a_folder_with_only_1h_candles_decides_with_timeframes_and_warns_it_is_stale(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from tests.support.candles import make_candles
+
+    frame = make_candles(600, seed=5, timeframe_ms=3_600_000)
+    frame.to_csv(tmp_path / "BTC_USDT-1h.csv", index=False)
+    data_end = int(frame["timestamp"].iloc[-1]) + 3_600_000
+    without = run(capsys, "decide", "BTC/USDT", "--data", str(tmp_path), "--json")
+    assert without.exit_code == 2
+    assert without.stderr.count("\n") == 1
+    result = run(capsys, "decide", "BTC/USDT", "--data", str(tmp_path), "--timeframes", "1h", "--json")
+    assert result.exit_code == 0, result.stderr
+    [decision] = result.json_lines()
+    assert (decision["exchange"], decision["as_of"], decision["stale"]) == ("files", data_end, True)
+    assert decision["last_price"] == pytest.approx(float(frame["close"].iloc[-1]))
+    assert decision["timestamp"] > data_end  # stamped now: the moment the decision is for
+    [warning] = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert "BTC/USDT: stale data: the last closed candle ended at" in warning
+    assert "days before this decision" in warning
+
+
+def test_a_decision_as_of_a_moment_is_stamped_with_it_and_is_not_stale(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    result = run(capsys, "decide", "BTC/USDT", "--exchange", "sim", "--as-of", AS_OF, "--json")
+    [decision] = result.json_lines()
+    assert decision["timestamp"] == 1_625_097_600_000
+    assert decision["as_of"] == 1_625_097_600_000  # the 23:00 candle closed at midnight
+    assert (decision["exchange"], decision["stale"]) == ("sim", False)
+    assert decision["last_price"] > 0
+    assert "stale" not in result.stderr
