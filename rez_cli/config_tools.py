@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,13 +127,24 @@ def init_config(*, force: bool = False) -> list[WrittenFile]:
     for source, destination in pairs:
         replaced = destination.exists()
         try:
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            # copyfile, not copy: the shipped files may be read-only in a system install.
-            shutil.copyfile(source, destination)
+            _write_private(destination, source.read_bytes())
         except OSError as error:
             raise ConfigError(f"{destination}: cannot write: {error.strerror or error}") from None
         written.append(WrittenFile(destination, replaced))
     return written
+
+
+def _write_private(path: Path, content: bytes) -> None:
+    # The config is where keys go: created 0600 in a 0700 directory, and a file that --force
+    # replaces loses any wider mode it had (copyfile would have kept it, or the shipped file's).
+    paths.private_dir(path.parent)
+    fd = paths.open_private(path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        paths.tighten(fd)
+        with os.fdopen(fd, "wb", closefd=False) as handle:
+            handle.write(content)
+    finally:
+        os.close(fd)
 
 
 def redact(value: Any) -> Any:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -49,3 +50,39 @@ def cache_dir() -> Path:
 def shipped_configs_dir() -> Path:
     """The defaults shipped with Rez (``configs/`` in the repository)."""
     return Path(__file__).resolve().parent / "defaults"
+
+
+# Rez's own state (the config with its keys, the journal of every prompt and answer, caches) is
+# the user's alone: files 0600, directories 0700, whatever the umask would have allowed.
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` and its missing parents as 0700 directories; existing ones are left as they are."""
+    missing = [parent for parent in (path, *path.parents) if not parent.exists()]
+    for directory in reversed(missing):
+        # The umask can only take bits away from 0700: never wider, whatever it is.
+        directory.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
+    return path
+
+
+def open_private(path: Path, flags: int) -> int:
+    """``os.open`` with ``O_CREAT``: a new file is created 0600 (never wider, whatever the umask)."""
+    return os.open(path, flags | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), PRIVATE_FILE_MODE)
+
+
+def create_private(path: Path) -> None:
+    """Create ``path`` empty and 0600 unless it exists; a failure is left to whoever opens it next.
+
+    For files another library creates with the umask's mode (SQLite): made first, they keep ours.
+    """
+    with contextlib.suppress(OSError):
+        os.close(open_private(path, os.O_RDWR))
+
+
+def tighten(path: Path | int) -> None:
+    """Make an existing file ours alone (0600), if it is not already; a file we cannot chmod is left."""
+    with contextlib.suppress(OSError):
+        if os.stat(path).st_mode & 0o777 & ~PRIVATE_FILE_MODE:
+            os.chmod(path, PRIVATE_FILE_MODE)

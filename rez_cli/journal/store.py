@@ -150,11 +150,14 @@ class Journal:
                 hint="rez decide writes one; --journal or [journal] path chooses another",
             )
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            paths.private_dir(self.path.parent)
         except OSError as error:
             raise ConfigError(
                 f"journal {self.path}: cannot create its directory: {error.strerror or error}"
             ) from None
+        # SQLite would create the file with the umask's mode (often 0644) and gives its -wal and -shm
+        # files the mode of the database: made 0600 first, all three stay private.
+        paths.create_private(self.path)
         try:
             # isolation_level=None: no implicit transactions; every write below says where it begins.
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -401,8 +404,8 @@ class Journal:
 
         path = self.lock_path(symbol)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            paths.private_dir(path.parent)
+            fd = paths.open_private(path, os.O_RDWR)
         except OSError as error:
             raise ConfigError(f"cannot create the lock file {path}: {error.strerror or error}") from None
         try:

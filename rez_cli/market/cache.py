@@ -21,7 +21,7 @@ import pandas as pd
 
 from rez_cli.errors import InvalidCandles
 from rez_cli.market.candles import COLUMNS, validate_candles
-from rez_cli.paths import cache_dir
+from rez_cli.paths import cache_dir, private_dir
 from rez_cli.timeframes import timeframe_ms
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
@@ -111,6 +111,8 @@ class CandleCache:
         if merged.empty:
             return merged
         path = self.path(exchange, symbol, timeframe)
+        # Rez's own state, like the journal: 0700 directories, and mkstemp's 0600 files.
+        private_dir(path.parent)
         write_atomically(path, lambda temporary: merged.to_feather(temporary))
         return merged
 
