@@ -9,6 +9,7 @@ from rich.text import Text
 
 from rez_cli import indicators
 from rez_cli.decision import Decision
+from rez_cli.display import display_str
 from rez_cli.errors import UsageError
 
 CHART_HEIGHT = 18
@@ -29,7 +30,8 @@ def price_chart(series: Mapping[str, Any], decision: Decision, *, width: int) ->
     plt.clear_figure()
     plt.plotsize(max(40, width), CHART_HEIGHT)
     plt.theme("clear")
-    plt.plot(closes, label=f"close {series.get('timeframe', '')}", color="white")
+    timeframe = display_str(series.get("timeframe", ""), multiline=False)
+    plt.plot(closes, label=f"close {timeframe}", color="white")
     first = next((i for i, value in enumerate(ema) if value is not None), len(ema))
     if first < len(ema):
         plt.plot(list(range(first + 1, len(ema) + 1)), ema[first:], label="EMA 20", color="cyan")
@@ -42,6 +44,9 @@ def price_chart(series: Mapping[str, Any], decision: Decision, *, width: int) ->
         if value is not None:
             plt.hline(value, color)
             levels.append(f"{name} {value:,.{indicators.price_decimals(value)}f}")
-    # Labels drawn inside the plot collide with the legend; the title names the lines instead.
-    plt.title(" · ".join([f"{decision.symbol} {decision.action.upper()}", *levels]))
+    # Labels drawn inside the plot collide with the legend; the title names the lines instead. The
+    # drawing is read back as ANSI: the symbol is cleaned first, so it cannot smuggle in a link.
+    plt.title(
+        " · ".join([display_str(f"{decision.symbol} {decision.action.upper()}", multiline=False), *levels])
+    )
     return Text.from_ansi(plt.build())

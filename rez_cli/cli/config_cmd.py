@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -35,7 +34,7 @@ def init(
     written = init_config(force=force)
     console = stdout_console()
     for item in written:
-        console.print(f"{'replaced' if item.replaced else 'wrote'} {item.path}", markup=False, soft_wrap=True)
+        console.print(f"{'replaced' if item.replaced else 'wrote'} {item.path}", soft_wrap=True)
 
 
 @app.command("show")
@@ -44,41 +43,40 @@ def show(config: ConfigOption = None, json_output: JsonOption = False) -> None:
 
     Example: REZ__MARKET__TIMEFRAME=4h rez config show
     """
-    from rez_cli.cli.console import PIPED_WIDTH, print_json_line, stdout_console
+    from rez_cli.cli.console import print_json_line, stdout_console
     from rez_cli.config_tools import show_config
 
     report = show_config(config)
     if json_output:
         print_json_line(report.as_json())
         return
-    console = stdout_console()
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        # As the trace does on stderr: piped output gets room for file paths instead of 80 columns.
-        console.width = PIPED_WIDTH
-    console.print(_report_view(report))
+    stdout_console().print(_report_view(report))
 
 
 def _report_view(report: ConfigReport) -> RenderableType:
     from rich.console import Group
-    from rich.table import Table
     from rich.text import Text
+
+    from rez_cli.display import DataTable, display_str
 
     header = Text()
     header.append("config file  ", style="bold")
-    header.append(str(report.path))
+    header.append(display_str(report.path, multiline=False))
     if report.shipped:
         header.append("  (shipped defaults; `rez config init` copies them for editing)", style="dim")
     header.append("\nprofile      ", style="bold")
-    header.append(f"{report.profile_name}  {report.profile_path or '(built in)'}")
+    header.append(
+        display_str(f"{report.profile_name}  {report.profile_path or '(built in)'}", multiline=False)
+    )
     if report.env_overrides:
         header.append("\noverrides    ", style="bold")
-        header.append(", ".join(report.env_overrides))
-    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
+        header.append(display_str(", ".join(report.env_overrides), multiline=False))
+    table = DataTable(show_edge=False, pad_edge=False, box=None, header_style="bold")
     table.add_column("key", no_wrap=True)
     table.add_column("value", overflow="fold")
     table.add_column("origin", overflow="fold", style="dim")
     for item in report.values:
-        table.add_row(item.key, _value_text(item.value), item.origin)
+        table.add_row(str(item.key), _value_text(item.value), str(item.origin))
     return Group(header, Text(""), table)
 
 

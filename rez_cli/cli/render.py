@@ -1,4 +1,9 @@
-"""Rich renderables for what Rez shows a person. They render; they never print."""
+"""Rich renderables for what Rez shows a person. They render; they never print.
+
+Every value here came from outside (a model, a server, a file, the journal) or may have, so every
+string becomes a ``Text`` through ``display_text`` and every table is a ``DataTable``: a view is
+safe on any console, and ``[/red]`` in a rationale is shown, not parsed.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,12 @@ from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.panel import Panel
-from rich.table import Table
 from rich.text import Text
 
 from rez_cli import indicators
 from rez_cli.context import Context
 from rez_cli.decision import Decision
+from rez_cli.display import DataTable, display_text
 from rez_cli.market.candles import iso
 from rez_cli.orchestrator import DryRun
 from rez_cli.settings import RiskProfile
@@ -39,12 +44,14 @@ def context_view(context: Context, *, profile: str | None = None) -> RenderableT
     """The context as a header line and one table row per timeframe."""
     price = context.last_price
     header = Text.assemble(
-        (context.symbol, "bold"),
-        f" on {context.exchange} · as of {iso(context.as_of)} · last {_price(price, price)}",
-        f" · primary {context.primary_timeframe}",
-        f" · profile {profile}" if profile else "",
+        display_text(context.symbol, "bold", multiline=False),
+        display_text(
+            f" on {context.exchange} · as of {iso(context.as_of)} · last {_price(price, price)}"
+            f" · primary {context.primary_timeframe}" + (f" · profile {profile}" if profile else ""),
+            multiline=False,
+        ),
     )
-    table = Table(box=None, pad_edge=False, header_style="bold")
+    table = DataTable(box=None, pad_edge=False, header_style="bold")
     for column in (
         "tf",
         "close",
@@ -86,9 +93,10 @@ def context_view(context: Context, *, profile: str | None = None) -> RenderableT
     gaps = {tf: item.gaps for tf, item in context.timeframes.items() if item.gaps}
     if gaps:
         parts.append(
-            Text(
+            display_text(
                 "* missing candles in the window: " + ", ".join(f"{tf} {n}" for tf, n in gaps.items()),
-                style="yellow",
+                "yellow",
+                multiline=False,
             )
         )
     return Group(*parts)
@@ -120,34 +128,44 @@ def turn_view(symbol: str, turn: Mapping[str, Any]) -> RenderableType:
     and a line per tool call with what came back."""
     offered = turn.get("tools_offered")
     parts: list[RenderableType] = [
-        Text(
-            f"{symbol} · turn {turn['index']}"
+        display_text(
+            f"{symbol} · turn {turn.get('index')}"
             + (" (final, no tools)" if offered is False else "")
-            + f" · {float(turn.get('duration_ms') or 0):.0f} ms"
+            + f" · {_number(turn.get('duration_ms')):.0f} ms"
             + f" · {turn.get('prompt_tokens') or 0}+{turn.get('completion_tokens') or 0} tokens",
-            style="bold cyan",
+            "bold cyan",
+            multiline=False,
         )
     ]
     if turn.get("content"):
-        parts.append(Text(str(turn["content"]).strip()))
+        parts.append(display_text(str(turn["content"]).strip()))
     for call in turn.get("tool_calls") or []:
         ok = bool(call.get("ok"))
         parts.append(
-            Text(
-                f"  {'✓' if ok else '✗'} {call['name']}({call['arguments']}) · "
-                f"{float(call.get('duration_ms') or 0):.0f} ms" + (" · cached" if call.get("cached") else ""),
-                style="green" if ok else "red",
+            display_text(
+                f"  {'✓' if ok else '✗'} {call.get('name')}({call.get('arguments')}) · "
+                f"{_number(call.get('duration_ms')):.0f} ms" + (" · cached" if call.get("cached") else ""),
+                "green" if ok else "red",
+                multiline=False,
             )
         )
-        parts.append(Text("    " + str(call.get("content", "")).replace("\n", "\n    "), style="dim"))
+        parts.append(display_text("    " + str(call.get("content", "")).replace("\n", "\n    "), "dim"))
     return Group(*parts)
+
+
+def _number(value: Any) -> float:
+    """A journaled duration as a number; a damaged one shows as 0 rather than stopping the view."""
+    try:
+        return float(value or 0)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def trace_view(record: Mapping[str, Any], *, profile: RiskProfile | None = None) -> RenderableType:
     """A journaled cycle, rendered as it was when it ran: context, turns, decision panel, footer."""
     symbol = str(record.get("symbol", "?"))
     parts: list[RenderableType] = [
-        Text(
+        display_text(
             f"trace {record.get('trace_id')} · {symbol} on {record.get('exchange')}"
             f" · mode {record.get('mode')}"
             f" · model {record.get('model') or 'none'}"
@@ -156,7 +174,8 @@ def trace_view(record: Mapping[str, Any], *, profile: RiskProfile | None = None)
                 if record.get("status") == "incomplete"
                 else ""
             ),
-            style="bold",
+            "bold",
+            multiline=False,
         )
     ]
     parts += [turn_view(symbol, turn) for turn in record.get("turns") or []]
@@ -190,13 +209,14 @@ def decision_view(
     if context_data and with_context:
         parts.append(context_view(Context.model_validate(context_data), profile=profile.name))
     reference = decision.entry_price or (context_data or {}).get("last_price") or 1.0
-    table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold")
-    table.add_column()
+    table = DataTable.grid(padding=(0, 2))
+    table.add_column(style="bold", overflow="fold")
+    table.add_column(overflow="fold")
 
     def row(label: str, value: str | None) -> None:
         if value is not None:
-            table.add_row(label, value)
+            # The model's prose keeps its line breaks; everything else stays on one line.
+            table.add_row(label, display_text(value, multiline=label in ("rationale", "invalidation", "why")))
 
     row("action", decision.action.upper())
     if decision.action != "hold":
@@ -216,8 +236,10 @@ def decision_view(
         row("error", f"{decision.error}: {ERROR_WORDS.get(decision.error, 'see the trace')}")
         detail = trace.get("error_detail")
         row("why", detail)
-    title = f"{decision.symbol} · {decision.action.upper()}" + (
-        " (forced by a failure)" if decision.error else ""
+    title = display_text(
+        f"{decision.symbol} · {decision.action.upper()}"
+        + (" (forced by a failure)" if decision.error else ""),
+        multiline=False,
     )
     style = "magenta" if decision.error else ACTION_STYLE[decision.action]
     parts.append(Panel(table, title=title, border_style=style, title_align="left"))
@@ -226,11 +248,12 @@ def decision_view(
     usage = decision.usage
     timings = " · ".join(f"{stage} {ms:.0f} ms" for stage, ms in usage.timings_ms.items())
     parts.append(
-        Text(
+        display_text(
             f"model {model or 'none'} · {usage.llm_calls} LLM calls · {usage.tool_calls} tool calls · "
             f"{usage.prompt_tokens}+{usage.completion_tokens} tokens · ~${usage.cost_usd:.4f} · {timings} · "
             f"trace {decision.trace_id}",
-            style="dim",
+            "dim",
+            multiline=False,
         )
     )
     return Group(*parts)
@@ -256,32 +279,45 @@ def dry_run_view(dry: DryRun, *, endpoint: str, key_set: bool) -> RenderableType
     """Every message and tool schema the first model call would send, verbatim."""
     parts: list[RenderableType] = [
         context_view(dry.context),
-        Text(
+        display_text(
             f"DRY RUN: no model was called. Model {dry.model} at {endpoint} "
             f"(API key {'set, redacted' if key_set else 'not set'}) · "
             f"~{dry.prompt_tokens} prompt tokens · ~${dry.cost_usd:.4f} with a typical answer",
-            style="bold yellow",
+            "bold yellow",
+            multiline=False,
         ),
     ]
     for message in dry.messages:
-        parts.append(Panel(Text(str(message["content"])), title=message["role"], title_align="left"))
+        parts.append(
+            Panel(
+                display_text(message.get("content")),
+                title=display_text(message.get("role"), multiline=False),
+                title_align="left",
+            )
+        )
     parts.append(
-        Panel(Text(json.dumps(dry.tools, indent=2)), title="tools", title_align="left", border_style="dim")
+        Panel(
+            display_text(json.dumps(dry.tools, indent=2)),
+            title=Text("tools"),
+            title_align="left",
+            border_style="dim",
+        )
     )
     return Group(*parts)
 
 
 def run_header(symbol: str, exchange: str, *, profile: str, model: str | None, mode: str) -> Text:
     """The first line of a live trace."""
-    return Text(
+    return display_text(
         f"rez decide {symbol} · {exchange} · profile {profile} · mode {mode} · model {model or 'none'}",
-        style="bold",
+        "bold",
+        multiline=False,
     )
 
 
-def summary_table(decisions: list[Decision]) -> Table:
+def summary_table(decisions: list[Decision]) -> DataTable:
     """One row per symbol, after a multi-symbol run."""
-    table = Table(title="summary", box=None, pad_edge=False, header_style="bold", title_justify="left")
+    table = DataTable(title="summary", box=None, pad_edge=False, header_style="bold", title_justify="left")
     for column in ("symbol", "action", "entry", "tp", "sl", "lev", "size", "conf", "stage", "error"):
         table.add_column(
             column, justify="left" if column in ("symbol", "action", "stage", "error") else "right"
