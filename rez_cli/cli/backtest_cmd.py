@@ -30,19 +30,20 @@ if TYPE_CHECKING:
 def summary_view(report: Mapping[str, Any]) -> RenderableType:
     """The report as a header, a table of metrics side by side, and a footer of costs and ids."""
     from rich.console import Group
-    from rich.table import Table
     from rich.text import Text
 
-    strategy = report["mode"] + (f" ({report['model']})" if report.get("model") else "")
+    from rez_cli.display import DataTable, display_text
+
+    strategy = f"{report['mode']}" + (f" ({report['model']})" if report.get("model") else "")
     header = Text.assemble(
-        (report["symbol"], "bold"),
-        f" on {report['exchange']}",
+        display_text(report["symbol"], "bold", multiline=False),
+        display_text(f" on {report['exchange']}", multiline=False),
         (" (SIMULATED market)", "bold red") if report["simulated"] else "",
-        f" · {report['timeframe']} · {report['from']} → {report['to']}",
+        display_text(f" · {report['timeframe']} · {report['from']} → {report['to']}", multiline=False),
         f" · a cycle every {report['every']} candle{'s' if report['every'] > 1 else ''}",
         f" · {report['cycles']} cycles",
     )
-    table = Table(header_style="bold")
+    table = DataTable(header_style="bold")
     table.add_column("metric")
     table.add_column(strategy, justify="right")
     baselines = report["baselines"]
@@ -58,17 +59,20 @@ def summary_view(report: Mapping[str, Any]) -> RenderableType:
         cells += [format_metric(metrics.get(key), kind) if metrics else "n/a" for _, metrics in columns]
         table.add_row(label, *cells)
     fills = report["fills"]
-    footer = Text(
+    footer = display_text(
         f"fills: entry at the next candle's {'open' if fills['entry'] == 'open' else 'entry price (limit)'}, "
         f"fee {fills['fee_pct']:g}%, slippage {fills['slippage_pct']:g}% · "
         f"model cost ${report['cost_usd']:.4f} "
         f"({report['llm_calls']} calls, {report['cache_hits']} cached) · "
         f"backtest {report['backtest_id']} in {report['journal']}",
-        style="dim",
+        "dim",
+        multiline=False,
     )
     parts: list[RenderableType] = [header, table, footer]
     if report.get("stopped"):
-        parts.append(Text(f"incomplete: stopped early ({report['stopped']})", style="bold yellow"))
+        parts.append(
+            display_text(f"incomplete: stopped early ({report['stopped']})", "bold yellow", multiline=False)
+        )
     return Group(*parts)
 
 
@@ -247,9 +251,9 @@ def backtest(
     console = stderr_console()
     report = asyncio.run(_run_with_progress(console, settings, risk, request))
     for warning in report.warnings:
-        console.print(f"warning: {warning}", style="bold yellow", markup=False)
+        console.print(f"warning: {warning}", style="bold yellow")
     for notice in report.notices:
-        console.print(f"note: {notice}", style="yellow", markup=False)
+        console.print(f"note: {notice}", style="yellow")
     payload = report.to_json()
     if json_output:
         print_json_line(payload)
@@ -259,7 +263,7 @@ def backtest(
         from rez_cli.backtest.report import write_report
 
         written = write_report(report, report_path)
-        console.print(f"report written to {written}", markup=False, highlight=False)
+        console.print(f"report written to {written}")
     raise typer.Exit(int(report.exit_code))
 
 
@@ -279,14 +283,15 @@ async def _run_with_progress(
 
     from rez_cli.backtest.walk import run_backtest
 
+    # markup=False: a phase or a cost is shown as it is, never read as Rich markup.
     columns = (
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
-        TextColumn("{task.fields[spent]}"),
+        TextColumn("{task.fields[spent]}", markup=False),
     )
     with Bar(*columns, console=console, disable=not console.is_terminal) as bar:
         tasks: dict[str, TaskID] = {}

@@ -37,9 +37,10 @@ def context(
 
     Example: rez context BTC/USDT --exchange sim --timeframes 15m,1h,4h
     """
-    from rez_cli.cli.console import print_json_line, stderr_console
+    from rez_cli.cli.console import print_json_line, stdout_console
     from rez_cli.cli.render import context_view
     from rez_cli.context import context_text, load_context
+    from rez_cli.display import display_text
     from rez_cli.market.candles import parse_time
     from rez_cli.settings import load_profile, load_settings
     from rez_cli.timeframes import parse_timeframes
@@ -61,7 +62,7 @@ def context(
     if json_output:
         print_json_line(snapshot.model_dump(mode="json"))
         return
-    console = stderr_console()
+    console = stdout_console()
     console.print(context_view(snapshot, profile=risk.name))
     if show_text:
-        console.print(context_text(snapshot), markup=False, highlight=False)
+        console.print(display_text(context_text(snapshot)))

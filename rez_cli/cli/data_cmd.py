@@ -47,7 +47,8 @@ def download(
 
     from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-    from rez_cli.cli.console import stderr_console
+    from rez_cli.cli.console import stderr_console, stdout_console
+    from rez_cli.display import display_str
     from rez_cli.errors import UsageError
     from rez_cli.market.candles import iso, parse_time
     from rez_cli.market.ccxt_source import CcxtSource
@@ -78,7 +79,7 @@ def download(
         source = CcxtSource(exchange_id, dict(settings.exchange.ccxt), retries=settings.exchange.retries)
         tasks: dict[tuple[str, str], TaskID] = {}
         with Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             TextColumn("{task.percentage:>5.1f}%"),
             TimeRemainingColumn(),
@@ -89,7 +90,9 @@ def download(
             def on_progress(symbol: str, tf: str, fetched_until_ms: int, target_ms: int) -> None:
                 key = (symbol, tf)
                 if key not in tasks:
-                    tasks[key] = progress.add_task(f"{symbol} {tf}", total=max(1, target_ms - since_ms))
+                    tasks[key] = progress.add_task(
+                        display_str(f"{symbol} {tf}", multiline=False), total=max(1, target_ms - since_ms)
+                    )
                 progress.update(tasks[key], completed=max(0, fetched_until_ms - since_ms))
 
             try:
@@ -115,5 +118,7 @@ def download(
             for r in results
         ]
 
+    # The progress was said on stderr; what was written is the answer.
+    answer = stdout_console()
     for line in asyncio.run(go()):
-        console.print(line, markup=False, highlight=False)
+        answer.print(line, soft_wrap=True)

@@ -77,7 +77,7 @@ def decide(
     import asyncio
     import os
 
-    from rez_cli.cli.console import invocation_argv, print_json_line, stderr_console
+    from rez_cli.cli.console import invocation_argv, print_json_line, stderr_console, stdout_console
     from rez_cli.cli.render import (
         context_view,
         decision_view,
@@ -99,7 +99,9 @@ def decide(
         raise UsageError(f"unknown mode {mode!r}", hint="use --mode react or --mode rules")
     settings = load_settings(config).value
     risk = load_profile(profile or settings.risk.profile).value
-    console = stderr_console()
+    # The trace and the decision are the answer (stdout); notes and warnings are said aside (stderr).
+    console = stdout_console()
+    aside = stderr_console()
     show_trace = not quiet and not json_output
 
     def on_turn(symbol: str, turn: Turn) -> None:
@@ -159,7 +161,7 @@ def decide(
         )
     )
     if run.notice and not quiet:
-        console.print(f"note: {run.notice}", style="yellow", markup=False)
+        aside.print(f"note: {run.notice}", style="yellow")
     decisions = []
     for result in run.results:
         decision = result.decision

@@ -50,16 +50,19 @@ def doctor(
 def _lines(checks: Sequence[Check]) -> list[Text]:
     from rich.text import Text
 
+    from rez_cli.display import display_str
+
     width = max(len(check.name) for check in checks)
     lines = []
     for check in checks:
         mark, style = _MARKS[check.status]
         line = Text()
         line.append(mark, style=f"bold {style}")
-        line.append(f" {check.name:<{width}}  ", style="bold")
-        line.append(check.detail)
+        line.append(display_str(f" {check.name:<{width}}  ", multiline=False), style="bold")
+        # A detail may quote a server's error message or a config value: shown, never obeyed.
+        line.append(display_str(check.detail, multiline=False))
         if check.fix and check.status != "ok":
-            line.append(f"  → {check.fix}", style=style)
+            line.append(display_str(f"  → {check.fix}", multiline=False), style=style)
         lines.append(line)
     failures = sum(check.status == "fail" for check in checks)
     warnings = sum(check.status == "warn" for check in checks)

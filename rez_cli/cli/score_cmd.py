@@ -12,15 +12,16 @@ from rez_cli.cli.options import ConfigOption, DataOption, JournalOption, JsonOpt
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
-    from rich.table import Table
+
+    from rez_cli.display import DataTable
 
 
-def _table(*columns: str, right: tuple[str, ...] = ()) -> Table:
-    from rich.table import Table
+def _table(*columns: str, right: tuple[str, ...] = ()) -> DataTable:
+    from rez_cli.display import DataTable
 
-    table = Table(box=None, pad_edge=False, header_style="bold")
+    table = DataTable(box=None, pad_edge=False, header_style="bold")
     for column in columns:
-        table.add_column(column, justify="right" if column in right else "left", overflow="fold")
+        table.add_column(column, justify="right" if column in right else "left")
     return table
 
 
@@ -64,9 +65,9 @@ def report_view(report: Mapping[str, Any]) -> RenderableType:
     )
     for group in report["groups"]:
         groups.add_row(
-            group["symbol"] + (f" {group['exchange']}" if group["exchange"] else ""),
-            (group["mode"] or "-") + (f" ({group['model']})" if group["model"] else ""),
-            group["profile"] or "-",
+            f"{group['symbol']}" + (f" {group['exchange']}" if group["exchange"] else ""),
+            f"{group['mode'] or '-'}" + (f" ({group['model']})" if group["model"] else ""),
+            f"{group['profile'] or '-'}",
             str(group["decisions"]),
             f"{group['tp_first']}/{group['sl_first']}/{group['neither']}",
             _share(group["hit_rate"]),
@@ -203,17 +204,13 @@ def score(
         report = asyncio.run(score_journal(opened, settings, request))
     console = stderr_console()
     for failure in report.failures:
-        console.print(
-            f"rez: cannot score {failure.trace_id} ({failure.symbol}): {failure.message}",
-            markup=False,
-            highlight=False,
-        )
+        console.print(f"rez: cannot score {failure.trace_id} ({failure.symbol}): {failure.message}")
     payload = report.to_json()
     if json_output:
         print_json_line(payload)
     elif not report.scores and not report.pending:
         if not report.failures:
-            console.print(f"no live decision to score in {report.journal}", markup=False, highlight=False)
+            console.print(f"no live decision to score in {report.journal}")
     else:
         stdout_console().print(report_view(payload))
     raise typer.Exit(int(report.exit_code))

@@ -1,8 +1,9 @@
 """``rez traces``: the journaled decision cycles, listed, exported and summarised.
 
 Every command opens the journal through ``open_journal`` and takes ``--journal`` and ``--config``;
-a new command is one more function decorated with ``@app.command``. Tables go to stdout (they are
-what was asked for); ``--json`` prints JSON there instead and nothing else.
+a new command is one more function decorated with ``@app.command``. What was asked for (a table, a
+trace, a replay) goes to stdout; ``--json`` prints JSON there instead and nothing else. Everything
+shown from the journal goes through ``rez_cli.display``: a stored rationale is data, not markup.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import typer
 from rez_cli.cli.options import ConfigOption, DataOption, JournalOption, JsonOption, ProfileOption
 
 if TYPE_CHECKING:
-    from rich.table import Table
+    from rich.console import RenderableType
 
+    from rez_cli.display import DataTable
     from rez_cli.journal.store import Journal
+    from rez_cli.replay import Replay
 
 app = typer.Typer(help="List, export and summarise the journaled decision cycles.", no_args_is_help=True)
 
@@ -75,12 +78,12 @@ def _cost(value: float | None) -> str:
     return "-" if value is None else f"${value:.4f}"
 
 
-def _table(*columns: str, right: tuple[str, ...] = ()) -> Table:
-    from rich.table import Table
+def _table(*columns: str, right: tuple[str, ...] = ()) -> DataTable:
+    from rez_cli.display import DataTable
 
-    table = Table(box=None, pad_edge=False, header_style="bold")
+    table = DataTable(box=None, pad_edge=False, header_style="bold")
     for column in columns:
-        table.add_column(column, justify="right" if column in right else "left", overflow="fold")
+        table.add_column(column, justify="right" if column in right else "left")
     return table
 
 
@@ -112,8 +115,13 @@ def list_traces(
             print_json_line(row)
         return
     if not rows:
-        stderr_console().print(f"no journaled cycle matches in {opened.path}", markup=False, highlight=False)
+        stderr_console().print(f"no journaled cycle matches in {opened.path}")
         return
+    stdout_console().print(list_table(rows))
+
+
+def list_table(rows: list[dict[str, Any]]) -> DataTable:
+    """The cycles of ``Journal.list_cycles``, one row each."""
     table = _table(
         "time (UTC)",
         "trace",
@@ -132,18 +140,18 @@ def list_traces(
         finished = row["finished_ms"] is not None
         table.add_row(
             _when(row["started_ms"]),
-            row["trace_id"][:TRACE_ID_WIDTH],
-            row["symbol"],
-            row["mode"] or "-",
-            row["model"] or "-",
-            row["action"] if finished else row["status"],
-            row["source"] or "-",
-            row["error"] or "",
+            str(row["trace_id"])[:TRACE_ID_WIDTH],
+            str(row["symbol"]),
+            str(row["mode"] or "-"),
+            str(row["model"] or "-"),
+            str(row["action"] if finished else row["status"]),
+            str(row["source"] or "-"),
+            str(row["error"] or ""),
             "-" if row["confidence"] is None else f"{row['confidence']:.2f}",
             _cost(row["cost_usd"]),
             str(row["turn_count"]),
         )
-    stdout_console().print(table)
+    return table
 
 
 @app.command("export")
@@ -185,11 +193,11 @@ def stats(
     for index, (title, table) in enumerate(_stats_tables(summary)):
         if index:
             console.print()
-        console.print(title, style="bold", markup=False, highlight=False)
+        console.print(title, style="bold")
         console.print(table)
 
 
-def _stats_tables(summary: dict[str, Any]) -> list[tuple[str, Table]]:
+def _stats_tables(summary: dict[str, Any]) -> list[tuple[str, DataTable]]:
     overview = _table("measure", "value", right=("value",))
     average_turns = summary["avg_turns"]
     for name, value in (
@@ -206,7 +214,7 @@ def _stats_tables(summary: dict[str, Any]) -> list[tuple[str, Table]]:
     if summary["failures"]:
         failures = _table("error", "count", "rate", right=("count", "rate"))
         for code, item in summary["failures"].items():
-            failures.add_row(code, str(item["count"]), _pct(item["rate"]))
+            failures.add_row(str(code), str(item["count"]), _pct(item["rate"]))
         tables.append(("failures by error code", failures))
     if summary["repair_rate_by_model"]:
         repairs = _table(
@@ -217,12 +225,12 @@ def _stats_tables(summary: dict[str, Any]) -> list[tuple[str, Table]]:
             right=("cycles", "repaired", "rate"),
         )
         for model, item in summary["repair_rate_by_model"].items():
-            repairs.add_row(model, str(item["cycles"]), str(item["repaired"]), _pct(item["rate"]))
+            repairs.add_row(str(model), str(item["cycles"]), str(item["repaired"]), _pct(item["rate"]))
         tables.append(("repairs by model", repairs))
     if summary["by_mode"]:
         modes = _table("mode", "cycles", right=("cycles",))
         for mode, count in summary["by_mode"].items():
-            modes.add_row(mode, str(count))
+            modes.add_row(str(mode), str(count))
         tables.append(("cycles by mode", modes))
     return tables
 
@@ -237,11 +245,11 @@ def show(
 
     Example: rez traces show 7e6ebbd1
     """
-    from rez_cli.cli.console import stderr_console
+    from rez_cli.cli.console import stdout_console
     from rez_cli.cli.render import trace_view
 
     record = open_journal(journal, config).get_cycle(trace_id)
-    stderr_console().print(trace_view(record))
+    stdout_console().print(trace_view(record))
 
 
 @app.command("replay")
@@ -271,7 +279,7 @@ def replay(
     """
     import asyncio
 
-    from rez_cli.cli.console import print_json_line, stderr_console
+    from rez_cli.cli.console import print_json_line, stdout_console
     from rez_cli.errors import UsageError
     from rez_cli.replay import replay as replay_record
     from rez_cli.settings import RiskProfile, load_profile, load_settings
@@ -316,14 +324,25 @@ def replay(
             }
         )
         return
+    stdout_console().print(replay_view(outcome, chosen.name, model=model, rerun=rerun))
+
+
+def replay_view(
+    outcome: Replay, profile: str, *, model: str | None = None, rerun: dict[str, Any] | None = None
+) -> RenderableType:
+    """The recorded decision beside the replayed one (and the rerun with ``model``), field by field."""
+    from rich.console import Group
+
+    from rez_cli.display import display_text
+
     table = _table("", "recorded", "replayed", *(["with " + model] if model else []))
     for key in ("action", "entry_price", "tp_price", "sl_price", "leverage", "size_pct", "source", "error"):
         row = [key, str(outcome.before.get(key)), str(outcome.after.get(key))]
         if model:
             row.append(str((rerun or {}).get(key)))
         table.add_row(*row)
-    console = stderr_console()
-    console.print(
-        f"trace {outcome.trace_id} · profile {chosen.name} · " + ("CHANGED" if outcome.changed else "same")
+    header = display_text(
+        f"trace {outcome.trace_id} · profile {profile} · " + ("CHANGED" if outcome.changed else "same"),
+        multiline=False,
     )
-    console.print(table)
+    return Group(header, table)

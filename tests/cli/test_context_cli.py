@@ -1,4 +1,4 @@
-"""``rez context`` as a user runs it: JSON on stdout, a table on stderr, one-line errors with exit 2."""
+"""``rez context`` as a user runs it: JSON or a table on stdout, one-line errors on stderr with exit 2."""
 
 from __future__ import annotations
 
@@ -39,10 +39,10 @@ def test_sim_json_has_the_documented_shape(capsys: pytest.CaptureFixture[str]) -
 def test_table_says_simulated_and_text_stays_compact(capsys: pytest.CaptureFixture[str]) -> None:
     result = run(capsys, "context", "ETH/USDT", "--exchange", "sim", "--as-of", AS_OF, "--text")
     assert result.exit_code == 0
-    assert result.stdout == ""
-    assert "SIMULATED" in result.stderr
-    assert "RSI 14" in result.stderr
-    assert "EMA 20" in result.stderr
+    assert result.stderr == ""
+    assert "SIMULATED" in result.stdout
+    assert "RSI 14" in result.stdout
+    assert "EMA 20" in result.stdout
     snapshot = ContextModel.model_validate(
         run(capsys, "context", "ETH/USDT", "--exchange", "sim", "--as-of", AS_OF, "--json").json_lines()[0]
     )

@@ -88,9 +88,9 @@ def test_a_cycle_is_journaled_and_can_be_shown_exported_and_replayed(
 
     shown = run(capsys, "traces", "show", decision["trace_id"][:8], "--journal", str(journal))
     assert shown.exit_code == 0
-    assert "turn 1" in shown.stderr
-    assert "fetch_indicator" in shown.stderr
-    assert "BTC/USDT · HOLD" in shown.stderr
+    assert "turn 1" in shown.stdout
+    assert "fetch_indicator" in shown.stdout
+    assert "BTC/USDT · HOLD" in shown.stdout
     exported = run(capsys, "traces", "export", decision["trace_id"], "--journal", str(journal))
     record = json.loads(exported.stdout)
     assert record["decision"] == decision
@@ -171,9 +171,9 @@ def test_dry_run_sends_nothing_and_shows_everything(
     assert payload["tools"][0]["function"]["name"] == "fetch_indicator"
     assert payload["estimated_prompt_tokens"] > 500
     text = run(capsys, "decide", "BTC/USDT", "--exchange", "sim", "--as-of", AS_OF, "--dry-run")
-    assert "DRY RUN: no model was called" in text.stderr
-    assert "fetch_indicator" in text.stderr
-    assert SECRET not in result.stdout + result.stderr + text.stderr
+    assert "DRY RUN: no model was called" in text.stdout
+    assert "fetch_indicator" in text.stdout
+    assert SECRET not in result.stdout + result.stderr + text.stdout + text.stderr
 
 
 def test_secrets_never_leave_the_process(
@@ -276,9 +276,9 @@ def test_a_run_killed_mid_cycle_keeps_what_it_did(fake_openai: FakeOpenAI, tmp_p
 def test_no_color_and_pipes_get_plain_text(capsys: pytest.CaptureFixture[str]) -> None:
     result = run(capsys, "decide", "BTC/USDT", "ETH/USDT", "--exchange", "sim", "--as-of", AS_OF)
     assert result.exit_code == 0
-    assert "\x1b[" not in result.stderr
-    assert "BTC/USDT · " in result.stderr
-    assert "ETH/USDT · " in result.stderr
+    assert "\x1b[" not in result.stdout + result.stderr
+    assert "BTC/USDT · " in result.stdout
+    assert "ETH/USDT · " in result.stdout
 
 
 def test_memory_shows_the_model_its_last_decision(
@@ -323,15 +323,15 @@ def test_memory_shows_the_model_its_last_decision(
 def test_many_symbols_print_whole_traces_and_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
     result = run(capsys, "decide", "BTC/USDT", "ETH/USDT", "SOL/USDT", "--exchange", "sim", "--as-of", AS_OF)
     assert result.exit_code == 0
-    summary = result.stderr[result.stderr.index("summary") :]
+    summary = result.stdout[result.stdout.index("summary") :]
     assert [line.split()[0] for line in summary.splitlines()[2:5]] == ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
     # Each context table comes right before its own decision panel: traces are not interleaved.
     for symbol in ("BTC/USDT", "ETH/USDT", "SOL/USDT"):
-        context_at = result.stderr.index(f"{symbol} on sim")
-        panel_at = result.stderr.index(f"─ {symbol} · ")
+        context_at = result.stdout.index(f"{symbol} on sim")
+        panel_at = result.stdout.index(f"─ {symbol} · ")
         assert context_at < panel_at
         assert all(
-            not (context_at < result.stderr.index(f"{other} on sim") < panel_at)
+            not (context_at < result.stdout.index(f"{other} on sim") < panel_at)
             for other in ("BTC/USDT", "ETH/USDT", "SOL/USDT")
             if other != symbol
         )
@@ -340,9 +340,9 @@ def test_many_symbols_print_whole_traces_and_a_summary(capsys: pytest.CaptureFix
 def test_quiet_prints_only_the_decision(capsys: pytest.CaptureFixture[str]) -> None:
     result = run(capsys, "decide", "BTC/USDT", "--exchange", "sim", "--as-of", AS_OF, "--quiet")
     assert result.exit_code == 0
-    assert result.stderr.lstrip().startswith("╭─ BTC/USDT · ")
-    assert "tokens" not in result.stderr
-    assert "note:" not in result.stderr
+    assert result.stdout.lstrip().startswith("╭─ BTC/USDT · ")
+    assert "tokens" not in result.stdout
+    assert "note:" not in result.stdout + result.stderr
 
 
 def test_chart_draws_the_levels(capsys: pytest.CaptureFixture[str]) -> None:
@@ -354,10 +354,10 @@ def test_chart_draws_the_levels(capsys: pytest.CaptureFixture[str]) -> None:
     assert decision["action"] == "buy"
     assert (
         f"ETH/USDT BUY · entry {decision['entry_price']:,.2f} · tp {decision['tp_price']:,.2f}"
-        in result.stderr
+        in result.stdout
     )
-    assert "EMA 20" in result.stderr
-    assert "\x1b[" not in result.stderr
+    assert "EMA 20" in result.stdout
+    assert "\x1b[" not in result.stdout
 
 
 def test_replay_with_another_model_runs_the_recorded_moment_again(

@@ -109,7 +109,7 @@ def test_download_writes_freqtrade_files_that_data_reads(
         str(out),
     )
     assert again.exit_code == 0
-    assert "+0 candles" in again.stderr
+    assert "+0 candles" in again.stdout
     context = run(capsys, "context", "BTC/USDT", "--data", str(out), "--timeframes", "1h,4h", "--json")
     assert context.exit_code == 0, context.stderr
     assert context.json_lines()[0]["timeframes"]["1h"]["candles"] == 300

@@ -388,7 +388,7 @@ def test_asking_for_a_model_without_one_is_a_hold(capsys: pytest.CaptureFixture[
     assert decision["error"] == "model_not_configured"
 
 
-def test_trace_on_stderr_shows_turns_and_the_decision(
+def test_trace_on_stdout_shows_turns_and_the_decision(
     capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float
 ) -> None:
     model_env.push(
@@ -400,14 +400,13 @@ def test_trace_on_stderr_shows_turns_and_the_decision(
     )
     result = run(capsys, "decide", "BTC/USDT", "--exchange", "sim", "--as-of", AS_OF)
     assert result.exit_code == 0
-    assert result.stdout == ""
-    assert "SIMULATED" in result.stderr
-    assert "turn 1" in result.stderr
-    assert "fetch_indicator" in result.stderr
-    assert "Checking momentum." in result.stderr
-    assert "BTC/USDT · BUY" in result.stderr
-    assert "reward/risk" in result.stderr
-    assert SECRET not in result.stderr
+    assert "SIMULATED" in result.stdout
+    assert "turn 1" in result.stdout
+    assert "fetch_indicator" in result.stdout
+    assert "Checking momentum." in result.stdout
+    assert "BTC/USDT · BUY" in result.stdout
+    assert "reward/risk" in result.stdout
+    assert SECRET not in result.stdout + result.stderr
 
 
 def test_sequential_tool_calls_when_the_endpoint_cannot_run_them_in_parallel(
