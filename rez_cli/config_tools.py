@@ -6,7 +6,8 @@ Origins are found by replaying what ``load_settings`` does (read the TOML, apply
 same order) on a tree that records who set what, so the two can never disagree on the winner.
 
 Secrets never leave this module: ``llm.api_key`` and the credential-like keys of ``[exchange.ccxt]``
-come out as ``***``.
+come out as ``***``, and so do credentials embedded in URLs (``base_url = "https://h/v1?key=..."``,
+``user:key@host``) and any configured secret that turns up in another value (``rez_cli.redact``).
 """
 
 from __future__ import annotations
@@ -23,20 +24,20 @@ from pydantic import BaseModel, SecretStr
 
 from rez_cli import paths
 from rez_cli.errors import ConfigError
+from rez_cli.redact import REDACTED, Redactor, is_secret_key, mask_secret_keys, redact_url
 from rez_cli.settings import (
     ENV_PREFIX,
     Settings,
     _apply_env_overrides,
     _read_toml,
     config_path,
-    is_secret_key,
     load_profile,
     load_settings,
+    secrets_of,
     merged,
     shipped_config_path,
 )
 
-REDACTED = "***"
 DEFAULT_ORIGIN = "default"
 
 # Fields whose value is an open table: each of its keys is shown as a value of its own.
@@ -147,18 +148,6 @@ def _write_private(path: Path, content: bytes) -> None:
         os.close(fd)
 
 
-def redact(value: Any) -> Any:
-    """``value`` with every credential-like key of every nested table replaced by ``***``."""
-    if isinstance(value, Mapping):
-        return {
-            key: (REDACTED if is_secret_key(str(key)) and item not in (None, "") else redact(item))
-            for key, item in value.items()
-        }
-    if isinstance(value, list):
-        return [redact(item) for item in value]
-    return value
-
-
 def show_config(explicit: Path | None = None, environ: Mapping[str, str] | None = None) -> ConfigReport:
     """The effective configuration, each value with its origin, secrets redacted.
 
@@ -173,7 +162,12 @@ def show_config(explicit: Path | None = None, environ: Mapping[str, str] | None 
     loaded = load_settings(explicit, env)
     path = loaded.path or config_path(explicit, env)
     origins = _origin_tree(path, env)
-    values = list(_values(loaded.value, origins))
+    # Masking by name misses a key pasted into another value (a proxy URL, a header of another name).
+    redactor = Redactor(secrets_of(loaded.value, env))
+    values = [
+        ConfigValue(item.key, redactor.value(item.value), item.origin)
+        for item in _values(loaded.value, origins)
+    ]
     profile = load_profile(loaded.value.risk.profile)
     shipped = path.resolve() == (paths.shipped_configs_dir() / "config.toml").resolve()
     return ConfigReport(
@@ -280,11 +274,11 @@ def _shown(keys: tuple[str, str], name: str | None, value: Any) -> Any:
             key: item.model_dump(mode="json") if isinstance(item, BaseModel) else item
             for key, item in value.items()
         }
-    if keys == ("exchange", "ccxt"):
-        if name is not None and is_secret_key(name) and value not in (None, ""):
-            return REDACTED
-        return redact(value)
-    return value
+    if keys == ("exchange", "ccxt") and name is not None and is_secret_key(name) and value not in (None, ""):
+        return REDACTED
+    if keys == ("llm", "base_url") and isinstance(value, str):
+        return redact_url(value)
+    return mask_secret_keys(value)
 
 
 def _dotted(keys: tuple[str, ...]) -> str:

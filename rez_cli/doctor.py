@@ -5,7 +5,8 @@ its model list, and the journal's directory gets a temporary file that is remove
 directory created for it). A check that depends on a valid config is skipped when the config is not.
 
 Nothing a check reports carries a credential: exchange errors pass through the ccxt adapter's
-redaction, and the model check never echoes what the endpoint says, only its status.
+redaction, the model check never echoes what the endpoint says, only its status and its host, and
+every line goes through ``rez_cli.redact`` on its way out (configured secrets, URL credentials).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,7 +36,15 @@ from rez_cli.errors import (
     TimeframeNotOffered,
     UnknownExchange,
 )
-from rez_cli.settings import ENV_PREFIX, Settings, _apply_env_overrides, load_profile, load_settings
+from rez_cli.redact import Redactor, active
+from rez_cli.settings import (
+    ENV_PREFIX,
+    Settings,
+    _apply_env_overrides,
+    load_profile,
+    load_settings,
+    secrets_of,
+)
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -109,7 +118,7 @@ def run_checks(
     if settings is None:
         for name in ("profile", "exchange", "model", "journal"):
             checks.append(Check(name, "warn", _SKIPPED_NO_CONFIG, _FIX_CONFIG_FIRST))
-        return checks
+        return _redacted(checks, active())
     checks.append(check_profile(settings))
 
     async def network() -> list[Check]:
@@ -123,7 +132,16 @@ def run_checks(
 
     checks += asyncio.run(network())
     checks.append(check_journal(journal_path(settings, journal)))
-    return checks
+    return _redacted(checks, active().extended(secrets_of(settings, env)))
+
+
+def _redacted(checks: list[Check], redactor: Redactor) -> list[Check]:
+    return [
+        replace(
+            check, detail=redactor.text(check.detail), fix=redactor.text(check.fix) if check.fix else None
+        )
+        for check in checks
+    ]
 
 
 # --- the checks ---------------------------------------------------------------------------------------

@@ -36,7 +36,8 @@ from rez_cli.reasoning.react import Turn
 from rez_cli.reasoning.tools import ToolRegistry, fetch_indicator_tool
 from rez_cli.reasoning.usage import Meter, estimate_tokens
 from rez_cli.recording import CycleRecorder
-from rez_cli.settings import LLMSettings, RiskProfile, Settings
+from rez_cli.redact import active
+from rez_cli.settings import LLMSettings, RiskProfile, Settings, secrets_of
 from rez_cli.timeframes import timeframe_ms
 
 BUILTIN_MODES = {"react": react_mode, "rules": rules_mode}
@@ -215,6 +216,7 @@ class Orchestrator:
         self.memory = memory if settings.memory.enabled else None
         self.memo = memo
         self.chart = chart
+        self._redactor = active().extended(secrets_of(settings))
 
     async def handle_event(self, event: Event) -> EventResult:
         """Run one cycle for a ``decide`` event.
@@ -522,6 +524,9 @@ class Orchestrator:
         }
 
     def _finish(self, result: EventResult) -> EventResult:
+        # A model may echo a key into its rationale, a server error may quote one: the decision and
+        # its trace leave the cycle (for the journal, stdout, the caller) without them.
+        result = EventResult(result.status, result.decision_id, self._redactor.value(result.metadata))
         if self.recorder is not None:
             self.recorder.cycle_finished(
                 result.decision_id,

@@ -15,12 +15,14 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from types import NoneType, UnionType
+from typing import Annotated, Any, Generic, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from rez_cli import paths
+from rez_cli import paths, redact
 from rez_cli.errors import ConfigError, UsageError
+from rez_cli.redact import credentials_in, is_secret_key, url_credentials
 from rez_cli.timeframes import timeframe_ms
 
 ENV_PREFIX = "REZ__"
@@ -112,17 +114,6 @@ class Settings(_Section):
     memory: MemorySettings = Field(default_factory=MemorySettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
 
-
-class RiskProfile(_Section):
-    """The hard limits every decision is checked against."""
-
-    name: str
-    description: str = ""
-    max_leverage: Annotated[float, Field(ge=1, le=125)]
-    risk_per_trade_pct: Annotated[float, Field(gt=0, le=100)]
-    max_position_pct: Annotated[float, Field(gt=0, le=100)]
-    require_stop_loss: bool = True
-    min_reward_risk: Annotated[float, Field(ge=0)]
     def with_timeframes(self, timeframe: str | None = None, context: Sequence[str] | None = None) -> Settings:
         """These settings with the primary and context timeframes a command's options asked for.
 
@@ -142,6 +133,17 @@ class RiskProfile(_Section):
             update["context_timeframes"] = sorted(dict.fromkeys(context), key=timeframe_ms)
         return self.model_copy(update={"market": self.market.model_copy(update=update)}) if update else self
 
+
+class RiskProfile(_Section):
+    """The hard limits every decision is checked against."""
+
+    name: str
+    description: str = ""
+    max_leverage: Annotated[float, Field(ge=1, le=125)]
+    risk_per_trade_pct: Annotated[float, Field(gt=0, le=100)]
+    max_position_pct: Annotated[float, Field(gt=0, le=100)]
+    require_stop_loss: bool = True
+    min_reward_risk: Annotated[float, Field(ge=0)]
     max_entry_deviation_pct: Annotated[float, Field(gt=0, le=100)]
     # How far from the last price a level may be: a target 1e308 away or a stop a hair under the
     # entry makes reward/risk meaningless and the size absurd, so both are bounded (in % of the last
@@ -186,17 +188,80 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
 
 
-def _first_error(path: Path | str, error: ValidationError) -> ConfigError:
+def _first_error(
+    path: Path | str, error: ValidationError, model: type[BaseModel], data: Mapping[str, Any]
+) -> ConfigError:
+    """The first problem as one line; the rejected value is shown only when it cannot be a credential.
+
+    Args:
+        model: what ``data`` was validated as: its schema says where credentials may be.
+        data: the input as read (file and overrides), whose credentials are struck from the line.
+    """
     first = error.errors()[0]
-    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    loc = tuple(first["loc"])
+    key = ".".join(str(part) for part in loc) or "(top level)"
     message = first["msg"]
+    known = credentials_in(data) + [value for value in (os.environ.get("OPENAI_API_KEY"),) if value]
     if first["type"] == "extra_forbidden":
         message = "unknown key"
-    elif "input" in first and first["type"] not in ("missing",):
+    elif "input" in first and first["type"] != "missing" and _may_show(model, loc, first["input"], known):
         message = f"{message} (got {first['input']!r})"
     more = len(error.errors()) - 1
     suffix = f"; and {more} more problem{'s' if more > 1 else ''}" if more else ""
-    return ConfigError(f"{path}: {key}: {message}{suffix}")
+    return ConfigError(redact.Redactor(known).text(f"{path}: {key}: {message}{suffix}"))
+
+
+def _may_show(model: type[BaseModel], loc: tuple[str | int, ...], value: Any, known: list[str]) -> bool:
+    # A rejected api_key is still the key, and an override such as REZ__LLM='["sk-..."]' is rejected
+    # at [llm], a table that holds one: neither the name at the location nor the value can be trusted
+    # alone, so the schema decides where a credential may be, and the value must carry none.
+    if any(is_secret_key(str(part)) for part in loc) or _may_hold_secret(model, loc):
+        return False
+    if credentials_in(value):
+        return False
+    texts: list[str] = []
+    _texts(value, texts)
+    long_ones = [secret for secret in known if len(secret) >= redact.MIN_SECRET_CHARS]
+    return not any(text in known or any(secret in text for secret in long_ones) for text in texts)
+
+
+def _texts(value: Any, into: list[str]) -> None:
+    if isinstance(value, str):
+        into.append(value)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            into.append(str(key))
+            _texts(item, into)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _texts(item, into)
+
+
+def _may_hold_secret(annotation: Any, loc: tuple[str | int, ...]) -> bool:
+    """Whether the value at ``loc`` of a value of type ``annotation`` may be or hold a credential."""
+    if annotation is Any or annotation is SecretStr:
+        return True
+    origin = get_origin(annotation)
+    arguments = get_args(annotation)
+    if origin is Annotated:
+        return _may_hold_secret(arguments[0], loc)
+    if origin in (Union, UnionType):
+        return any(_may_hold_secret(argument, loc) for argument in arguments if argument is not NoneType)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        fields = annotation.model_fields
+        if not loc:
+            return any(
+                is_secret_key(name) or _may_hold_secret(field.annotation, ())
+                for name, field in fields.items()
+            )
+        field = fields.get(str(loc[0]))
+        # Not a field name: a tag pydantic adds inside unions; be careful rather than sorry.
+        return field is None or is_secret_key(str(loc[0])) or _may_hold_secret(field.annotation, loc[1:])
+    if origin in (dict, Mapping) and len(arguments) == 2:
+        return _may_hold_secret(arguments[1], loc[1:])
+    if origin in (list, tuple, set, frozenset) and arguments:
+        return _may_hold_secret(arguments[0], loc[1:])
+    return False
 
 
 def _parse_env_value(raw: str) -> Any:
@@ -237,7 +302,33 @@ def config_path(explicit: Path | None, environ: dict[str, str] | None = None) ->
     user_file = paths.config_dir() / "config.toml"
     if user_file.is_file():
         return user_file
+    return shipped_config_path()
+
+
+def merged(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+    """``layer`` over ``base``, table by table: a key the layer sets wins, the others stay."""
+    out = copy.copy(base)  # keeps a dict subclass: ``rez config show`` merges tables that know their file
+    for key, value in layer.items():
+        below = out.get(key)
+        out[key] = merged(below, value) if isinstance(below, dict) and isinstance(value, dict) else value
+    return out
+
+
+def shipped_config_path() -> Path:
     return paths.shipped_configs_dir() / "config.toml"
+
+
+def read_layered(path: Path) -> dict[str, Any]:
+    """The config file laid over the shipped defaults, key by key.
+
+    A user file that sets ``[llm] model`` keeps the shipped ``[llm.prices]``: a file only says what
+    it changes, and the defaults it does not mention are still there.
+    """
+    data = _read_toml(path)
+    shipped = shipped_config_path()
+    if path.resolve() == shipped.resolve():
+        return data
+    return merged(_read_toml(shipped), data)
 
 
 def load_settings(explicit: Path | None = None, environ: dict[str, str] | None = None) -> Loaded[Settings]:
@@ -248,13 +339,15 @@ def load_settings(explicit: Path | None = None, environ: dict[str, str] | None =
     """
     env = dict(os.environ if environ is None else environ)
     path = config_path(explicit, env)
-    data = _read_toml(path)
+    data = read_layered(path)
     overrides = _apply_env_overrides(data, env)
     try:
         settings = Settings.model_validate(data)
     except ValidationError as error:
         where = f"{path} (with {', '.join(overrides)})" if overrides else path
-        raise _first_error(where, error) from None
+        raise _first_error(where, error, Settings, data) from None
+    # From here on everything this invocation prints strikes them out, whichever command it is.
+    redact.register(secrets_of(settings, env))
     return Loaded(settings, path)
 
 
@@ -289,82 +382,28 @@ def load_profile(name_or_path: str) -> Loaded[RiskProfile]:
         ConfigError: unknown name, unreadable file, or an invalid key (the message names it).
     """
     path = profile_path(name_or_path)
-    data = read_layered(path)
+    data = _read_toml(path)
     data.setdefault("name", path.stem)
     try:
         return Loaded(RiskProfile.model_validate(data), path)
     except ValidationError as error:
-        raise _first_error(path, error) from None
+        raise _first_error(path, error, RiskProfile, data) from None
 
 
-# ccxt's credential names (requiredCredentials) and what proxies and signed headers add; compared
-# without case, "_" or "-". Short names match whole, longer ones anywhere in the key.
-_SECRET_NAMES = {"uid", "login", "key", "pin", "otp"}
-_SECRET_PARTS = (
-    "apikey",
-    "secret",
-    "password",
-    "passphrase",
-    "privatekey",
-    "walletaddress",
-    "token",
-    "twofa",
-    "accesskey",
-    "authorization",
-    "credential",
-    "signature",
-    "cookie",
-)
+def secrets_of(settings: Settings, environ: Mapping[str, str] | None = None) -> list[str]:
+    """Every credential this configuration holds, so whatever Rez writes or shows can strike them out.
 
-
-def is_secret_key(name: str) -> bool:
-    """Whether a config key's name looks like a credential (``apiKey``, ``secret``, ``password``...)."""
-    folded = name.lower().replace("_", "").replace("-", "")
-    return folded in _SECRET_NAMES or any(part in folded for part in _SECRET_PARTS)
-
-
-def secrets_of(settings: Settings, environ: dict[str, str] | None = None) -> list[str]:
-    """Every credential this configuration holds, so whatever Rez writes can strike them out."""
+    ``[llm] api_key``, ``OPENAI_API_KEY``, the credentials embedded in ``[llm] base_url`` and
+    ``OPENAI_BASE_URL`` (``user:key@``, ``?api_key=``), and every credential of ``[exchange.ccxt]``
+    at any depth. Short values are listed too; ``redact.Redactor`` decides what is long enough.
+    """
     env = os.environ if environ is None else environ
-    return shipped_config_path()
-
-
-def merged(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
-    """``layer`` over ``base``, table by table: a key the layer sets wins, the others stay."""
-    out = copy.copy(base)  # keeps a dict subclass: ``rez config show`` merges tables that know their file
-    for key, value in layer.items():
-        below = out.get(key)
-        out[key] = merged(below, value) if isinstance(below, dict) and isinstance(value, dict) else value
-    return out
-
-
-def shipped_config_path() -> Path:
-    found = [settings.llm.api_key.get_secret_value()] if settings.llm.api_key else []
+    llm = settings.llm
+    found = [llm.api_key.get_secret_value()] if llm.api_key else []
     if env.get("OPENAI_API_KEY"):
         found.append(env["OPENAI_API_KEY"])
-def read_layered(path: Path) -> dict[str, Any]:
-    """The config file laid over the shipped defaults, key by key.
-
-    A user file that sets ``[llm] model`` keeps the shipped ``[llm.prices]``: a file only says what
-    it changes, and the defaults it does not mention are still there.
-    """
-    data = _read_toml(path)
-    shipped = shipped_config_path()
-    if path.resolve() == shipped.resolve():
-        return data
-    return merged(_read_toml(shipped), data)
-
-
-
-    def walk(value: Any, secret: bool) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                walk(item, secret or is_secret_key(str(key)))
-        elif isinstance(value, list):
-            for item in value:
-                walk(item, secret)
-        elif secret and isinstance(value, str) and value:
-            found.append(value)
-
-    walk(settings.exchange.ccxt, False)
+    for url in (llm.base_url, env.get("OPENAI_BASE_URL")):
+        if url:
+            found += url_credentials(url)
+    found += credentials_in(settings.exchange.ccxt)
     return [value for value in dict.fromkeys(found) if value]

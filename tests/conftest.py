@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from rez_cli.redact import reset_active
+
 pytest_plugins = ["tests.support.openai_server"]
 
 
@@ -22,4 +24,6 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     monkeypatch.setenv("COLUMNS", "120")
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.delenv("FORCE_COLOR", raising=False)
+    # Secrets another test's config registered would strike text this test expects to see.
+    reset_active()
     return home

@@ -9,7 +9,8 @@ tool calls were allowed). Only answers are stored; a failed call is asked again 
 
 The file is JSON lines (one ``{"key", "response", "saved_ms"}`` per answer) under
 ``<cache dir>/llm/responses.jsonl``: appended with one ``write`` per line, so two runs can share it,
-and a line cut short by a crash is skipped when read.
+and a line cut short by a crash is skipped when read. Like the journal, it is 0600 and holds no
+registered secret (``rez_cli.redact``).
 
 The cache is also where spending is known for sure: only a miss costs money. ``max_cost_usd`` is
 checked before each miss with the meter's estimate of the call (its prompt as sent and a typical
@@ -30,6 +31,7 @@ from typing import Any
 from rez_cli import paths
 from rez_cli.reasoning.llm import ChatResponse, LLMClient, TokenUsage, ToolCall
 from rez_cli.reasoning.usage import BudgetExceeded, Meter
+from rez_cli.redact import active
 from rez_cli.settings import ModelPrice
 
 CACHE_FILENAME = "responses.jsonl"
@@ -130,9 +132,11 @@ class ResponseCache:
         data = _response_to_json(response)
         self._entries[key] = data
         line = json.dumps({"key": key, "response": data, "saved_ms": int(time.time() * 1000)}) + "\n"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # A model may echo a key: the disk copy is struck like the journal (the answer stays valid JSON).
+        line = active().text(line)
+        paths.private_dir(self.path.parent)
         # One write() on an O_APPEND descriptor: concurrent runs never interleave inside a line.
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = paths.open_private(self.path, os.O_WRONLY | os.O_APPEND)
         try:
             os.write(fd, line.encode())
         finally:

@@ -142,6 +142,10 @@ def stderr_console() -> SafeConsole:
 
 
 def print_json_line(payload: Any) -> None:
-    """One JSON object on one line of stdout: what cron pipes on."""
-    sys.stdout.write(json.dumps(payload, separators=(",", ":"), allow_nan=False) + "\n")
+    """One JSON object on one line of stdout: what cron pipes on; secrets struck (``rez_cli.redact``)."""
+    from rez_cli.redact import active
+
+    # The last gate before stdout: whatever the command assembled, no registered secret passes.
+    line = json.dumps(active().value(payload), separators=(",", ":"), allow_nan=False)
+    sys.stdout.write(line + "\n")
     sys.stdout.flush()

@@ -93,6 +93,7 @@ def decide(
     from rez_cli.market.candles import parse_time
     from rez_cli.reasoning.modes import turn_dict
     from rez_cli.reasoning.react import Turn
+    from rez_cli.redact import active
     from rez_cli.settings import load_profile, load_settings
 
     if mode is not None and mode not in ("react", "rules"):
@@ -106,7 +107,8 @@ def decide(
 
     def on_turn(symbol: str, turn: Turn) -> None:
         if show_trace:
-            console.print(turn_view(symbol, turn_dict(turn)))
+            # Shown live, before the cycle's result is redacted: a turn may echo a configured key.
+            console.print(turn_view(symbol, active().value(turn_dict(turn))))
 
     request = DecideRequest(
         symbols=symbols,

@@ -24,8 +24,11 @@ Schema (the ordered migrations in ``journal.migrations`` create it; ``_migration
                 details (json): what ``rez score`` judged came of a live decision (``rez_cli.scoring``);
                 ``recent()`` gives its ``details.summary`` to the model as the decision's ``outcome``
 
-The journal never stores a credential: every string written (JSON values and keys included) has
-each value given to ``Journal.add_secret`` replaced by ``***``. Non-finite floats are stored as null.
+The journal never stores a credential: everything written goes through ``rez_cli.redact``, so each
+value given to ``Journal.add_secret`` (8 characters or more: shorter ones are not secrets) and every
+credential in a URL becomes ``***``. Only text changes: the stored JSON keeps its keys and shape.
+Non-finite floats are stored as null. The file, its -wal and -shm files and the lock files are
+created 0600, in a 0700 directory when Rez creates it.
 
 This is the only module that imports sqlite3; its errors leave as ``ConfigError`` naming the file.
 """
@@ -47,6 +50,7 @@ from typing import Any
 from rez_cli import paths
 from rez_cli.errors import ConfigError, DataNotFound, LockHeld, UsageError
 from rez_cli.journal.migrations import MIGRATIONS
+from rez_cli.redact import Redactor
 
 __all__ = [
     "INCOMPLETE",
@@ -59,7 +63,6 @@ __all__ = [
 JOURNAL_FILENAME = "journal.sqlite"
 BATCH_MAX_S = 0.25
 BUSY_TIMEOUT_MS = 10_000
-REDACTED = "***"
 INCOMPLETE = "incomplete"
 ACTIONS = ("buy", "sell", "hold")
 _JSON_COLUMNS = ("profile", "candles", "context", "decision", "trace", "signals", "usage")
@@ -97,6 +100,20 @@ def _finite(value: Any) -> float | None:
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as the JSON it will be stored as: non-finite floats null, keys text, the rest as str()."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    # Anything else would reach json.dumps as str() anyway.
+    return str(value)
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -138,7 +155,7 @@ class Journal:
     def __init__(self, path: Path, *, create: bool = True, clock: Callable[[], int] | None = None) -> None:
         self.path = Path(path).expanduser()
         self._clock = clock or _now_ms
-        self._secrets: list[str] = []
+        self._redactor = Redactor()
         self._batch_size = 0
         self._batch_pending = 0
         self._batch_started = 0.0
@@ -287,32 +304,16 @@ class Journal:
         """Never write ``value``: from now on it is replaced by ``***`` in everything stored.
 
         Args:
-            value: an API key, exchange secret or password; empty values are ignored.
+            value: an API key, exchange secret or password; values shorter than
+                ``redact.MIN_SECRET_CHARS`` (8) are not secrets and are ignored, as are empty ones.
         """
-        if value.strip() and value not in self._secrets:
-            self._secrets.append(value)
-            # Longest first, so a secret that contains another is struck out whole.
-            self._secrets.sort(key=len, reverse=True)
+        self._redactor.add(value)
 
     def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return text
+        return self._redactor.text(text)
 
     def _clean(self, value: Any) -> Any:
-        if value is None or isinstance(value, bool | int):
-            return value
-        if isinstance(value, float):
-            return value if math.isfinite(value) else None
-        if isinstance(value, str):
-            return self._redact(value)
-        if isinstance(value, Mapping):
-            return {self._redact(str(key)): self._clean(item) for key, item in value.items()}
-        if isinstance(value, list | tuple):
-            return [self._clean(item) for item in value]
-        # Anything else would reach json.dumps as str() anyway; redact that text too.
-        return self._redact(str(value))
+        return self._redactor.value(_plain(value))
 
     def _text(self, value: Any) -> str | None:
         if value is None:
@@ -328,9 +329,7 @@ class Journal:
             text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         except (ValueError, TypeError):
             text = None
-        if text is not None and not any(
-            secret in text or json.dumps(secret, ensure_ascii=False)[1:-1] in text for secret in self._secrets
-        ):
+        if text is not None and not self._redactor.touches(text):
             return text
         return json.dumps(self._clean(value), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
@@ -466,7 +465,7 @@ class Journal:
             params.append(limit)
         with self._sql("read") as db:
             rows = db.execute(query, params).fetchall()
-        return [self._row(row) for row in rows]
+        return [dict(self._redactor.value(self._row(row))) for row in rows]
 
     def get_cycle(self, trace_id: str) -> dict[str, Any]:
         """Everything journaled about one cycle: run, inputs, turns and tool calls, decision, verdicts.
@@ -536,7 +535,8 @@ class Journal:
             }
             for row in verdicts
         ]
-        return record
+        # A journal written before a secret was registered (or by an older Rez) is shown without it.
+        return dict(self._redactor.value(record))
 
     def stats(self, since_ms: int | None = None) -> dict[str, Any]:
         """Rates over finished cycles (unfinished ones are only counted).

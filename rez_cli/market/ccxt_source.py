@@ -8,8 +8,10 @@ here, with ``raise ... from``, into the ``ExchangeError`` tree of ``rez_cli.erro
     ccxt.BadSymbol                                               SymbolNotListed
     any other ccxt.BaseError                                     ExchangeError
 
-Messages never carry the credentials of the ccxt config: every text that leaves this module goes
-through ``_Redactor``.
+Messages never carry a credential: every text that leaves this module goes through ``_Redactor``,
+which strikes, with ``rez_cli.redact``, every credential of the ccxt config at any depth (``apiKey``,
+``headers = {X-Auth-Token = ...}``, a proxy's ``user:pass@``) and every secret registered for this
+invocation.
 """
 
 from __future__ import annotations
@@ -38,12 +40,10 @@ from rez_cli.errors import (
 )
 from rez_cli.market.cache import CandleCache, merge_candles
 from rez_cli.market.candles import COLUMNS, drop_unclosed, iso, validate_candles
+from rez_cli.redact import active, credentials_in
 from rez_cli.timeframes import timeframe_ms
 
 UNAVAILABLE_HINT = "use --data PATH to work from files, or --exchange sim"
-
-# ccxt config keys whose values must never be shown (ccxt's requiredCredentials names).
-_SECRET_KEYS = ("apiKey", "secret", "password", "uid", "login", "privateKey", "walletAddress", "token")
 
 # When an exchange does not declare its page size, ask for at most this many candles per request.
 _DEFAULT_PAGE_LIMIT = 1000
@@ -69,13 +69,11 @@ class _Redactor:
     """Removes the configured credentials from any text and keeps it to one short line."""
 
     def __init__(self, config: Mapping[str, Any]) -> None:
-        values = {str(config[key]) for key in _SECRET_KEYS if config.get(key)}
-        # A secret shorter than this would redact ordinary words; ccxt keys are long.
-        self._secrets = sorted((value for value in values if len(value) >= 4), key=len, reverse=True)
+        self._redactor = active().extended(credentials_in(config))
 
     def __call__(self, text: str, *, max_chars: int = 240) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
+        # Struck before the text is cut: a key cut in half would no longer be recognised.
+        text = self._redactor.text(text)
         # Query strings of signed requests hold signatures and timestamps, never anything useful.
         text = re.sub(r"(https?://\S+?)\?\S*", r"\1", text)
         # Error pages of proxies and CDNs are HTML: their tags say nothing on a terminal.

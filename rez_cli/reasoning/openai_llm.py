@@ -13,7 +13,8 @@ and the offline ``rules`` mode never pay for it. Every SDK exception is translat
     BadRequestError, NotFoundError, 422, other     LLMBadResponse
     a 200 that is not a completion with choices    LLMBadResponse
 
-Messages are one line and never contain the API key, even when a server echoes it back.
+Messages are one line and never contain the API key, even when a server echoes it back: they go
+through ``rez_cli.redact`` (a key shorter than 8 characters, a local server's "x", is not a secret).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
@@ -37,6 +37,7 @@ from rez_cli.reasoning.llm import (
     TokenUsage,
     ToolCall,
 )
+from rez_cli.redact import active
 
 if TYPE_CHECKING:
     from openai import APIError, AsyncOpenAI
@@ -52,8 +53,6 @@ _NOT_CONFIGURED = (
     "no API key: set OPENAI_API_KEY or [llm] api_key, or point [llm] base_url at a local endpoint"
 )
 _MAX_DETAIL_CHARS = 200
-# Real keys are long enough that removing every occurrence cannot mangle a message.
-_MIN_SUBSTRING_KEY = 8
 
 
 def endpoint_label(base_url: str | None) -> str:
@@ -112,7 +111,7 @@ class OpenAIChat:
             raise LLMNotConfigured(
                 f"base_url {endpoint_label(resolved_url)!r} must start with http:// or https://"
             )
-        self._secret = key
+        self._redactor = active().extended([key] if key else [])
         self._timeout_s = float(timeout_s)
         self._endpoint = endpoint_label(resolved_url)
 
@@ -291,12 +290,8 @@ class OpenAIChat:
 
     def _detail(self, text: str) -> str:
         """``text`` on one line, at most ~200 characters, with the API key removed."""
-        line = " ".join(text.split())
-        if self._secret and len(self._secret) >= _MIN_SUBSTRING_KEY:
-            line = line.replace(self._secret, "***")
-        elif self._secret:
-            # A short key (a local server's "x") would also match inside ordinary words.
-            line = re.sub(rf"(?<![\w-]){re.escape(self._secret)}(?![\w-])", "***", line)
+        # Struck before the text is cut: a key cut in half would no longer be recognised.
+        line = self._redactor.text(" ".join(text.split()))
         if len(line) > _MAX_DETAIL_CHARS:
             line = line[: _MAX_DETAIL_CHARS - 1] + "…"
         return line

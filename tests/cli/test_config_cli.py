@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rez_cli import paths
-from rez_cli.config_tools import is_secret_key, redact
+from rez_cli.redact import is_secret_key, mask_secret_keys
 from tests.support.cli import run
 
 SECRET = "sk-test-SECRET-1234"
@@ -172,7 +172,7 @@ def test_secret_key_names(name: str, secret: bool) -> None:
 
 
 def test_redact_keeps_empty_credentials_visible_as_empty() -> None:
-    assert redact({"apiKey": "", "secret": None, "urls": [{"token": "x"}]}) == {
+    assert mask_secret_keys({"apiKey": "", "secret": None, "urls": [{"token": "x"}]}) == {
         "apiKey": "",
         "secret": None,
         "urls": [{"token": "***"}],
