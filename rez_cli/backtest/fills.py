@@ -7,12 +7,14 @@ against the strategy:
   candle: the next one. ``entry="open"`` (the default) fills at that candle's open as a market order;
   ``entry="limit"`` rests at the decision's entry price and fills only if that candle trades through
   it (at the open when the open is already better, as an exchange would fill a marketable limit).
-- No entry when the fill would already be at or beyond the stop or the target (the market gapped
-  past the plan before the order could work).
+- No entry when the open or the fill (the open after slippage) would already be at or beyond the
+  stop or the target: the market gapped past the plan before the order could work, and a buy whose
+  slipped fill lands above its own target could only "reach" it at a loss.
 - Exits: the stop and the target rest from the moment of the fill. When one candle reaches both, the
   stop is assumed first. A candle that opens beyond the stop fills at its open, worse than the stop;
-  one that opens beyond the target fills at its open (a resting limit gets the better price). On the
-  candle of a limit entry only the stop is checked: the target may have traded before the fill.
+  one that opens beyond the target fills at its open (a resting limit gets the better price). Since
+  the fill is short of the target, a ``target`` or ``target_gap`` exit always gains before fees. On
+  the candle of a limit entry only the stop is checked: the target may have traded before the fill.
 - Market fills (entry at the open, stops, the close at the end) pay ``slippage_pct`` against the
   trader; limit fills (targets, limit entries) do not. Every fill pays ``fee_pct`` of its notional.
 - Size: ``size_pct`` of equity is committed as margin and multiplied by ``leverage`` (the notional).
@@ -183,7 +185,9 @@ def enter(order: Order, candle: Candle, equity: float, config: FillConfig) -> tu
             return None, NOT_TOUCHED
     else:
         price, at_open = _market(candle.open, side, config, opening=True), True
-    if _beyond_levels(candle.open if at_open else price, side, order.tp_price, order.sl_price):
+    # The open too: a long whose open is under the stop is refused even if slippage lifts its fill.
+    seen = (candle.open, price) if at_open else (price,)
+    if any(_beyond_levels(level, side, order.tp_price, order.sl_price) for level in seen):
         return None, BEYOND_LEVELS
     qty = notional / price
     position = Position(

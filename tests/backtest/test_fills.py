@@ -87,6 +87,44 @@ def test_a_gap_through_the_target_fills_at_the_better_open() -> None:
     assert (exit_.reason, exit_.price) == ("target_gap", 113)
 
 
+# A candle opening just under the target, whose fill after slippage is past it: 100.09 × 1.0005 =
+# 100.14 for a buy with its target at 100.1; 99.91 × 0.9995 = 99.86 for a sell targeting 99.9.
+SLIPPY = FillConfig(fee_pct=0.1, slippage_pct=0.05)
+
+
+@pytest.mark.parametrize(
+    ("order", "first"),
+    [
+        (long(tp_price=100.1), candle(0, 100.09, 100.2, 100.0, 100.1)),
+        (short(tp_price=99.9), candle(0, 99.91, 100.0, 99.8, 99.9)),
+    ],
+)
+def test_a_fill_past_the_target_after_slippage_is_not_traded(order: Order, first: Candle) -> None:
+    account = Account(10_000, SLIPPY, [first, candle(1, 100, 100.3, 99.7, 100)], HOUR)
+    state = account.submit(order)
+    account.advance(2 * HOUR)
+    account.finish()
+    # Filled, it would have "reached its target" at once, at a loss: 0.04 past the fill, plus fees.
+    assert state.status == BEYOND_LEVELS
+    assert account.trades == []
+    assert account.equity == 10_000
+
+
+def test_a_gap_through_the_target_after_a_slipped_fill_is_a_win() -> None:
+    account = Account(
+        10_000, SLIPPY, [candle(0, 100, 100.5, 99.5, 100), candle(1, 113, 114, 112.5, 113.5)], HOUR
+    )
+    account.submit(long())
+    account.advance(2 * HOUR)
+    [trade] = account.trades
+    # In at 100 × 1.0005 = 100.05, 99.95 units; out at the 113 open, past the 110 target (a resting
+    # limit: no slippage). Fees: 10 in, 99.95 × 113 × 0.1% out.
+    qty = 10_000 / 100.05
+    assert (trade.reason, trade.exit_price) == ("target_gap", 113)
+    assert trade.pnl == pytest.approx(qty * (113 - 100.05) - 10 - qty * 113 * 0.001)
+    assert trade.pnl > 0
+
+
 def test_fees_leverage_and_size_over_a_whole_trade() -> None:
     config = FillConfig(fee_pct=0.1, slippage_pct=0.0)
     account = Account(
