@@ -33,8 +33,8 @@ from rez_cli.settings import (
     config_path,
     load_profile,
     load_settings,
-    secrets_of,
     merged,
+    secrets_of,
     shipped_config_path,
 )
 
