@@ -18,7 +18,15 @@ from pathlib import Path
 from types import NoneType, UnionType
 from typing import Annotated, Any, Generic, Literal, TypeVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from rez_cli import paths, redact
 from rez_cli.errors import ConfigError, UsageError
@@ -153,7 +161,22 @@ class RiskProfile(_Section):
     min_stop_distance_pct: Annotated[float, Field(ge=0, le=100)] = 0.05
     max_target_atr: Annotated[float, Field(gt=0, le=1000)] | None = None
     max_stop_atr: Annotated[float, Field(gt=0, le=1000)] | None = None
+    # The backtest's liquidation price: the maintenance margin rate, in % of the notional (Binance
+    # starts at 0.4-0.5% for the majors and raises it for large positions).
+    maintenance_margin_pct: Annotated[float, Field(ge=0, le=50)] = 0.5
     allowed_actions: list[Action] = Field(default_factory=lambda: list(ALL_ACTIONS))
+
+    @field_validator("maintenance_margin_pct")
+    @classmethod
+    def _liquidation_below_entry(cls, value: float, info: ValidationInfo) -> float:
+        leverage = info.data.get("max_leverage")
+        # At 100 / leverage % a position at the profile's top leverage would be liquidated at its fill.
+        if isinstance(leverage, int | float) and value * leverage >= 100:
+            raise ValueError(
+                f"must be under {100 / leverage:g} (100 / max_leverage): a position at {leverage:g}x "
+                "would be liquidated as soon as it opens"
+            )
+        return value
 
     @field_validator("allowed_actions")
     @classmethod

@@ -18,7 +18,23 @@ against the strategy:
 - Market fills (entry at the open, stops, the close at the end) pay ``slippage_pct`` against the
   trader; limit fills (targets, limit entries) do not. Every fill pays ``fee_pct`` of its notional.
 - Size: ``size_pct`` of equity is committed as margin and multiplied by ``leverage`` (the notional).
-  Losses stop at the margin (isolated margin: the position is liquidated, the account survives).
+- Liquidation (isolated margin): the position is closed when its margin plus its loss falls to the
+  maintenance margin, ``maintenance_margin_pct`` of the notional at that price. With margin
+  ``entry × qty / leverage`` and maintenance rate ``mm`` that is Binance's isolated formula with no
+  maintenance amount (the first tier of its brackets)::
+
+      long:  entry × (1 - 1/leverage) / (1 - mm)
+      short: entry × (1 + 1/leverage) / (1 + mm)
+
+  (10x, 0.5%: 9.55% under a long's entry, 9.45% over a short's.) It is computed from the fill, not
+  from the decision's entry. The whole margin is lost (what the maintenance margin leaves goes to the
+  exchange's insurance fund) plus both fees; the exit price shown is the liquidation price. A candle
+  reaching it liquidates before anything else in it: before the target, and before a stop unless the
+  stop's fill (after slippage) lies strictly between the fill and the liquidation price, since the
+  price must cross such a stop first. A stop beyond liquidation never saves the position, and a
+  candle opening beyond the liquidation price liquidates whatever the stop. Candles show the traded
+  price, not the mark price exchanges liquidate on: a wick can liquidate here that an exchange's
+  mark price would have smoothed away, which errs against the strategy like every rule here.
 - One position per symbol: a decision made while a position is open is not traded.
 Funding and borrowing costs are not modelled.
 """
@@ -51,14 +67,17 @@ class FillConfig:
         slippage_pct: how much worse than the reference price a market fill is, in percent.
         entry: ``open`` (market order at the next candle's open) or ``limit`` (at the decision's
             entry price if the next candle trades through it).
+        maintenance_margin_pct: the maintenance margin rate, in percent of the notional, that sets
+            the liquidation price (a backtest takes it from the risk profile).
     """
 
     fee_pct: float = 0.1
     slippage_pct: float = 0.02
     entry: EntryRule = "open"
+    maintenance_margin_pct: float = 0.5
 
     def __post_init__(self) -> None:
-        for name in ("fee_pct", "slippage_pct"):
+        for name in ("fee_pct", "slippage_pct", "maintenance_margin_pct"):
             value = getattr(self, name)
             if not (math.isfinite(value) and 0 <= value < 100):
                 raise ValueError(f"{name} must be a percentage in [0, 100), got {value!r}")
@@ -72,6 +91,10 @@ class FillConfig:
     @property
     def slippage(self) -> float:
         return self.slippage_pct / 100
+
+    @property
+    def maintenance_margin(self) -> float:
+        return self.maintenance_margin_pct / 100
 
 
 @dataclass(frozen=True)
@@ -101,7 +124,10 @@ class Order:
 
 @dataclass(frozen=True)
 class Position:
-    """An open position; ``fill_at_open`` is False for a limit entry filled inside its candle."""
+    """An open position; ``fill_at_open`` is False for a limit entry filled inside its candle.
+
+    ``liquidation_price`` is None when no price can reach it (a long at 1x).
+    """
 
     side: int
     qty: float
@@ -115,6 +141,7 @@ class Position:
     equity_at_entry: float
     fill_at_open: bool
     ref: str = ""
+    liquidation_price: float | None = None
 
     @property
     def risk(self) -> float | None:
@@ -128,15 +155,25 @@ class Position:
         return max(self.side * self.qty * (price - self.entry_price), -self.margin)
 
 
+ExitReason = Literal["stop", "target", "stop_gap", "target_gap", "liquidation", "end"]
+# Every reason a trade can close for, in the order a summary lists them.
+EXIT_REASONS: tuple[ExitReason, ...] = ("target", "target_gap", "stop", "stop_gap", "liquidation", "end")
+LIQUIDATION: ExitReason = "liquidation"
+
+
 @dataclass(frozen=True)
 class Exit:
     price: float
-    reason: Literal["stop", "target", "stop_gap", "target_gap", "end"]
+    reason: ExitReason
 
 
 @dataclass(frozen=True)
 class Trade:
-    """A closed position. ``pnl`` is net of both fees; ``r_multiple`` is ``pnl`` over the risk."""
+    """A closed position. ``pnl`` is net of both fees; ``r_multiple`` is ``pnl`` over the risk.
+
+    ``reason`` is one of ``EXIT_REASONS``; ``liquidation_price`` is where the position would have been
+    (or was) liquidated, None when no price could.
+    """
 
     ref: str
     side: int
@@ -150,12 +187,31 @@ class Trade:
     fees: float
     r_multiple: float | None
     return_pct: float
+    liquidation_price: float | None = None
 
 
 def _market(price: float, side: int, config: FillConfig, *, opening: bool) -> float:
     """A market fill: buying pays more, selling gets less."""
     buying = (side > 0) == opening
     return price * (1 + config.slippage) if buying else price * (1 - config.slippage)
+
+
+def liquidation_price(side: int, entry: float, leverage: float, maintenance_margin: float) -> float | None:
+    """Where an isolated position opened at ``entry`` is liquidated (see the module docstring).
+
+    Args:
+        side: +1 long, -1 short.
+        entry: the fill price.
+        leverage: the notional over the margin.
+        maintenance_margin: the maintenance rate as a fraction (0.005 for 0.5%).
+
+    Returns:
+        The price, or None for a long no positive price can liquidate (leverage 1 or less).
+    """
+    if side > 0:
+        price = entry * (1 - 1 / leverage) / (1 - maintenance_margin)
+        return price if price > 0 else None
+    return entry * (1 + 1 / leverage) / (1 + maintenance_margin)
 
 
 def _beyond_levels(price: float, side: int, tp: float | None, sl: float | None) -> bool:
@@ -203,6 +259,7 @@ def enter(order: Order, candle: Candle, equity: float, config: FillConfig) -> tu
         equity_at_entry=equity,
         fill_at_open=at_open,
         ref=order.ref,
+        liquidation_price=liquidation_price(side, price, order.leverage, config.maintenance_margin),
     )
     return position, FILLED
 
@@ -210,24 +267,42 @@ def enter(order: Order, candle: Candle, equity: float, config: FillConfig) -> tu
 def exit_on(
     position: Position, candle: Candle, config: FillConfig, *, entry_candle: bool = False
 ) -> Exit | None:
-    """Whether ``candle`` closes ``position`` by its stop or target, and at what price.
+    """Whether ``candle`` closes ``position`` by liquidation, its stop or its target, and at what price.
 
     Args:
         position: the open position.
         candle: a candle after the entry, or the entry candle itself with ``entry_candle``.
         config: for the slippage of a stop (a stop-market order).
         entry_candle: the candle the position was opened in: no gap is possible (the entry already
-            refused those), and after a limit fill inside the candle only the stop is checked.
+            refused those), and after a limit fill inside the candle only the stop and liquidation
+            are checked.
     """
     side, sl, tp = position.side, position.sl_price, position.tp_price
+    liquidation = position.liquidation_price
     low_side, high_side = (candle.low, candle.high) if side > 0 else (candle.high, candle.low)
+
+    def liquidation_at(price: float) -> Exit | None:
+        if liquidation is not None and side * (price - liquidation) <= 0:
+            return Exit(liquidation, LIQUIDATION)
+        return None
+
+    def stop_or_liquidation(reference: float, reason: ExitReason) -> Exit:
+        # A stop-market order that would fill at or past the liquidation price is too late: the
+        # exchange has closed the position first.
+        fill = _market(reference, side, config, opening=False)
+        return liquidation_at(fill) or Exit(fill, reason)
+
     if not entry_candle:
+        if (gapped := liquidation_at(candle.open)) is not None:
+            return gapped
         if sl is not None and side * (candle.open - sl) <= 0:
-            return Exit(_market(candle.open, side, config, opening=False), "stop_gap")
+            return stop_or_liquidation(candle.open, "stop_gap")
         if tp is not None and side * (candle.open - tp) >= 0:
             return Exit(candle.open, "target_gap")
     if sl is not None and side * (low_side - sl) <= 0:
-        return Exit(_market(sl, side, config, opening=False), "stop")
+        return stop_or_liquidation(sl, "stop")
+    if (wicked := liquidation_at(low_side)) is not None:
+        return wicked
     target_allowed = not entry_candle or position.fill_at_open
     if target_allowed and tp is not None and side * (high_side - tp) >= 0:
         return Exit(tp, "target")
@@ -236,7 +311,8 @@ def exit_on(
 
 def close(position: Position, exit_: Exit, ts_ms: int, config: FillConfig) -> Trade:
     """The trade that closing ``position`` at ``exit_`` makes, fees included."""
-    gross = position.gross_pnl(exit_.price)
+    # A liquidation costs the whole margin: what the maintenance margin leaves is the exchange's.
+    gross = -position.margin if exit_.reason == LIQUIDATION else position.gross_pnl(exit_.price)
     exit_fee = position.qty * exit_.price * config.fee
     fees = position.entry_fee + exit_fee
     pnl = gross - fees
@@ -254,6 +330,7 @@ def close(position: Position, exit_: Exit, ts_ms: int, config: FillConfig) -> Tr
         fees=fees,
         r_multiple=pnl / risk if risk else None,
         return_pct=pnl / position.equity_at_entry * 100,
+        liquidation_price=position.liquidation_price,
     )
 
 

@@ -10,6 +10,7 @@ Conventions (every function is pure, so the tests check them against numbers wor
 - Sortino: mean / downside deviation × √periods, where the downside deviation is
   √(mean(min(r, 0)²)) over every period (Sortino and Price's target semi-deviation, target 0).
 - ``profit_factor``: gross profit / gross loss of the trades, net of fees.
+- ``liquidations``: how many trades ended liquidated (each lost its whole margin and both fees).
 - A statistic with nothing to measure (no trade, a flat curve, no losing trade for the profit
   factor) is None, never infinity or NaN: the JSON output has no such numbers.
 """
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from rez_cli.backtest.fills import Trade
+from rez_cli.backtest.fills import LIQUIDATION, Trade
 
 YEAR_MS = 365 * 86_400_000
 
@@ -41,6 +42,7 @@ class Metrics:
     avg_r_multiple: float | None
     exposure_pct: float
     trades: int
+    liquidations: int
     hold_rate: float | None
     final_equity: float
     cycles: int
@@ -151,6 +153,7 @@ def compute_metrics(
         avg_r_multiple=avg_r_multiple(trades),
         exposure_pct=exposed_candles / candles * 100 if candles else 0.0,
         trades=len(trades),
+        liquidations=sum(trade.reason == LIQUIDATION for trade in trades),
         hold_rate=(sum(action == "hold" for action in actions) / len(actions) if actions else None)
         if actions is not None
         else None,
@@ -170,6 +173,7 @@ METRIC_ROWS = (
     ("avg R multiple", "avg_r_multiple", "ratio"),
     ("exposure", "exposure_pct", "pct"),
     ("trades", "trades", "count"),
+    ("liquidations", "liquidations", "count"),
     ("hold rate", "hold_rate", "share"),
     ("final equity", "final_equity", "money"),
 )

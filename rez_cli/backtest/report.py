@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rez_cli.backtest.fills import LIQUIDATION
 from rez_cli.backtest.metrics import METRIC_ROWS, format_metric
 from rez_cli.errors import UsageError
 
@@ -45,6 +46,7 @@ table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
 th, td { padding: 0.2rem 0.8rem; border-bottom: 1px solid #ddd; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 .win { color: #137333; } .loss { color: #b00; }
+.liquidation { color: #7a0000; font-weight: bold; }
 """
 
 
@@ -180,27 +182,34 @@ def _add_trades(figure: Any, go: Any, trades: Sequence[Trade]) -> None:
                 row=1,
                 col=1,
             )
-    figure.add_trace(
-        go.Scatter(
-            x=[_time(trade.exit_ms) for trade in trades],
-            y=[trade.exit_price for trade in trades],
-            mode="markers",
-            name="exit",
-            marker={
-                "symbol": "x",
-                "size": 9,
-                "color": ["#137333" if trade.pnl > 0 else "#b00" for trade in trades],
-            },
-            text=[
-                f"{trade.reason}, pnl {trade.pnl:+,.2f}"
-                + (f", {trade.r_multiple:+.2f}R" if trade.r_multiple is not None else "")
-                for trade in trades
-            ],
-            hovertemplate="%{text}<extra>exit</extra>",
+    # Liquidations get their own marker and legend entry: they are not just another losing exit.
+    for name, chosen, marker in (
+        ("exit", [trade for trade in trades if trade.reason != LIQUIDATION], {"symbol": "x", "size": 9}),
+        (
+            "liquidation",
+            [trade for trade in trades if trade.reason == LIQUIDATION],
+            {"symbol": "star", "size": 13, "line": {"width": 1, "color": "#000"}},
         ),
-        row=1,
-        col=1,
-    )
+    ):
+        if not chosen:
+            continue
+        figure.add_trace(
+            go.Scatter(
+                x=[_time(trade.exit_ms) for trade in chosen],
+                y=[trade.exit_price for trade in chosen],
+                mode="markers",
+                name=name,
+                marker={**marker, "color": ["#137333" if trade.pnl > 0 else "#b00" for trade in chosen]},
+                text=[
+                    f"{trade.reason}, pnl {trade.pnl:+,.2f}"
+                    + (f", {trade.r_multiple:+.2f}R" if trade.r_multiple is not None else "")
+                    for trade in chosen
+                ],
+                hovertemplate=f"%{{text}}<extra>{name}</extra>",
+            ),
+            row=1,
+            col=1,
+        )
 
 
 def _metrics_table(payload: Mapping[str, Any]) -> str:
@@ -228,6 +237,7 @@ def _trades_table(trades: Sequence[Trade]) -> str:
     for trade in trades[:MAX_TRADE_ROWS]:
         css = "win" if trade.pnl > 0 else "loss"
         r_multiple = "n/a" if trade.r_multiple is None else f"{trade.r_multiple:+.2f}"
+        reason_css = " class='liquidation'" if trade.reason == LIQUIDATION else ""
         rows.append(
             "<tr>"
             f"<td>{_time(trade.entry_ms):%Y-%m-%d %H:%M}</td>"
@@ -235,7 +245,7 @@ def _trades_table(trades: Sequence[Trade]) -> str:
             f"<td>{trade.entry_price:,.6g}</td>"
             f"<td>{_time(trade.exit_ms):%Y-%m-%d %H:%M}</td>"
             f"<td>{trade.exit_price:,.6g}</td>"
-            f"<td>{html.escape(trade.reason)}</td>"
+            f"<td{reason_css}>{html.escape(trade.reason)}</td>"
             f"<td class='{css}'>{trade.pnl:+,.2f}</td>"
             f"<td class='{css}'>{r_multiple}</td>"
             f"<td class='{css}'>{trade.return_pct:+.2f}%</td>"
@@ -286,7 +296,8 @@ def render_report(report: BacktestReport, prices: Sequence[tuple[int, float]]) -
     entry = "open" if fills["entry"] == "open" else "entry price (limit)"
     costs = html.escape(
         f"fills: entry at the next candle's {entry}, fee {fills['fee_pct']:g}%, "
-        f"slippage {fills['slippage_pct']:g}% · model cost ${payload['cost_usd']:.4f} "
+        f"slippage {fills['slippage_pct']:g}%, maintenance margin {fills['maintenance_margin_pct']:g}% "
+        f"· model cost ${payload['cost_usd']:.4f} "
         f"({payload['llm_calls']} calls, {payload['cache_hits']} cached) · backtest {payload['backtest_id']}"
     )
     meta = [market, costs]

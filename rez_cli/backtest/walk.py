@@ -21,7 +21,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,8 @@ class BacktestRequest:
     ``start_ms``/``end_ms`` bound the moments cycles stand at (rounded to whole candles; ``end_ms``
     None is now, or the end of the data). ``context_timeframes`` None keeps ``[market]
     context_timeframes``. ``mode`` None is ``react`` when a model is configured, else
-    ``rules``. ``training_cutoff_ms``: a react backtest over an earlier span gets a warning.
+    ``rules``. ``training_cutoff_ms``: a react backtest over an earlier span gets a warning. The risk
+    profile's ``maintenance_margin_pct`` replaces the one in ``fills``: the profile is where a user sets it.
     """
 
     symbol: str
@@ -181,6 +182,7 @@ class BacktestReport:
                 "fee_pct": self.fills.fee_pct,
                 "slippage_pct": self.fills.slippage_pct,
                 "entry": self.fills.entry,
+                "maintenance_margin_pct": self.fills.maintenance_margin_pct,
             },
             "initial_equity": self.initial_equity,
             "metrics": _clean(self.strategy.metrics.as_dict()),
@@ -215,6 +217,7 @@ def _trade_json(trade: Trade) -> dict[str, Any]:
             "exit_ms": trade.exit_ms,
             "exit_price": trade.exit_price,
             "reason": trade.reason,
+            "liquidation_price": trade.liquidation_price,
             "pnl": trade.pnl,
             "fees": trade.fees,
             "r_multiple": trade.r_multiple,
@@ -491,6 +494,7 @@ async def run_backtest(
     for name in request.context_timeframes or ():
         timeframe_ms(name)
     settings = _with_timeframes(settings, timeframe, request.context_timeframes)
+    fills = replace(request.fills, maintenance_margin_pct=profile.maintenance_margin_pct)
     notices: list[str] = []
     warnings: list[str] = []
     mode = request.mode or ("react" if model_configured(settings.llm, request.model) else "rules")
@@ -572,7 +576,7 @@ async def run_backtest(
         backtest_id = "bt-" + uuid.uuid4().hex[:12]
 
         def new_account() -> Account:
-            return Account(request.initial_equity, request.fills, candles, step)
+            return Account(request.initial_equity, fills, candles, step)
 
         async def walk(
             mode_: str, llm_: CachingLLM | None, walk_times: Sequence[int], tag: str, phase: str
@@ -661,7 +665,7 @@ async def run_backtest(
         cost_usd=client.cost_usd if client else 0.0,
         llm_calls=client.misses if client else 0,
         cache_hits=client.hits if client else 0,
-        fills=request.fills,
+        fills=fills,
         initial_equity=request.initial_equity,
         notices=notices,
         warnings=warnings,

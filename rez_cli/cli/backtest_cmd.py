@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -22,6 +23,7 @@ from rez_cli.cli.options import (
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
+    from rich.text import Text
 
     from rez_cli.backtest.walk import BacktestReport, BacktestRequest, Progress
     from rez_cli.settings import RiskProfile, Settings
@@ -61,19 +63,43 @@ def summary_view(report: Mapping[str, Any]) -> RenderableType:
     fills = report["fills"]
     footer = display_text(
         f"fills: entry at the next candle's {'open' if fills['entry'] == 'open' else 'entry price (limit)'}, "
-        f"fee {fills['fee_pct']:g}%, slippage {fills['slippage_pct']:g}% · "
+        f"fee {fills['fee_pct']:g}%, slippage {fills['slippage_pct']:g}%, "
+        f"maintenance margin {fills['maintenance_margin_pct']:g}% · "
         f"model cost ${report['cost_usd']:.4f} "
         f"({report['llm_calls']} calls, {report['cache_hits']} cached) · "
         f"backtest {report['backtest_id']} in {report['journal']}",
         "dim",
         multiline=False,
     )
-    parts: list[RenderableType] = [header, table, footer]
+    parts: list[RenderableType] = [header, table]
+    exits = exits_line(report["trades"])
+    if exits is not None:
+        parts.append(exits)
+    parts.append(footer)
     if report.get("stopped"):
         parts.append(
             display_text(f"incomplete: stopped early ({report['stopped']})", "bold yellow", multiline=False)
         )
     return Group(*parts)
+
+
+def exits_line(trades: Sequence[Mapping[str, Any]]) -> Text | None:
+    """How the strategy's trades ended, by reason; a liquidation stands out. None without trades."""
+    from rich.text import Text
+
+    from rez_cli.backtest.fills import EXIT_REASONS, LIQUIDATION
+
+    counts = Counter(str(trade["reason"]) for trade in trades)
+    if not counts:
+        return None
+    line = Text("exits: ")
+    reasons: list[str] = [reason for reason in EXIT_REASONS if counts[reason]]
+    reasons += sorted(reason for reason in counts if reason not in EXIT_REASONS)
+    for index, reason in enumerate(reasons):
+        if index:
+            line.append(" · ")
+        line.append(f"{counts[reason]} {reason}", style="bold red" if reason == LIQUIDATION else "")
+    return line
 
 
 def backtest(
@@ -196,6 +222,10 @@ def backtest(
     Example: rez backtest BTC/USDT --exchange sim --mode rules --from 2021-01-01 --to 2021-03-01
 
     Every cycle sees only the candles closed by its moment, on every timeframe.
+
+    Positions are isolated margin: one whose loss eats its margin down to the profile's
+    maintenance_margin_pct of the notional is liquidated (exit reason "liquidation"), losing the
+    whole margin and the fees, whatever its stop.
 
     Model answers are cached: running the same backtest again calls no model.
 
