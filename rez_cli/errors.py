@@ -44,8 +44,14 @@ class RezError(Exception):
         self.hint = hint
 
     def one_line(self) -> str:
-        """The message and hint joined as the single line printed on stderr."""
-        return f"{self.message} ({self.hint})" if self.hint else self.message
+        """The message and hint joined as the single line printed on stderr, secrets struck.
+
+        Messages are built from what a server, a file or the user said; the secrets this invocation
+        registered (``rez_cli.redact.active``) and URL credentials never reach the terminal in one.
+        """
+        from rez_cli.redact import active
+
+        return active().text(f"{self.message} ({self.hint})" if self.hint else self.message)
 
 
 class ConfigError(RezError):

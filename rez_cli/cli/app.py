@@ -73,9 +73,13 @@ _register()
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``rez`` and return its exit code; a ``RezError`` becomes one line on stderr."""
     from rez_cli.cli.console import invocation_argv
+    from rez_cli.redact import reset_active
 
     args = list(argv) if argv is not None else sys.argv[1:]
     invocation_argv.set(tuple(args))
+    # Secrets are registered as this invocation loads its config; an earlier main() in the same
+    # process (a test, a program driving rez) had its own.
+    reset_active()
     try:
         app(args=args, prog_name="rez")
     except SystemExit as exit_:
