@@ -4,6 +4,14 @@ This is the only place the pieces meet: market data → context → reasoning ma
 decision. The CLI is one caller; other programs embed the same call. A failure anywhere after the
 inputs are known ends in a hold with a stable error code, never in an exception; bad inputs
 (unknown symbol, candles that break a rule) are raised as ``RezError`` for the caller to report.
+
+Two kinds of event:
+
+- ``decide`` (Rez's own): a full cycle on a market, ending in a ``Decision`` (status ``decided``,
+  ``held`` or ``rejected``).
+- ``decision`` (the public reasoning-manager specification): a decision proposed by the caller,
+  vetted by the risk profile's policy, with advice from ``orchestrator.reasoning_manager`` when one
+  is attached (status ``accepted`` or ``rejected``). It reads no market and calls no model of Rez's.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+from pydantic import ValidationError
 
 from rez_cli import indicators
 from rez_cli.choice import DEFAULT_MODEL, choose_model
@@ -29,7 +38,7 @@ from rez_cli.market.source import MarketSource
 from rez_cli.market.view import MarketView
 from rez_cli.policy import evaluate
 from rez_cli.reasoning.llm import LLMClient
-from rez_cli.reasoning.manager import AdvisorySignal, MemoryAccessor, ReasoningManager
+from rez_cli.reasoning.manager import CONSTRUCTION_FAILED, AdvisorySignal, MemoryAccessor, ReasoningManager
 from rez_cli.reasoning.modes import CycleServices, react_mode, rules_mode, turn_dict
 from rez_cli.reasoning.prompts import first_messages
 from rez_cli.reasoning.react import Turn
@@ -37,7 +46,7 @@ from rez_cli.reasoning.tools import ToolRegistry, fetch_indicator_tool
 from rez_cli.reasoning.usage import Meter, estimate_tokens
 from rez_cli.recording import CycleRecorder
 from rez_cli.redact import active
-from rez_cli.settings import LLMSettings, RiskProfile, Settings, secrets_of
+from rez_cli.settings import LLMSettings, RiskProfile, Settings, load_profile, load_settings, secrets_of
 from rez_cli.timeframes import timeframe_ms
 
 BUILTIN_MODES = {"react": react_mode, "rules": rules_mode}
@@ -45,9 +54,12 @@ BUILTIN_MODES = {"react": react_mode, "rules": rules_mode}
 
 @dataclass(frozen=True)
 class Event:
-    """Something to decide on.
+    """Something to decide on, or a decision to vet.
 
-    ``event_type`` ``decide`` takes ``{"symbol": ..., "mode"?: ..., "as_of"?: ms}``.
+    ``event_type`` ``decide`` takes ``{"symbol": ..., "mode"?: ..., "as_of"?: ms}``; ``decision``
+    takes ``{"id": ..., "reasoning_mode"?: ..., "action": ..., "entry_price"?: ..., "tp_price"?: ...,
+    "sl_price"?: ..., "leverage"?: ..., "confidence"?: ..., "rationale"?: ..., "invalidation"?: ...,
+    "last_price"?: ...}`` (``Orchestrator.handle_event`` says what each is for).
     """
 
     event_type: str
@@ -146,7 +158,8 @@ def memory_text(past: Mapping[str, Any]) -> str:
 @dataclass(frozen=True)
 class EventResult:
     """``status``: ``decided`` (a decision, a chosen hold included), ``held`` (a hold forced by a
-    failure), or ``rejected`` (an event Rez does not handle)."""
+    failure), or ``rejected`` (an event Rez does not handle, or a ``decision`` event the policy or
+    its validation refused); ``accepted``: a ``decision`` event the policy let through."""
 
     status: str
     decision_id: str
@@ -156,6 +169,126 @@ class EventResult:
     def decision(self) -> Decision | None:
         raw = self.metadata.get("decision")
         return Decision.model_validate(raw) if raw is not None else None
+
+
+# The fields of a proposed decision that a ``decision`` event's payload may carry.
+ANSWER_FIELDS = (
+    "action",
+    "entry_price",
+    "tp_price",
+    "sl_price",
+    "leverage",
+    "confidence",
+    "rationale",
+    "invalidation",
+)
+# A mode's decision comes from the model's text, one way or another; a fallback is Rez's own hold.
+_MODE_SOURCES = ("native", "extracted", "repaired")
+
+
+def _problem(error: Exception) -> str:
+    """One line saying what is wrong with a value, the field first when pydantic knows it."""
+    if isinstance(error, ValidationError) and error.errors():
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return f"{where}: {first['msg']}" if where else str(first["msg"])
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def _positive_finite(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value) and value > 0
+    except OverflowError:  # an int too large for a float is no price
+        return False
+
+
+def _proposed(payload: Mapping[str, Any]) -> tuple[ModelAnswer, str] | str:
+    """The answer and its source that a mode's ``decision`` signal carries, or what is wrong with it."""
+    try:
+        raw = payload.get("answer")
+        if not isinstance(raw, Mapping):
+            return "its payload has no 'answer' object"
+        answer = ModelAnswer.model_validate(dict(raw))
+        source = payload.get("source", "native")
+        if not isinstance(source, str) or source not in _MODE_SOURCES:
+            return f"its source must be one of {', '.join(_MODE_SOURCES)}"
+    except Exception as error:
+        return f"its answer is not a decision: {_problem(error)}"
+    return answer, source
+
+
+def _decision_id(value: Any) -> str | None:
+    """A ``decision`` event's id as the result carries it, or None when there is no usable one."""
+    if isinstance(value, str) and value.strip():
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _refused_plan(profile: RiskProfile, error: str, detail: str) -> dict[str, Any]:
+    """The plan result of a ``decision`` event refused before the policy could read it."""
+    return {
+        "passed": False,
+        "error": error,
+        "detail": detail,
+        "size_pct": 0.0,
+        "reward_risk": None,
+        "profile": profile.name,
+        "last_price": None,
+        "checks": [],
+    }
+
+
+def _vet_result(
+    status: str, decision_id: str, plan_result: dict[str, Any], advisory: list[dict[str, Any]]
+) -> EventResult:
+    return EventResult(
+        status=status,
+        decision_id=decision_id,
+        metadata={"plan_result": plan_result, "advisory_signals": advisory},
+    )
+
+
+async def _advice(
+    manager: ReasoningManager,
+    decision_id: str,
+    payload: dict[Any, Any],
+    context: dict[str, Any],
+    mode: Any,
+    plan_id: Any,
+) -> list[dict[str, Any]]:
+    """The manager's signals as a ``decision`` event reports them; advice can never fail the event."""
+    try:
+        signals = await manager.reason(
+            decision_id=decision_id,
+            event_payload=payload,
+            execution_context=context,
+            reasoning_mode=mode,
+            plan_id=plan_id,
+        )
+        return [
+            {
+                "decision_id": signal.decision_id,
+                "signal_type": signal.signal_type,
+                "payload": signal.payload,
+                "confidence": signal.confidence,
+            }
+            for signal in signals
+        ]
+    except Exception as error:  # a manager of the caller's own that breaks its promise
+        message = f"reasoning_exception: {_problem(error)}"
+        return [
+            {
+                "decision_id": decision_id,
+                "signal_type": "error",
+                "payload": {"error": message, "detail": "the reasoning manager raised"},
+                "confidence": None,
+            }
+        ]
 
 
 def model_configured(
@@ -173,17 +306,25 @@ def default_mode(llm: LLMSettings, model_override: str | None) -> str:
 class Orchestrator:
     """Runs decision cycles for one settings + profile, over one market source.
 
+    ``Orchestrator()`` is the offline default: the settings Rez reads from its config file, their
+    risk profile, the seeded ``sim`` market, no model (so ``decide`` events run the ``rules`` mode).
+    ``manager`` runs Rez's modes (``react``, ``rules``) for ``decide`` events; ``reasoning_manager``
+    (None until set) advises on ``decision`` events and never changes their outcome.
+
     ``memo``: indicator results shared by every cycle, only for a source whose candles never change
     (a backtest's ``HistorySource``); by default each cycle has its own. ``chart``: keep the primary
     timeframe's closes and EMA in the trace (``trace["chart"]``, for ``rez decide --chart``); a
     backtest, which draws no chart, turns it off.
+
+    Raises:
+        ConfigError: no settings or profile were given, and Rez's own cannot be read.
     """
 
     def __init__(
         self,
-        settings: Settings,
-        profile: RiskProfile,
-        source: MarketSource,
+        settings: Settings | None = None,
+        profile: RiskProfile | None = None,
+        source: MarketSource | None = None,
         *,
         llm: LLMClient | None = None,
         model: str | None = None,
@@ -197,6 +338,14 @@ class Orchestrator:
         memo: IndicatorMemo | None = None,
         chart: bool = True,
     ) -> None:
+        if settings is None:
+            settings = load_settings().value
+        if profile is None:
+            profile = load_profile(settings.risk.profile).value
+        if source is None:
+            from rez_cli.market.sim import SimSource
+
+            source = SimSource(seed=settings.market.seed)
         self.settings = settings
         self.profile = profile
         self.source = source
@@ -205,9 +354,9 @@ class Orchestrator:
         self.manager = manager or ReasoningManager(
             BUILTIN_MODES,
             memory_accessor=memory,
-            timeout_ms=int(settings.llm.cycle_timeout_s * 1000),
-            default_mode="react",
+            timeout_ms=settings.llm.cycle_timeout_s * 1000,
         )
+        self.reasoning_manager: ReasoningManager | None = None
         self.max_turns = max_turns or settings.llm.max_turns
         self.max_cost_usd = max_cost_usd
         self.on_turn = on_turn
@@ -219,25 +368,51 @@ class Orchestrator:
         self._redactor = active().extended(secrets_of(settings))
 
     async def handle_event(self, event: Event) -> EventResult:
-        """Run one cycle for a ``decide`` event.
+        """Run one cycle for a ``decide`` event, or vet a ``decision`` event.
+
+        A ``decision`` event's payload is a proposed decision: ``id`` (a string, or an integer
+        taken as its digits), ``action`` and the levels, ``leverage``, ``confidence``,
+        ``rationale``, ``invalidation`` as in the decision's JSON, optionally ``last_price`` (the
+        market the levels' distances are measured from; the entry price when absent) and
+        ``reasoning_mode`` for the advice (``"default"`` when absent). The profile's policy decides
+        the status, ``accepted`` or ``rejected``; the advice comes after and cannot change it. The
+        result: ``EventResult(status, decision_id=payload["id"], metadata={"plan_result": {passed,
+        error, detail, size_pct, reward_risk, profile, last_price, checks}, "advisory_signals":
+        [{decision_id, signal_type, payload, confidence}, ...]})``, the signals ``[]`` with no
+        ``reasoning_manager``. A payload that is not a dict, has no usable ``id`` or whose fields do
+        not make a decision is ``rejected`` (``plan_result["error"]``: ``invalid_event_payload``,
+        ``missing_decision_id``, ``invalid_decision``), never an exception; one without an ``id``
+        gets a fresh ``decision_id`` and no advice.
 
         Raises:
-            RezError: the inputs cannot be used (unknown symbol, invalid candles, unknown timeframe).
+            RezError: a ``decide`` event's inputs cannot be used (unknown symbol, invalid candles,
+                unknown timeframe). A ``decision`` event never raises.
         """
+        event_type = getattr(event, "event_type", None)
+        if event_type == "decision":
+            return await self._vet_decision(event)
         decision_id = uuid.uuid4().hex[:16]
+        payload = getattr(event, "payload", None)
+        as_of = payload.get("as_of") if isinstance(payload, Mapping) else None
         if (
-            event.event_type != "decide"
-            or not isinstance(event.payload, Mapping)
-            or not event.payload.get("symbol")
+            event_type != "decide"
+            or not isinstance(payload, Mapping)
+            or not payload.get("symbol")
+            or (as_of is not None and (isinstance(as_of, bool) or not isinstance(as_of, int)))
         ):
             return EventResult(
                 "rejected",
                 decision_id,
-                {"error": "unsupported_event", "detail": "expected event_type 'decide' with a symbol"},
+                {
+                    "error": "unsupported_event",
+                    "detail": "expected event_type 'decide' with a symbol (and as_of in ms, if any), "
+                    "or 'decision'",
+                },
             )
-        symbol = str(event.payload["symbol"])
-        mode = str(event.payload.get("mode") or default_mode(self.settings.llm, self.model))
-        as_of = event.payload.get("as_of")
+        symbol = str(payload["symbol"])
+        # Without a model client only the rules mode can run: the offline default.
+        fallback = default_mode(self.settings.llm, self.model) if self.llm is not None else "rules"
+        mode = str(payload.get("mode") or fallback)
         meter = Meter(prices=self.settings.llm.prices, max_cost_usd=self.max_cost_usd)
         started = time.perf_counter()
         try:
@@ -251,7 +426,7 @@ class Orchestrator:
         if self.on_context is not None:
             self.on_context(prepared.context)
         # Dumped once per cycle and shared: the recorder writes them at once, the trace is the
-        # cycle's own, and the manager hands the mode a frozen copy of the payload.
+        # cycle's own, and the manager hands the mode a copy of the payload.
         context_json = prepared.context.model_dump(mode="json")
         profile_json = self.profile.model_dump(mode="json")
         if self.recorder is not None:
@@ -284,16 +459,101 @@ class Orchestrator:
         services.trace["context"] = context_json
         if prepared.chart is not None:
             services.trace["chart"] = prepared.chart
-        payload = {"symbol": symbol, "context": context_json, "profile": profile_json}
+        mode_payload = {"symbol": symbol, "context": context_json, "profile": profile_json}
         with meter.stage("reasoning"):
             signals = await self.manager.reason(
-                decision_id, payload, services, reasoning_mode=mode, plan_id=event.correlation_id
+                decision_id, mode_payload, services, reasoning_mode=mode, plan_id=event.correlation_id
             )
         meter.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 3)
         result = self._conclude(
             decision_id, symbol, mode, event, meter, prepared.context.last_price, signals, services
         )
         return result
+
+    async def _vet_decision(self, event: Event) -> EventResult:
+        raw = getattr(event, "payload", None)
+        fields: dict[Any, Any] | None = None
+        if isinstance(raw, Mapping):
+            try:
+                fields = dict(raw)
+            except Exception:  # a mapping that cannot be read is no better than no mapping
+                fields = None
+        if fields is None:
+            return _vet_result(
+                "rejected",
+                uuid.uuid4().hex[:16],
+                _refused_plan(
+                    self.profile,
+                    "invalid_event_payload",
+                    f"the payload is a {type(raw).__name__}, not a dict",
+                ),
+                [],
+            )
+        decision_id = _decision_id(fields.get("id"))
+        if decision_id is None:
+            return _vet_result(
+                "rejected",
+                uuid.uuid4().hex[:16],
+                _refused_plan(
+                    self.profile, "missing_decision_id", "the payload needs an 'id': a non-empty string"
+                ),
+                [],
+            )
+        plan_result = self._plan_result(fields)
+        status = "accepted" if plan_result["passed"] else "rejected"
+        advisory: list[dict[str, Any]] = []
+        if self.reasoning_manager is not None:
+            reasoning_context = {
+                "status": status,
+                "plan_result": plan_result,
+                "profile": self.profile.model_dump(mode="json"),
+                "event": {
+                    "event_type": "decision",
+                    "timestamp": getattr(event, "timestamp", None),
+                    "correlation_id": getattr(event, "correlation_id", None),
+                },
+            }
+            advisory = await _advice(
+                self.reasoning_manager,
+                decision_id,
+                fields,
+                reasoning_context,
+                fields.get("reasoning_mode", "default"),
+                getattr(event, "correlation_id", None),
+            )
+        return _vet_result(status, decision_id, plan_result, advisory)
+
+    def _plan_result(self, fields: Mapping[Any, Any]) -> dict[str, Any]:
+        """The policy's verdict on a proposed decision, or why its fields make none."""
+        try:
+            answer = ModelAnswer.model_validate(
+                {name: fields[name] for name in ANSWER_FIELDS if name in fields}
+            )
+        except Exception as error:  # whatever the caller sent: any field may be any object
+            return _refused_plan(self.profile, "invalid_decision", _problem(error))
+        given = fields.get("last_price")
+        if given is not None:
+            if not _positive_finite(given):
+                return _refused_plan(
+                    self.profile, "invalid_decision", "last_price must be a positive finite number"
+                )
+            last_price = float(given)
+        else:
+            # Every distance the policy measures is then measured from the entry: the caller said
+            # nothing of the market. A hold, or a trade without a usable entry, never reaches it.
+            entry = answer.entry_price
+            last_price = entry if entry is not None and _positive_finite(entry) else math.nan
+        verdict = evaluate(answer, self.profile, last_price)
+        return {
+            "passed": verdict.passed,
+            "error": verdict.error,
+            "detail": verdict.detail,
+            "size_pct": verdict.size_pct,
+            "reward_risk": verdict.reward_risk,
+            "profile": self.profile.name,
+            "last_price": float(given) if given is not None else None,
+            "checks": [{"rule": c.rule, "passed": c.passed, "detail": c.detail} for c in verdict.checks],
+        }
 
     async def dry_run(self, symbol: str, as_of_ms: int | None = None) -> DryRun:
         """Everything up to the first model call, and what that call would send; calls no model.
@@ -393,12 +653,28 @@ class Orchestrator:
         signals: list[AdvisorySignal],
         services: CycleServices,
     ) -> EventResult:
-        verdicts = []
-        chosen: tuple[AdvisorySignal, ModelAnswer, Any] | None = None
+        verdicts: list[dict[str, Any]] = []
+        chosen: tuple[AdvisorySignal, ModelAnswer, Any, str] | None = None
+        malformed: AdvisorySignal | None = None
         for signal in signals:
-            if signal.signal_type != "decision" or "answer" not in signal.payload:
+            if signal.signal_type != "decision":
                 continue
-            answer = ModelAnswer.model_validate(dict(signal.payload["answer"]))
+            read = _proposed(signal.payload)
+            if isinstance(read, str):
+                # A mode of the caller's may answer anything: what is not a decision holds, and says why.
+                malformed = malformed or AdvisorySignal(
+                    signal.decision_id,
+                    "error",
+                    {"detail": f"the mode's decision signal is malformed: {read}"},
+                    signal.plan_id,
+                    reasoning_mode=signal.reasoning_mode,
+                    error=CONSTRUCTION_FAILED,
+                )
+                verdicts.append(
+                    {"decision_id": signal.decision_id, "error": CONSTRUCTION_FAILED, "detail": read}
+                )
+                continue
+            answer, source = read
             verdict = evaluate(answer, self.profile, last_price, atr=services.context.primary_atr)
             verdicts.append(
                 {
@@ -412,10 +688,10 @@ class Orchestrator:
                 }
             )
             if chosen is None:
-                chosen = (signal, answer, verdict)
+                chosen = (signal, answer, verdict, source)
         trace = {**services.trace, "context_text": services.context_text, "verdicts": verdicts}
         if chosen is None:
-            failed = next((signal for signal in signals if signal.error), None)
+            failed = next((signal for signal in signals if signal.error), malformed)
             code = failed.error if failed and failed.error else "no_decision"
             detail = str(failed.payload.get("detail", "")) if failed else "the mode returned no decision"
             return self._held(
@@ -430,8 +706,7 @@ class Orchestrator:
                 signals,
                 context=services.context,
             )
-        signal, answer, verdict = chosen
-        source = str(signal.payload.get("source", "native"))
+        signal, answer, verdict, source = chosen
         if not verdict.passed:
             return self._held(
                 decision_id,
@@ -455,7 +730,7 @@ class Orchestrator:
             sl_price=answer.sl_price if answer.action != "hold" else None,
             leverage=answer.leverage_or_one if answer.action != "hold" else 1.0,
             size_pct=verdict.size_pct,
-            confidence=signal.confidence,
+            confidence=answer.confidence_or_zero,
             rationale=answer.rationale,
             invalidation=answer.invalidation,
             mode=mode,

@@ -1,8 +1,12 @@
 """The reasoning modes Rez ships: ``react`` (the LLM loop) and ``rules`` (the deterministic baseline).
 
-Both receive the same services (market view, tool registry, profile) and return the same proposal:
-``{"answer": ModelAnswer, "source": ...}`` plus a trace in the metadata. Failures the mode can name
-(the model timed out, the budget ran out, the exchange went away) are error proposals with a stable code.
+They are modes of the reasoning manager's contract, ``async def mode(payload, context, timeout_ms)``
+returning signal dicts, with the cycle's ``CycleServices`` as the context (market view, tool registry,
+profile, model, meter, trace). Both return the same signal: ``signal_type`` ``decision`` with the
+payload ``{"answer": ModelAnswer, "source": ...}`` and the trace in its ``metadata``. Failures the
+mode can name (the model timed out, the budget ran out, the exchange went away) are ``error``
+signals with a stable code in ``error``. The manager's own time bound covers the whole mode, so
+they leave ``timeout_ms`` to it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from rez_cli.context import Context
 from rez_cli.decision import ModelAnswer, answer_json_schema, answer_problem
 from rez_cli.errors import RezError
 from rez_cli.reasoning.llm import LLMClient, LLMError
-from rez_cli.reasoning.manager import ModeRequest, Proposal
 from rez_cli.reasoning.parse import numbers_in, parse_answer
 from rez_cli.reasoning.prompts import first_messages, repair_messages
 from rez_cli.reasoning.react import ReactOutcome, Turn, react_loop
@@ -28,7 +31,12 @@ from rez_cli.settings import LLMSettings, RiskProfile
 
 @dataclass
 class CycleServices:
-    """The execution context of one cycle: what a mode may use, besides the read-only payload."""
+    """The execution context of one cycle: what a mode may use, besides its copy of the payload.
+
+    The manager hands modes copies of their context; these are the cycle's live services (an open
+    model connection, the meter the usage is counted on, the trace the cycle journals), so a copy of
+    them is themselves.
+    """
 
     context: Context
     context_text: str
@@ -42,6 +50,17 @@ class CycleServices:
     memory_text: str | None = None
     on_turn: Callable[[Turn], None] | None = None
     trace: dict[str, Any] = field(default_factory=dict)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CycleServices:
+        return self
+
+
+def _services(context: Any) -> CycleServices:
+    if not isinstance(context, CycleServices):
+        raise TypeError(
+            f"this mode runs inside Rez's cycle: its context is CycleServices, not {type(context).__name__}"
+        )
+    return context
 
 
 def _tool_result_dict(result: ToolResult) -> dict[str, Any]:
@@ -69,22 +88,30 @@ def turn_dict(turn: Turn) -> dict[str, Any]:
     }
 
 
-def _failure(code: str, detail: str, trace: dict[str, Any]) -> list[Proposal]:
-    return [Proposal("error", {"detail": detail}, 0.0, error=code, metadata={"trace": trace})]
+def _failure(code: str, detail: str, trace: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "signal_type": "error",
+            "payload": {"detail": detail},
+            "confidence": 0.0,
+            "error": code,
+            "metadata": {"trace": trace},
+        }
+    ]
 
 
-def _decision(answer: ModelAnswer, source: str, trace: dict[str, Any]) -> list[Proposal]:
+def _decision(answer: ModelAnswer, source: str, trace: dict[str, Any]) -> list[dict[str, Any]]:
     if answer.confidence_percent is not None:
         trace.setdefault("notes", []).append(
             f"confidence {answer.confidence_percent:g} read as a percent: {answer.confidence_or_zero:g}"
         )
     return [
-        Proposal(
-            "decision",
-            {"answer": answer.model_dump(), "source": source},
-            answer.confidence_or_zero,
-            metadata={"trace": trace},
-        )
+        {
+            "signal_type": "decision",
+            "payload": {"answer": answer.model_dump(), "source": source},
+            "confidence": answer.confidence_or_zero,
+            "metadata": {"trace": trace},
+        }
     ]
 
 
@@ -159,9 +186,9 @@ async def _repair(
     return answer, None, None
 
 
-async def react_mode(request: ModeRequest) -> list[Proposal]:
+async def react_mode(payload: dict[str, Any], context: Any, timeout_ms: int) -> list[dict[str, Any]]:
     """The LLM reasons over the context, may call tools, and ends with a decision."""
-    services: CycleServices = request.execution_context
+    services = _services(context)
     trace = services.trace
     trace["mode"] = "react"
     if services.llm is None or not services.model:
@@ -251,9 +278,9 @@ def _levels(price: float, stop_offset: float, reward_risk: float) -> tuple[float
     return entry, stop, target
 
 
-async def rules_mode(request: ModeRequest) -> list[Proposal]:
+async def rules_mode(payload: dict[str, Any], context: Any, timeout_ms: int) -> list[dict[str, Any]]:
     """A deterministic baseline over the same tools, with the same output shape as ``react``."""
-    services: CycleServices = request.execution_context
+    services = _services(context)
     trace = services.trace
     trace["mode"] = "rules"
     timeframes = list(services.context.timeframes)
