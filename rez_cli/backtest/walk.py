@@ -47,7 +47,8 @@ from rez_cli.reasoning.llm import LLMClient, LLMNotConfigured
 from rez_cli.settings import RiskProfile, Settings
 from rez_cli.timeframes import timeframe_ms
 
-# Without --from, a backtest covers the 30 days before --to (or now).
+# Without --from, a backtest covers the 30 days before its end: --to (or now), or the last candle of
+# the data when that comes first.
 DEFAULT_SPAN_MS = 30 * 86_400_000
 MODES = ("react", "rules")
 DEFAULT_TRAINING_CUTOFF = "2023-10-01"
@@ -66,10 +67,11 @@ class BacktestRequest:
     """What ``rez backtest`` was asked for.
 
     ``start_ms``/``end_ms`` bound the moments cycles stand at (rounded to whole candles; ``end_ms``
-    None is now, or the end of the data). ``context_timeframes`` None keeps ``[market]
-    context_timeframes``. ``mode`` None is ``react`` when a model is configured, else
-    ``rules``. ``training_cutoff_ms``: a react backtest over an earlier span gets a warning. The risk
-    profile's ``maintenance_margin_pct`` replaces the one in ``fills``: the profile is where a user sets it.
+    None is now, or the end of the data; ``start_ms`` None is 30 days before that end).
+    ``context_timeframes`` None keeps ``[market] context_timeframes``. ``mode`` None is ``react``
+    when a model is configured, else ``rules``. ``training_cutoff_ms``: a react backtest over an
+    earlier span gets a warning. The risk profile's ``maintenance_margin_pct`` replaces the one in
+    ``fills``: the profile is where a user sets it.
     """
 
     symbol: str
@@ -444,6 +446,18 @@ def _with_timeframes(settings: Settings, timeframe: str, context: Sequence[str] 
     return settings.model_copy(update={"market": settings.market.model_copy(update=update)})
 
 
+async def _data_end(market: MarketSource, symbol: str, timeframe: str, end_ms: int) -> int:
+    """The close of the last ``timeframe`` candle closed by ``end_ms``: where the data ends.
+
+    Raises:
+        DataError, ExchangeError: from the source (no candle at all included).
+    """
+    frame = (await market.fetch(symbol, [timeframe], 1, until_ms=end_ms))[timeframe]
+    if frame.empty:
+        return end_ms
+    return min(end_ms, int(frame["timestamp"].iloc[-1]) + timeframe_ms(timeframe))
+
+
 def _first_moment(history: HistorySource, timeframes: Sequence[str], start_ms: int, step: int) -> int:
     """The first whole-candle moment at or after ``start_ms`` with enough history on every timeframe."""
     ready = start_ms
@@ -503,14 +517,15 @@ async def run_backtest(
     if request.mode is None and mode == "rules":
         notices.append("no model configured: backtesting the deterministic rules mode")
     requested_end = request.end_ms if request.end_ms is not None else int(time.time() * 1000)
-    requested_start = request.start_ms if request.start_ms is not None else requested_end - DEFAULT_SPAN_MS
-    start = -(-requested_start // step) * step
     end = requested_end // step * step
-    if start >= end:
-        raise UsageError(
-            f"the span {iso(requested_start)}..{iso(requested_end)} holds no whole {timeframe} candle",
-            hint="--from must come before --to",
-        )
+    start = end - DEFAULT_SPAN_MS  # until the data says where it ends (below)
+    if request.start_ms is not None:
+        start = -(-request.start_ms // step) * step
+        if start >= end:
+            raise UsageError(
+                f"the span {iso(request.start_ms)}..{iso(requested_end)} holds no whole {timeframe} candle",
+                hint="--from must come before --to",
+            )
     model: str | None = None
     client: CachingLLM | None = None
     if mode == "react":
@@ -536,6 +551,11 @@ async def run_backtest(
         settings, exchange=request.exchange, data=request.data, use_cache=request.use_cache, now_ms=end
     )
     try:
+        if request.start_ms is None:
+            # Files of last year, asked for "the last 30 days", mean their own last 30 days, not an
+            # empty month before now.
+            end = await _data_end(market, request.symbol, timeframe, end)
+            start = -(-(end - DEFAULT_SPAN_MS) // step) * step
         history = HistorySource(
             market, request.symbol, start_ms=start, end_ms=end, warmup=settings.market.candles
         )

@@ -108,14 +108,17 @@ def backtest(
         str | None,
         typer.Option(
             "--from",
-            help="First moment a cycle stands at (2021-01-01, UTC). Default: 30 days before --to.",
+            help="First moment a cycle stands at (2021-01-01, UTC). Default: 30 days before the end: "
+            "--to, or the last candle of the data when it ends earlier.",
             show_default=False,
         ),
     ] = None,
     to: Annotated[
         str | None,
         typer.Option(
-            "--to", help="Last moment (UTC). Default: now, or the end of the data.", show_default=False
+            "--to",
+            help="Last moment (UTC). Default: now, or the last candle of the data when it ends earlier.",
+            show_default=False,
         ),
     ] = None,
     timeframe: Annotated[

@@ -280,3 +280,38 @@ def test_without_from_the_last_30_days_before_to_are_walked(capsys: pytest.Captu
     stamps = [decision["timestamp"] for decision in report["decisions"]]
     assert len(stamps) == 30
     assert stamps[0] == 1_612_137_600_000 - 30 * 86_400_000  # the first moment: 30 days before --to
+
+
+@pytest.mark.parametrize("to", [None, "2022-01-01"])
+def test_without_from_files_walk_their_own_last_30_days(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, to: str | None
+) -> None:
+    # 60 days of 1h candles from 2021-03-01: the data ends long before now (and before a later --to).
+    make_candles(60 * 24, seed=8).to_csv(tmp_path / "BTC_USDT-1h.csv", index=False)
+    result = run(
+        capsys, "backtest", "BTC/USDT", "--data", str(tmp_path), "--timeframes", "1h", "--mode", "rules",
+        "--every", "24", "--no-baselines", "--json", *(("--to", to) if to else ()),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    [report] = result.json_lines()
+    data_end = START_MS + 60 * 24 * HOUR  # the close of the last candle
+    assert report["end_ms"] == data_end
+    assert report["start_ms"] == data_end - 30 * 24 * HOUR
+    stamps = [decision["timestamp"] for decision in report["decisions"]]
+    assert stamps == [data_end - (30 - day) * 24 * HOUR for day in range(30)]
+    assert report["metrics"]["cycles"] == 30
+
+
+def test_without_from_a_to_inside_the_files_keeps_its_30_days(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    make_candles(60 * 24, seed=8).to_csv(tmp_path / "BTC_USDT-1h.csv", index=False)
+    to_ms = START_MS + 45 * 24 * HOUR
+    result = run(
+        capsys, "backtest", "BTC/USDT", "--data", str(tmp_path), "--timeframes", "1h", "--mode", "rules",
+        "--every", "24", "--no-baselines", "--json", "--to", str(to_ms),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    [report] = result.json_lines()
+    assert (report["start_ms"], report["end_ms"]) == (to_ms - 30 * 24 * HOUR, to_ms)
+    assert report["decisions"][0]["timestamp"] == to_ms - 30 * 24 * HOUR
