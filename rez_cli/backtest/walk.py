@@ -265,12 +265,14 @@ class WalkMemory:
     def recent(
         self, symbol: str, limit: int = 3, *, exchange: str | None = None, before_ms: int | None = None
     ) -> list[Mapping[str, Any]]:
-        """This walk's decisions before ``before_ms``, newest first, each with its ``outcome``."""
+        """This walk's decisions that saw the market before ``before_ms``, newest first, with ``outcome``."""
         found: list[Mapping[str, Any]] = []
         for decision, state in reversed(self.entries):
             if len(found) >= max(0, limit):
                 break
-            if before_ms is not None and int(decision["timestamp"]) >= before_ms:
+            # ``before_ms`` is the market moment the asking cycle saw, so it is compared with the
+            # moment each decision saw, not with when it was asked (they differ inside a data gap).
+            if before_ms is not None and int(decision["as_of"]) >= before_ms:
                 continue
             found.append({**decision, "outcome": self._outcome(state)})
         return found
@@ -378,9 +380,11 @@ async def _walk(
             return walk
         failures_in_a_row = failures_in_a_row + 1 if error in TRANSIENT_ERRORS else 0
         context = result.metadata.get("trace", {}).get("context") or {}
-        seen_until = int(context.get("as_of") or moment)
         row = {
-            "timestamp": seen_until,
+            # When the decision was asked for, as ``decide --as-of`` stamps it; ``as_of`` is the close
+            # of the last candle it saw, earlier when the data has a gap there.
+            "timestamp": moment,
+            "as_of": int(context.get("as_of") or moment),
             "action": decision["action"],
             "entry_price": decision["entry_price"],
             "tp_price": decision["tp_price"],

@@ -315,3 +315,33 @@ def test_without_from_a_to_inside_the_files_keeps_its_30_days(
     [report] = result.json_lines()
     assert (report["start_ms"], report["end_ms"]) == (to_ms - 30 * 24 * HOUR, to_ms)
     assert report["decisions"][0]["timestamp"] == to_ms - 30 * 24 * HOUR
+
+
+def test_a_decision_inside_a_data_gap_is_stamped_with_the_moment_asked(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Hours 150 to 154 are missing (an exchange's maintenance): the candle of hour 149 closes at 150h
+    # and the next one closes at 156h. Cycles at 151h..155h see the market as of 150h.
+    frame = make_candles(200, seed=9)
+    frame = frame[~frame["timestamp"].between(START_MS + 150 * HOUR, START_MS + 154 * HOUR)]
+    (tmp_path / "data").mkdir()
+    frame.to_csv(tmp_path / "data" / "BTC_USDT-1h.csv", index=False)
+    result = run(
+        capsys, "backtest", "BTC/USDT", "--data", str(tmp_path / "data"), "--timeframes", "1h",
+        "--mode", "rules", "--from", str(START_MS + 140 * HOUR),
+        "--to", str(START_MS + 165 * HOUR), "--no-baselines", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    [report] = result.json_lines()
+    stamps = [row["timestamp"] for row in report["decisions"]]
+    assert stamps == [START_MS + hour * HOUR for hour in range(140, 165)]
+    for row in report["decisions"]:
+        in_gap = START_MS + 151 * HOUR <= row["timestamp"] <= START_MS + 155 * HOUR
+        assert row["as_of"] == (START_MS + 150 * HOUR if in_gap else row["timestamp"])
+    # The journal keeps the same stamp: it is the decision's, as decide --as-of gives it.
+    with Journal(default_journal_path()) as journal:
+        journaled = {
+            row["trace_id"]: journal.get_cycle(row["trace_id"]) for row in report["decisions"][10:16]
+        }
+    for row in report["decisions"][10:16]:
+        assert journaled[row["trace_id"]]["decision"]["timestamp"] == row["timestamp"]
