@@ -120,6 +120,7 @@ class RecordedRequest:
     path: str
     query: dict[str, str]
     at_s: float
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -132,6 +133,7 @@ class _Script:
     delay_s: float = 0.0
     empty: bool = False
     after: int = 0
+    echo_header: str | None = None
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -239,11 +241,13 @@ class FakeBinance:
         retry_after_s: int | None = None,
         body: str | None = None,
         after: int = 0,
+        echo_header: str | None = None,
     ) -> None:
         """Answer the next ``times`` requests to ``path`` with ``status``.
 
         ``path=None`` matches any path; ``times=None`` fails forever; ``after`` lets that many
-        matching requests through first.
+        matching requests through first. ``echo_header``: the body quotes that request header's
+        value back, as careless servers do in their error messages.
 
         The body is Binance's for that status unless given: 429 and 418 carry code -1003 (and a
         Retry-After header), 500 carries -1000, other 5xx an HTML page as a CDN would send.
@@ -255,7 +259,11 @@ class FakeBinance:
             headers["Retry-After"] = str(retry_after_s)
         if body is None:
             body = _error_body(status)
-        self._add(_Script(path, times, status=status, body=body, headers=headers, after=after))
+        self._add(
+            _Script(
+                path, times, status=status, body=body, headers=headers, after=after, echo_header=echo_header
+            )
+        )
 
     def delay(self, seconds: float, *, times: int | None = None, path: str | None = KLINES) -> None:
         """Hold the next ``times`` requests to ``path`` for ``seconds`` before answering normally."""
@@ -355,18 +363,25 @@ class FakeBinance:
     def _app(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
         query = {key: request.args[key] for key in request.args}
+        headers = dict(request.headers.items())
         with self._lock:
-            self._requests.append(RecordedRequest(request.method, request.path, query, time.monotonic()))
-        response = self._respond(request.path, query)
+            self._requests.append(
+                RecordedRequest(request.method, request.path, query, time.monotonic(), headers)
+            )
+        response = self._respond(request.path, query, headers)
         return response(environ, start_response)
 
-    def _respond(self, path: str, query: dict[str, str]) -> Response:
+    def _respond(self, path: str, query: dict[str, str], headers: dict[str, str]) -> Response:
         if self.latency_s and self._stopping.wait(self.latency_s):
             return _json({"code": -1001, "msg": "Internal error; server stopping."}, 503)
         script = self._take_script(path)
         if script is not None:
             if script.delay_s and self._stopping.wait(script.delay_s):
                 return _json({"code": -1001, "msg": "Internal error; server stopping."}, 503)
+            if script.status is not None and script.echo_header is not None:
+                name = script.echo_header
+                message = f"invalid {name}: {headers.get(name, '')!s}"
+                return _json({"code": -1000, "msg": message}, script.status)
             if script.status is not None:
                 content_type = "application/json" if (script.body or "").startswith("{") else "text/html"
                 return Response(script.body, script.status, headers=script.headers, content_type=content_type)
