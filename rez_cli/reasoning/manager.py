@@ -8,19 +8,20 @@ copy of the payload and of the context and the milliseconds left of the budget, 
 of dicts with ``signal_type``, ``payload`` and ``confidence`` (Rez's own modes add ``error`` and
 ``metadata``). ``reason`` is stateless and never raises: every failure is a signal.
 
-======================  ===========  ====================================
-failure                 signal_type  error
-======================  ===========  ====================================
-payload not a dict      ``error``    ``invalid_event_payload_type``
-no such mode            ``error``    ``unknown_reasoning_mode: {mode}``
-budget spent            ``timeout``  ``reasoning_timeout_exceeded``
-the mode raised         ``error``    ``reasoning_exception: {message}``
-malformed mode output   ``error``    ``signal_construction_failed``
-======================  ===========  ====================================
+==============================  ===========  ====================================
+failure                         signal_type  error
+==============================  ===========  ====================================
+payload not a dict (or nested   ``error``    ``invalid_event_payload_type``
+past the recursion limit)
+no such mode                    ``error``    ``unknown_reasoning_mode: {mode}``
+budget spent                    ``timeout``  ``reasoning_timeout_exceeded``
+the mode raised                 ``error``    ``reasoning_exception: {message}``
+malformed mode output           ``error``    ``signal_construction_failed``
+==============================  ===========  ====================================
 
 An error signal's payload repeats the error and says why (``{"error": ..., "detail": ...}``), so a
 caller that keeps only ``signal_type``, ``payload`` and ``confidence`` still sees it. A mode's
-output is malformed when it is not a list (None, a lone dict, any other object), or for each item
+output is malformed when it is not a list or tuple (None, a lone dict, any other object), or for each item
 that is not a dict with a non-empty ``signal_type`` string and a dict ``payload``: the good items
 of a list still become signals, one ``signal_construction_failed`` stands for each bad one. An
 empty list is no advice: no signal.
@@ -156,8 +157,9 @@ _ATOMS = frozenset({str, int, float, bool, complex, bytes, type(None)})
 def _copied(value: Any, memo: dict[int, Any]) -> Any:
     """A copy no mode can change the original through.
 
-    Plain dicts and lists (a JSON-like payload) are copied here, which is several times faster than
-    ``copy.deepcopy`` and keeps references to themselves; anything else is deep-copied. What cannot
+    Plain dicts and lists (a JSON-like payload) are copied here, about three times faster than
+    ``copy.deepcopy`` (a cycle's payload is copied once per backtest step), keeping references to
+    themselves; anything else is deep-copied. What cannot
     be copied at all (a lock, a live connection) is shared as it is: a mode still runs, rather than
     the whole call failing over one field. An object whose deep copy is itself (Rez's
     ``CycleServices``: the cycle's model connection, meter and trace) is handed over as is, on purpose.
@@ -234,7 +236,9 @@ class ReasoningManager:
 
     Args:
         modes: mode name → ``async def mode(payload, context, timeout_ms)``.
-        memory_accessor: past decisions and their outcomes, for the modes that consult them.
+        memory_accessor: past decisions and their outcomes, kept as ``memory_accessor`` for modes
+            that close over the manager (Rez's cycle reads its memory itself and gives its modes
+            the text).
         timeout_ms: the budget of one ``reason`` call, in milliseconds (a positive finite number).
         logger: given one record per error signal (a ``logging.Logger``, or anything with
             ``warning`` and ``error`` methods): ``warning`` for a timeout, ``error`` otherwise.
