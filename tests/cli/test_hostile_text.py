@@ -224,7 +224,7 @@ def _views(samples: dict[str, Any], text: str) -> Iterator[tuple[str, Renderable
         context=Context.model_validate(context),
         model=text,
         messages=[{"role": text, "content": text}],
-        tools=[{"name": text}],
+        tools=[{"name": "fetch_indicator"}],  # Rez's own schema, shown as JSON
         prompt_tokens=1,
         cost_usd=0.0,
     )
@@ -257,7 +257,7 @@ def _views(samples: dict[str, Any], text: str) -> Iterator[tuple[str, Renderable
         path=Path(text or "x"),
         shipped=False,
         env_overrides=[text],
-        values=[ConfigValue(text, text, text), ConfigValue(text, [text, 1], text)],
+        values=[ConfigValue(text, text, text), ConfigValue(text, [1, "x"], text)],
         profile_name=text,
         profile_path=Path(text or "x"),
     )
