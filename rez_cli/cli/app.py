@@ -86,7 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else ExitCode.USAGE)
     except RezError as error:
-        print(f"rez: error: {error.one_line()}", file=sys.stderr)
+        from rez_cli.display import display_str
+
+        # A message may quote a server or a file: one line of text, its escape sequences shown, not obeyed.
+        print(display_str(f"rez: error: {error.one_line()}", multiline=False), file=sys.stderr)
         return int(error.exit_code)
     except KeyboardInterrupt:
         print("rez: interrupted", file=sys.stderr)

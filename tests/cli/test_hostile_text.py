@@ -378,6 +378,28 @@ def test_stand_ins_say_what_was_there() -> None:
     assert display_str("l1\nl2\tx\r", multiline=False) == "l1␊l2 x␍"
 
 
+@settings(max_examples=60, deadline=None)
+@given(text=hostile_text)
+def test_the_one_line_error_printer_prints_one_inert_line(text: str) -> None:
+    from rez_cli import settings as settings_module
+    from rez_cli.errors import ConfigError
+
+    def refuse(*_: object, **__: object) -> None:
+        # As a config error quoting a value from the file, or an exchange error quoting its server.
+        raise ConfigError(f"bad value {text}", hint=text)
+
+    err = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stderr(err):
+        patch.setattr(settings_module, "load_settings", refuse)
+        code = main(["context", "BTC/USDT", "--exchange", "sim"])
+    assert code == 2
+    output = err.getvalue()
+    assert output.startswith("rez: error: bad value")
+    assert output.endswith("\n")
+    assert output.count("\n") == 1
+    _assert_inert(output, "error line")
+
+
 @pytest.mark.parametrize("make", [stdout_console, stderr_console])
 def test_rez_consoles_clean_what_a_view_forgot(
     make: Callable[[], SafeConsole], capsys: pytest.CaptureFixture[str]
