@@ -51,6 +51,26 @@ def position_size_pct(profile: RiskProfile, entry: float, stop: float | None, le
     return round(min(size, profile.max_position_pct), 4)
 
 
+def liquidation_price(side: int, entry: float, leverage: float, maintenance_margin: float) -> float | None:
+    """Where an isolated position opened at ``entry`` is liquidated (Binance's first margin tier).
+
+    The backtest closes positions there; the policy refuses a stop beyond it.
+
+    Args:
+        side: +1 long, -1 short.
+        entry: the fill price.
+        leverage: the notional over the margin.
+        maintenance_margin: the maintenance rate as a fraction (0.005 for 0.5%).
+
+    Returns:
+        The price, or None for a long no positive price can liquidate (leverage 1 or less).
+    """
+    if side > 0:
+        price = entry * (1 - 1 / leverage) / (1 - maintenance_margin)
+        return price if price > 0 else None
+    return entry * (1 + 1 / leverage) / (1 + maintenance_margin)
+
+
 def reward_risk(entry: float, tp: float | None, sl: float | None) -> float | None:
     if tp is None or sl is None or entry == sl:
         return None
@@ -193,12 +213,17 @@ def evaluate(
     ):
         return fail()
     if sl is not None:
+        # Measured from the entry asked for: the fill is not known yet, and the backtest checks the
+        # stop against liquidation again from the fill.
+        side = 1 if answer.action == "buy" else -1
+        liquidation = liquidation_price(side, entry, leverage, profile.maintenance_margin_pct / 100)
         stop_pct = abs(entry - sl) / entry * 100
-        liquidation_pct = 100 / leverage
-        if not check(
+        if liquidation is not None and not check(
             "stop_beyond_liquidation",
-            stop_pct < liquidation_pct,
-            f"a {stop_pct:.2f}% stop at {leverage:g}x is past liquidation (~{liquidation_pct:.2f}%)",
+            side * (sl - liquidation) > 0,
+            f"a {stop_pct:.2f}% stop at {leverage:g}x is past liquidation at {liquidation:g} "
+            f"({abs(entry - liquidation) / entry * 100:.2f}% away with a "
+            f"{profile.maintenance_margin_pct:g}% maintenance margin)",
         ):
             return fail()
     ratio = reward_risk(entry, tp, sl)

@@ -219,3 +219,15 @@ def test_no_absurd_number_becomes_a_trade(
     assert math.isfinite(verdict.size_pct)
     assert 0 < verdict.size_pct <= profile.max_position_pct
     assert verdict.reward_risk is None or math.isfinite(verdict.reward_risk)
+
+
+def test_a_stop_between_the_naive_and_the_real_liquidation_is_refused() -> None:
+    """At 10x with a 0.5% maintenance margin a long is liquidated 9.55% under its entry, not 10%."""
+    aggressive = load_profile("aggressive").value
+    tp = 30_000 * 1.13
+    assert evaluate(answer(leverage=10, sl_price=30_000 * 0.906, tp_price=tp), aggressive, LAST).passed
+    verdict = evaluate(answer(leverage=10, sl_price=30_000 * 0.903, tp_price=tp), aggressive, LAST)
+    assert verdict.error == "stop_beyond_liquidation"
+    assert "liquidation at 27135.7" in (verdict.detail or "")
+    short = answer(action="sell", leverage=10, sl_price=30_000 * 1.097, tp_price=30_000 * 0.87)
+    assert evaluate(short, aggressive, LAST).error == "stop_beyond_liquidation"

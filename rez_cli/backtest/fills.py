@@ -46,6 +46,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from rez_cli.policy import liquidation_price
+
 EntryRule = Literal["open", "limit"]
 
 # Why an order did (not) become a position; shown per decision in the report.
@@ -194,24 +196,6 @@ def _market(price: float, side: int, config: FillConfig, *, opening: bool) -> fl
     """A market fill: buying pays more, selling gets less."""
     buying = (side > 0) == opening
     return price * (1 + config.slippage) if buying else price * (1 - config.slippage)
-
-
-def liquidation_price(side: int, entry: float, leverage: float, maintenance_margin: float) -> float | None:
-    """Where an isolated position opened at ``entry`` is liquidated (see the module docstring).
-
-    Args:
-        side: +1 long, -1 short.
-        entry: the fill price.
-        leverage: the notional over the margin.
-        maintenance_margin: the maintenance rate as a fraction (0.005 for 0.5%).
-
-    Returns:
-        The price, or None for a long no positive price can liquidate (leverage 1 or less).
-    """
-    if side > 0:
-        price = entry * (1 - 1 / leverage) / (1 - maintenance_margin)
-        return price if price > 0 else None
-    return entry * (1 + 1 / leverage) / (1 + maintenance_margin)
 
 
 def _beyond_levels(price: float, side: int, tp: float | None, sl: float | None) -> bool:
