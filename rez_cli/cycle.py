@@ -17,7 +17,7 @@ from rez_cli.context import Context
 from rez_cli.errors import ExitCode
 from rez_cli.market.candles import iso
 from rez_cli.market.view import open_source
-from rez_cli.orchestrator import DryRun, Event, EventResult, Orchestrator, default_mode, model_configured
+from rez_cli.orchestrator import DryRun, Event, EventResult, Orchestrator, model_configured
 from rez_cli.reasoning.llm import LLMClient, LLMNotConfigured
 from rez_cli.reasoning.react import Turn
 from rez_cli.settings import RiskProfile, Settings
@@ -47,7 +47,6 @@ class DecideRun:
     results: list[EventResult]
 
     @property
-    @property
     def warnings(self) -> list[str]:
         """One line per decision made on stale data: a live run that saw an old market."""
         lines = []
@@ -63,6 +62,7 @@ class DecideRun:
             )
         return lines
 
+    @property
     def exit_code(self) -> ExitCode:
         """3 when any symbol's decision is a hold forced by a failure, else 0."""
         return ExitCode.HOLD_BY_FAILURE if any(r.status != "decided" for r in self.results) else ExitCode.OK
@@ -101,6 +101,8 @@ def _mode_and_model(settings: Settings, request: DecideRequest) -> tuple[str, st
         )
     elif mode == "react" and not choice.configured:
         notice = "a model was asked for (--mode react) but none is configured"
+    if mode == "react" and choice.model is not None:
+        require_price_for_limit(settings.llm, choice.model, request.max_cost_usd)
     return mode, notice, request.model or settings.llm.model
 
 
