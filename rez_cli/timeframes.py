@@ -5,20 +5,26 @@ from __future__ import annotations
 from rez_cli.errors import UsageError
 
 _UNIT_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+# A year: no exchange has longer candles, and a 100000w candle spans more than numpy's int64 dates.
+MAX_TIMEFRAME_MS = 366 * 86_400_000
+_HINT = "use a number and a unit: 5m, 15m, 1h, 4h, 1d, 1w"
 
 
 def timeframe_ms(timeframe: str) -> int:
     """Length of one candle in milliseconds.
 
     Raises:
-        UsageError: the text is not a number followed by m, h, d or w.
+        UsageError: the text is not a number followed by m, h, d or w, or the candle is longer
+            than a year.
     """
     unit = timeframe[-1:]
     amount = timeframe[:-1]
-    if unit not in _UNIT_MS or not amount.isdigit() or int(amount) <= 0:
-        raise UsageError(
-            f"unknown timeframe {timeframe!r}", hint="use a number and a unit: 5m, 15m, 1h, 4h, 1d, 1w"
-        )
+    # isascii: "²".isdigit() is true, but int() cannot read it.
+    if unit not in _UNIT_MS or not (amount.isascii() and amount.isdigit()) or int(amount) <= 0:
+        raise UsageError(f"unknown timeframe {timeframe!r}", hint=_HINT)
+    # Bounded by digits first, so that a thousand-digit amount is not multiplied out.
+    if len(amount) > 9 or int(amount) * _UNIT_MS[unit] > MAX_TIMEFRAME_MS:
+        raise UsageError(f"timeframe {timeframe!r} is longer than a year", hint=_HINT)
     return int(amount) * _UNIT_MS[unit]
 
 

@@ -8,6 +8,8 @@ before handing a frame on: a bad row is an error that names it, never silently u
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -19,6 +21,17 @@ from rez_cli.timeframes import timeframe_ms
 
 COLUMNS = ["timestamp", "open", "high", "low", "close", "volume"]
 PRICE_COLUMNS = ["open", "high", "low", "close"]
+# The last millisecond datetime can show (9999-12-31T23:59:59.999Z): a moment past it cannot be
+# printed, and numbers that large overflow the int64 arithmetic of the frames.
+LATEST_MS = 253_402_300_799_999
+
+RowName = Callable[[int], str]
+"""How a message names the row at a position of a frame: ``row 13``, or a file's ``line 14``."""
+
+
+def row_number(position: int) -> str:
+    """The default ``RowName``: rows counted from 1, as the data's own order."""
+    return f"row {position + 1}"
 
 
 def iso(ts_ms: int) -> str:
@@ -26,21 +39,37 @@ def iso(ts_ms: int) -> str:
     return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _row_name(frame: pd.DataFrame, position: int, where: str) -> str:
+def _row_name(frame: pd.DataFrame, position: int, where: str, name: RowName) -> str:
     ts = frame["timestamp"].iloc[position]
     try:
         when = iso(int(ts))
     except (ValueError, OverflowError, OSError):
         when = repr(ts)
-    return f"{where}: row {position + 1} ({when})"
+    return f"{where}: {name(position)} ({when})"
 
 
-def validate_candles(frame: pd.DataFrame, where: str) -> pd.DataFrame:
+def _first_non_numeric(out: pd.DataFrame) -> tuple[int, str, object] | None:
+    # Only on the error path: a plain loop, since cells may hold anything (text, lists, huge ints).
+    for position in range(len(out)):
+        for column in COLUMNS:
+            value = out[column].iloc[position]
+            if value is None:
+                continue  # missing: the finiteness rule names it
+            try:
+                float(value)
+            except (TypeError, ValueError, OverflowError):
+                return position, column, value
+    return None
+
+
+def validate_candles(frame: pd.DataFrame, where: str, *, row_name: RowName = row_number) -> pd.DataFrame:
     """Check a frame against the candle rules and return it in canonical form.
 
     Args:
         frame: columns at least ``timestamp, open, high, low, close, volume``.
         where: what to call the data in an error (a file, ``binance BTC/USDT 1h``...).
+        row_name: how to name the row at a position, so that the user can find it (a CSV file
+            names its lines).
 
     Raises:
         InvalidCandles: the first rule broken, naming the row and its time.
@@ -51,45 +80,53 @@ def validate_candles(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     out = frame[COLUMNS].reset_index(drop=True)
     try:
         numbers = out.astype(dict.fromkeys(COLUMNS, "float64"))
-    except (ValueError, TypeError) as error:
-        raise InvalidCandles(f"{where}: non-numeric value ({error})") from None
+    except (ValueError, TypeError, OverflowError) as error:
+        found = _first_non_numeric(out)
+        if found is None:
+            raise InvalidCandles(f"{where}: non-numeric value ({error})") from None
+        position, column, value = found
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise InvalidCandles(f"{where}: {row_name(position)}: {column} {shown} is not a number") from None
     values = numbers.to_numpy()
     not_finite = ~np.isfinite(values)
     if not_finite.any():
         row = int(np.argwhere(not_finite)[0][0])
         column = COLUMNS[int(np.argwhere(not_finite)[0][1])]
-        raise InvalidCandles(f"{_row_name(out, row, where)}: {column} is not a finite number")
+        raise InvalidCandles(f"{_row_name(out, row, where, row_name)}: {column} is not a finite number")
     ts_float = numbers["timestamp"].to_numpy()
-    if (ts_float != np.floor(ts_float)).any() or (ts_float < 0).any():
-        row = int(np.argmax((ts_float != np.floor(ts_float)) | (ts_float < 0)))
-        raise InvalidCandles(f"{where}: row {row + 1}: timestamp {ts_float[row]!r} is not whole milliseconds")
+    bad_ts = (ts_float != np.floor(ts_float)) | (ts_float < 0) | (ts_float > LATEST_MS)
+    if bad_ts.any():
+        row = int(np.argmax(bad_ts))
+        problem = "is after the year 9999" if ts_float[row] > LATEST_MS else "is not whole milliseconds"
+        raise InvalidCandles(f"{where}: {row_name(row)}: timestamp {ts_float[row]!r} {problem}")
     numbers["timestamp"] = numbers["timestamp"].astype("int64")
     ts = numbers["timestamp"].to_numpy()
     if len(ts) > 1:
         step = np.diff(ts)
-        if (step == 0).any():
-            row = int(np.argmax(step == 0)) + 1
-            raise InvalidCandles(f"{_row_name(numbers, row, where)}: duplicate timestamp")
-        if (step < 0).any():
-            row = int(np.argmax(step < 0)) + 1
-            raise InvalidCandles(f"{_row_name(numbers, row, where)}: timestamps out of order")
+        if (step <= 0).any():
+            # Both rows are named: which of the two is wrong only the user can tell.
+            row = int(np.argmax(step <= 0)) + 1
+            problem = (
+                "duplicate timestamp, the same as" if step[row - 1] == 0 else "out of order: earlier than"
+            )
+            raise InvalidCandles(f"{_row_name(numbers, row, where, row_name)}: {problem} {row_name(row - 1)}")
     prices = numbers[PRICE_COLUMNS].to_numpy()
     if (prices <= 0).any():
         row = int(np.argwhere(prices <= 0)[0][0])
-        raise InvalidCandles(f"{_row_name(numbers, row, where)}: prices must be positive")
+        raise InvalidCandles(f"{_row_name(numbers, row, where, row_name)}: prices must be positive")
     if (numbers["volume"].to_numpy() < 0).any():
         row = int(np.argmax(numbers["volume"].to_numpy() < 0))
-        raise InvalidCandles(f"{_row_name(numbers, row, where)}: volume is negative")
+        raise InvalidCandles(f"{_row_name(numbers, row, where, row_name)}: volume is negative")
     body_low = np.minimum(numbers["open"].to_numpy(), numbers["close"].to_numpy())
     body_high = np.maximum(numbers["open"].to_numpy(), numbers["close"].to_numpy())
     low_bad = numbers["low"].to_numpy() > body_low
     if low_bad.any():
         row = int(np.argmax(low_bad))
-        raise InvalidCandles(f"{_row_name(numbers, row, where)}: low is above min(open, close)")
+        raise InvalidCandles(f"{_row_name(numbers, row, where, row_name)}: low is above min(open, close)")
     high_bad = numbers["high"].to_numpy() < body_high
     if high_bad.any():
         row = int(np.argmax(high_bad))
-        raise InvalidCandles(f"{_row_name(numbers, row, where)}: high is below max(open, close)")
+        raise InvalidCandles(f"{_row_name(numbers, row, where, row_name)}: high is below max(open, close)")
     return numbers
 
 
@@ -176,17 +213,40 @@ def resample(
     return out
 
 
-def parse_time(text: str) -> int:
-    """A date or time given by a user (``2021-03-01``, ``2021-03-01T12:00``, ms since epoch) as ms, UTC."""
+def parse_time(text: str, *, option: str | None = None, past: bool = False) -> int:
+    """A date or time given by a user (``2021-03-01``, ``2021-03-01T12:00``, ms since epoch) as ms, UTC.
+
+    Args:
+        text: what the user typed.
+        option: the option it came from (``--as-of``), to name it in an error.
+        past: the moment must have happened: the market has no candles after now, and a made-up
+            future (the simulator would draw one) must never pass for data.
+
+    Raises:
+        UsageError: not a date, outside 1970..9999, or (with ``past``) later than now.
+    """
+    prefix = f"{option}: " if option else ""
     stripped = text.strip()
-    if stripped.isdigit():
-        return int(stripped)
-    try:
-        moment = datetime.fromisoformat(stripped.replace("Z", "+00:00"))
-    except ValueError:
+    if stripped.isascii() and stripped.isdigit():
+        moment_ms = int(stripped)
+    else:
+        try:
+            moment = datetime.fromisoformat(stripped.replace("Z", "+00:00"))
+        except ValueError:
+            raise UsageError(
+                f"{prefix}cannot read {text!r} as a date", hint="use 2021-03-01 or 2021-03-01T12:00"
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        moment_ms = int(moment.timestamp() * 1000)
+    if not 0 <= moment_ms <= LATEST_MS:
         raise UsageError(
-            f"cannot read {text!r} as a date", hint="use 2021-03-01 or 2021-03-01T12:00"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+            f"{prefix}{text!r} is not a date between 1970 and 9999", hint="use 2021-03-01 or 2021-03-01T12:00"
+        )
+    now_ms = int(time.time() * 1000)
+    if past and moment_ms > now_ms:
+        raise UsageError(
+            f"{prefix}{text!r} is in the future ({iso(moment_ms)}, now is {iso(now_ms)})",
+            hint="there are no candles after now: use a past moment, or leave it out for now",
+        )
+    return moment_ms

@@ -22,7 +22,15 @@ import numpy as np
 import pandas as pd
 
 from rez_cli.errors import DataError, DataNotFound, InvalidCandles, UsageError
-from rez_cli.market.candles import COLUMNS, close_time_ms, drop_unclosed, resample, validate_candles
+from rez_cli.market.candles import (
+    COLUMNS,
+    RowName,
+    close_time_ms,
+    drop_unclosed,
+    resample,
+    row_number,
+    validate_candles,
+)
 from rez_cli.timeframes import timeframe_ms
 
 SUFFIXES = (".feather", ".parquet", ".json", ".csv")
@@ -53,10 +61,41 @@ def describe(path: Path) -> DataFile:
     match = _NAME.match(stem)
     if match is None:
         return DataFile(path, None, None, False)
+    try:
+        timeframe_ms(match["tf"])
+    except UsageError:
+        return DataFile(path, None, None, False)  # "BTC_USDT-100000w.csv" names no timeframe Rez reads
     return DataFile(path, match["pair"].upper(), match["tf"], match["kind"] == "futures")
 
 
-def _timestamps(series: pd.Series, where: str) -> pd.Series:
+def _csv_row_name(path: Path, rows: int) -> RowName:
+    """Name a CSV row by its line in the file, as an editor counts lines (pandas skips blank ones).
+
+    The file is read again only when an error needs a name, and only its line breaks are looked at;
+    when its lines do not match the rows read (a quoted field holding a line break), rows are counted.
+    """
+    found: list[list[int]] = []
+
+    def name(position: int) -> str:
+        if not found:
+            found.append(_csv_data_lines(path, rows))
+        lines = found[0]
+        return f"line {lines[position]}" if 0 <= position < len(lines) else row_number(position)
+
+    return name
+
+
+def _csv_data_lines(path: Path, rows: int) -> list[int]:
+    try:
+        content = path.read_bytes()
+    except OSError:
+        return []
+    filled = [number for number, line in enumerate(content.split(b"\n"), 1) if line.strip(b" \t\r")]
+    data = filled[1:]  # the first line with anything on it is the header
+    return data if len(data) == rows else []
+
+
+def _timestamps(series: pd.Series, where: str, row_name: RowName = row_number) -> pd.Series:
     """Milliseconds from a column of ms numbers, ISO 8601 text, or datetimes."""
     if pd.api.types.is_datetime64_any_dtype(series):
         if series.dt.tz is None:
@@ -69,16 +108,17 @@ def _timestamps(series: pd.Series, where: str) -> pd.Series:
         if len(values) and values.abs().max() < 1e11:
             values = values * 1000
         return values
-    try:
-        parsed = pd.to_datetime(series, utc=True, format="ISO8601")
-    except (ValueError, TypeError):
-        numeric = pd.to_numeric(series, errors="coerce")
-        if numeric.notna().all():
-            return _timestamps(numeric, where)
-        bad = int(np.argmax(numeric.isna().to_numpy()))
-        raise InvalidCandles(
-            f"{where}: row {bad + 1}: timestamp {series.iloc[bad]!r} is neither ms nor ISO 8601"
-        ) from None
+    numeric = pd.to_numeric(series, errors="coerce")
+    if numeric.notna().all():
+        return _timestamps(numeric, where, row_name)
+    # As text: pandas would read a stray number in the column as a date format, not as epoch time.
+    parsed = pd.to_datetime(series.astype(str), utc=True, format="ISO8601", errors="coerce")
+    unreadable = parsed.isna().to_numpy()
+    if unreadable.any():
+        bad = int(np.argmax(unreadable))
+        shown = repr(series.iloc[bad])
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise InvalidCandles(f"{where}: {row_name(bad)}: timestamp {shown} is neither ms nor ISO 8601")
     return parsed.astype("datetime64[ms, UTC]").astype("int64")
 
 
@@ -93,16 +133,18 @@ def read_file(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise DataNotFound(f"{path}: no such file")
     suffix = path.suffix.lower()
+    row_name: RowName = row_number
     try:
         if suffix == ".csv":
             raw = pd.read_csv(path)
+            row_name = _csv_row_name(path, len(raw))
         elif suffix == ".json":
             with path.open("rb") as handle:
-                content = json.load(handle)
-            if content and isinstance(content, list) and isinstance(content[0], list):
-                raw = pd.DataFrame([row[:6] for row in content], columns=COLUMNS)
-            else:
-                raw = pd.DataFrame(content)
+                try:
+                    content = json.load(handle)
+                except RecursionError:
+                    raise DataError(f"{path}: cannot read: JSON nested too deeply to be candles") from None
+            raw = _json_frame(content, where)
         elif suffix == ".feather":
             raw = pd.read_feather(path)
         elif suffix == ".parquet":
@@ -123,11 +165,45 @@ def read_file(path: Path) -> pd.DataFrame:
             if alias in raw.columns:
                 raw = raw.rename(columns={alias: "timestamp"})
                 break
+    twice = sorted(
+        {column for column in raw.columns if column in COLUMNS and list(raw.columns).count(column) > 1}
+    )
+    if twice:
+        raise DataError(f"{path}: column {twice[0]!r} appears more than once (column names ignore case)")
     if raw.empty:
         raise DataNotFound(f"{path}: no candles in the file")
     if "timestamp" in raw.columns:
-        raw["timestamp"] = _timestamps(raw["timestamp"], where)
-    return validate_candles(raw, where)
+        raw["timestamp"] = _timestamps(raw["timestamp"], where, row_name)
+    return validate_candles(raw, where, row_name=row_name)
+
+
+def _json_frame(content: object, where: str) -> pd.DataFrame:
+    """freqtrade's ``[[ms, open, high, low, close, volume], ...]``, or records or columns as pandas writes.
+
+    Raises:
+        DataError, InvalidCandles: the JSON is not shaped like candles.
+    """
+    if isinstance(content, list) and content and all(isinstance(row, list) for row in content):
+        for position, row in enumerate(content):
+            if len(row) < len(COLUMNS):
+                raise InvalidCandles(
+                    f"{where}: row {position + 1}: {len(row)} values, a candle has 6 "
+                    "(timestamp, open, high, low, close, volume)"
+                )
+        return pd.DataFrame([row[: len(COLUMNS)] for row in content], columns=COLUMNS)
+    if isinstance(content, dict) or (
+        isinstance(content, list) and all(isinstance(row, dict) for row in content)
+    ):
+        try:
+            frame = pd.DataFrame(content)
+        except (ValueError, TypeError) as error:
+            detail = str(error).splitlines()[0] if str(error) else repr(error)
+            raise DataError(f"{where}: not candles: {detail}") from None
+        return frame
+    raise DataError(
+        f"{where}: not candles: expected a list of [timestamp, open, high, low, close, volume] rows "
+        "or of objects with those keys"
+    )
 
 
 def infer_timeframe(frame: pd.DataFrame, where: str) -> str:
@@ -150,8 +226,18 @@ class FileSource:
     simulated = False
 
     def __init__(self, path: Path) -> None:
-        if not path.exists():
+        try:
+            exists = path.exists()
+        except (OSError, ValueError):
+            exists = False  # a name the OS refuses (too long, a NUL byte) names nothing
+        if not exists:
             raise DataNotFound(f"{path}: no such file or directory")
+        if not (path.is_file() or path.is_dir()):
+            # /dev/null, a FIFO, a socket: reading one would block or give nothing to go on.
+            raise UsageError(
+                f"{path}: not a candle file or a directory of them",
+                hint="give --data a CSV/JSON/Parquet/Feather file or a freqtrade data directory",
+            )
         self.path = path
         self._frames: dict[tuple[Path, str], pd.DataFrame] = {}
 
@@ -191,10 +277,13 @@ class FileSource:
         return found
 
     def _listing(self) -> list[Path]:
-        paths = [path for path in self.path.iterdir() if path.suffix in SUFFIXES]
-        futures_dir = self.path / "futures"
-        if futures_dir.is_dir():
-            paths += [path for path in futures_dir.iterdir() if path.suffix in SUFFIXES]
+        try:
+            paths = [path for path in self.path.iterdir() if path.suffix in SUFFIXES]
+            futures_dir = self.path / "futures"
+            if futures_dir.is_dir():
+                paths += [path for path in futures_dir.iterdir() if path.suffix in SUFFIXES]
+        except OSError as error:
+            raise DataError(f"{self.path}: cannot list: {error.strerror or error}") from None
         return sorted(paths)
 
     def _read(self, path: Path, timeframe: str) -> pd.DataFrame:

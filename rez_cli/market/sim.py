@@ -22,8 +22,8 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from rez_cli.errors import UsageError
-from rez_cli.market.candles import drop_unclosed, resample, validate_candles
+from rez_cli.errors import DataNotFound, UsageError
+from rez_cli.market.candles import drop_unclosed, iso, resample, validate_candles
 from rez_cli.timeframes import timeframe_ms
 
 MINUTE_MS = 60_000
@@ -144,12 +144,25 @@ class SimSource:
         minutes = minute_candles(symbol, self.seed, start, end)
         frame = resample(minutes, "1m", timeframe) if step > MINUTE_MS else minutes
         frame = drop_unclosed(frame, timeframe, until_ms).tail(limit).reset_index(drop=True)
+        if frame.empty:
+            raise DataNotFound(
+                f"the simulated market has no {symbol} {timeframe} candle closed by {iso(until_ms)}",
+                hint=f"it starts at {iso(ORIGIN_MS)}: use a later --as-of",
+            )
         return validate_candles(frame, f"sim {symbol} {timeframe}")
 
     async def fetch(
         self, symbol: str, timeframes: Sequence[str], limit: int, *, until_ms: int | None = None
     ) -> dict[str, pd.DataFrame]:
-        until = until_ms if until_ms is not None else self._now_ms or int(time.time() * 1000)
+        now = int(time.time() * 1000)
+        until = until_ms if until_ms is not None else self._now_ms or now
+        if until > now:
+            # The simulator would happily draw candles for any day until 2047: a future that never
+            # happened must not pass for market data.
+            raise UsageError(
+                f"{iso(until)} is in the future: the simulated market has no candles after now",
+                hint="use a past --as-of, or leave it out for now",
+            )
         # Pure numpy work: run it off the event loop so concurrent symbols overlap their I/O-free parts.
         frames = await asyncio.gather(
             *(asyncio.to_thread(self.candles, symbol, timeframe, limit, until) for timeframe in timeframes)

@@ -93,7 +93,8 @@ def test_usage_config_and_data_errors_are_one_line_exit_2(
     broken = make_candles(50, seed=23)
     broken.loc[30, "close"] = -5
     broken.to_csv(tmp_path / "SOL_USDT-1h.csv", index=False)
-    assert "SOL_USDT-1h.csv: row 31" in _error(capsys, "SOL/USDT", "--data", str(tmp_path), "-t", "1h")
+    # Row 31 of the data is line 32 of the file, under its header.
+    assert "SOL_USDT-1h.csv: line 32" in _error(capsys, "SOL/USDT", "--data", str(tmp_path), "-t", "1h")
     assert "not-an-exchange" in _error(capsys, "BTC/USDT", "--exchange", "not-an-exchange")
 
 

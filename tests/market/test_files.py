@@ -101,12 +101,13 @@ def test_missing_path_and_bad_rows_are_clear(tmp_path: Path) -> None:
     frame = make_candles(30, seed=18)
     frame.loc[12, "high"] = frame.loc[12, "low"] / 2
     path = write(frame, tmp_path / "BTC_USDT-1h.csv", "csv-ms")
+    # The 13th candle is on line 14, under the header: the line an editor shows.
     with pytest.raises(
-        InvalidCandles, match=r"BTC_USDT-1h.csv: row 13 \(.*\): high is below max\(open, close\)"
+        InvalidCandles, match=r"BTC_USDT-1h.csv: line 14 \(.*\): high is below max\(open, close\)"
     ):
         fetch(path, "BTC/USDT", ["1h"])
     path.write_text("timestamp,open,high,low,close,volume\nyesterday,1,1,1,1,1\n")
-    with pytest.raises(InvalidCandles, match="row 1: timestamp 'yesterday' is neither ms nor ISO 8601"):
+    with pytest.raises(InvalidCandles, match="line 2: timestamp 'yesterday' is neither ms nor ISO 8601"):
         fetch(path, "BTC/USDT", ["1h"])
 
 
