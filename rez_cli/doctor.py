@@ -334,13 +334,17 @@ def check_model(settings: Settings, environ: Mapping[str, str], timeout_s: float
 def journal_path(settings: Settings, explicit: Path | None = None) -> Path:
     """``--journal``, else ``[journal] path``, else ``journal.sqlite`` in the user data dir."""
     chosen = explicit or settings.journal.path
-    return chosen.expanduser() if chosen is not None else paths.data_dir() / "journal.sqlite"
+    return paths.expand_user(chosen) if chosen is not None else paths.data_dir() / "journal.sqlite"
 
 
 def check_journal(path: Path) -> Check:
     """The journal's directory can be created and written; an existing journal file can be written."""
     fix = "choose a writable place with --journal PATH or [journal] path"
-    if path.is_dir():
+    try:
+        is_dir = path.is_dir()
+    except OSError as error:  # a name too long for the file system
+        return Check("journal", "fail", f"{path}: {error.strerror or error}", fix)
+    if is_dir:
         return Check("journal", "fail", f"{path} is a directory, not a file", fix)
     directory = path.parent
     missing = [parent for parent in (directory, *directory.parents) if not parent.exists()]

@@ -12,9 +12,23 @@ from pathlib import Path
 APP_NAME = "rez"
 
 
+def expand_user(path: Path | str) -> Path:
+    """``path`` with a leading ``~`` or ``~user`` expanded.
+
+    Raises:
+        UsageError: the home directory of that user cannot be found (``~nosuchuser/x``).
+    """
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        from rez_cli.errors import UsageError
+
+        raise UsageError(f"{path}: cannot expand '~': no such user, or no home directory") from None
+
+
 def _home_override() -> Path | None:
     value = os.environ.get("REZ_HOME")
-    return Path(value).expanduser() if value else None
+    return expand_user(value) if value else None
 
 
 def config_dir() -> Path:

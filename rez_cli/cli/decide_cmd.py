@@ -16,6 +16,8 @@ from rez_cli.cli.options import (
     ModelOption,
     NoCacheOption,
     ProfileOption,
+    TimeframeOption,
+    TimeframesOption,
 )
 
 
@@ -50,6 +52,8 @@ def decide(
     concurrency: Annotated[
         int, typer.Option("--concurrency", min=1, max=32, help="Symbols decided at once.")
     ] = 4,
+    timeframe: TimeframeOption = None,
+    timeframes: TimeframesOption = None,
     as_of: AsOfOption = None,
     no_cache: NoCacheOption = False,
     json_output: JsonOption = False,
@@ -70,6 +74,8 @@ def decide(
     """Decide buy, sell or hold for each SYMBOL, checked against the risk profile.
 
     Example: rez decide BTC/USDT --exchange sim --json
+
+    Example, on a folder holding only 1h candles: rez decide BTC/USDT --data ./candles --timeframes 1h
 
     Exit codes: 0 a decision (a chosen hold included), 2 usage/config/data error,
     3 a hold forced by a failure.
@@ -98,7 +104,10 @@ def decide(
 
     if mode is not None and mode not in ("react", "rules"):
         raise UsageError(f"unknown mode {mode!r}", hint="use --mode react or --mode rules")
+    from rez_cli.timeframes import parse_timeframes
+
     settings = load_settings(config).value
+    settings = settings.with_timeframes(timeframe, parse_timeframes(timeframes) if timeframes else None)
     risk = load_profile(profile or settings.risk.profile).value
     # The trace and the decision are the answer (stdout); notes and warnings are said aside (stderr).
     console = stdout_console()
@@ -137,18 +146,23 @@ def decide(
                 console.print(dry_run_view(item, endpoint=endpoint, key_set=key_set))
         return
     single = len(symbols) == 1
-    from rez_cli.choice import DEFAULT_MODEL
-    from rez_cli.orchestrator import default_mode
+    from rez_cli.choice import DEFAULT_MODEL, choose_model
 
-    mode_name = mode or default_mode(settings.llm, model)
-    model_name = (model or settings.llm.model or DEFAULT_MODEL) if mode_name == "react" else None
+    choice = choose_model(settings.llm, model)
+    mode_name = mode or ("react" if choice.configured else "rules")
+    model_name = (choice.model or DEFAULT_MODEL) if mode_name == "react" else None
     live = show_trace and single
 
     def on_context(snapshot: Context) -> None:
         if live:
             console.print(
                 run_header(
-                    snapshot.symbol, snapshot.exchange, profile=risk.name, model=model_name, mode=mode_name
+                    snapshot.symbol,
+                    snapshot.exchange,
+                    profile=risk.name,
+                    model=model_name,
+                    mode=mode_name,
+                    why=choice.reason,
                 )
             )
             console.print(context_view(snapshot, profile=risk.name))
@@ -164,6 +178,8 @@ def decide(
     )
     if run.notice and not quiet:
         aside.print(f"note: {run.notice}", style="yellow")
+    for warning in run.warnings:
+        aside.print(f"warning: {warning}", style="yellow")
     decisions = []
     for result in run.results:
         decision = result.decision

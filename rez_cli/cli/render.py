@@ -306,10 +306,13 @@ def dry_run_view(dry: DryRun, *, endpoint: str, key_set: bool) -> RenderableType
     return Group(*parts)
 
 
-def run_header(symbol: str, exchange: str, *, profile: str, model: str | None, mode: str) -> Text:
-    """The first line of a live trace."""
+def run_header(
+    symbol: str, exchange: str, *, profile: str, model: str | None, mode: str, why: str | None = None
+) -> Text:
+    """The first line of a live trace: what decides, and why that model (``choice.choose_model``)."""
+    chosen = f"{model or 'none'} ({why})" if why else model or "none"
     return display_text(
-        f"rez decide {symbol} · {exchange} · profile {profile} · mode {mode} · model {model or 'none'}",
+        f"rez decide {symbol} · {exchange} · profile {profile} · mode {mode} · model {chosen}",
         "bold",
         multiline=False,
     )

@@ -4,9 +4,11 @@ Write-as-you-go (simonw/llm's log, made crash-safe): every call of the recorder 
 transaction, so a run killed mid-cycle leaves the cycle row with ``finished_ms`` NULL and every turn
 recorded so far. Readers show such a cycle with the status ``incomplete``. The file is in WAL mode
 with a busy timeout, so ``rez traces`` reads while ``rez decide`` writes, and two runs on different
-symbols share one journal. Two runs on the same symbol do not: ``Journal.lock(symbol)`` holds an
-exclusive ``flock`` on ``<journal>.locks/<symbol>.lock`` for the length of a run, and a second run
-fails at once with ``LockHeld`` (exit 4), naming the pid that holds it.
+symbols share one journal. Two runs on the same market do not, however they spell it
+(``btc/usdt``, ``BTC-USDT``): ``Journal.lock(symbol)`` holds an exclusive ``flock`` on
+``<journal>.locks/<canonical symbol>.lock`` for the length of a run, and a second run fails at once
+with ``LockHeld`` (exit 4), naming the pid that holds it. A journal that a newer Rez has migrated is
+refused before anything is written to it.
 
 Schema (the ordered migrations in ``journal.migrations`` create it; ``_migrations`` lists those applied)::
 
@@ -51,6 +53,7 @@ from rez_cli import paths
 from rez_cli.errors import ConfigError, DataNotFound, LockHeld, UsageError
 from rez_cli.journal.migrations import MIGRATIONS
 from rez_cli.redact import Redactor
+from rez_cli.symbols import normalize_symbol
 
 __all__ = [
     "INCOMPLETE",
@@ -66,7 +69,9 @@ BUSY_TIMEOUT_MS = 10_000
 INCOMPLETE = "incomplete"
 ACTIONS = ("buy", "sell", "hold")
 _JSON_COLUMNS = ("profile", "candles", "context", "decision", "trace", "signals", "usage")
-_UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
+_UNSAFE_IN_FILENAME = re.compile(r"[^\w.-]+")
+_SQLITE_INT_MAX = 2**63 - 1
+_SQLITE_INT_MIN = -(2**63)
 
 
 def default_journal_path() -> Path:
@@ -82,9 +87,9 @@ def resolve_journal_path(explicit: Path | None, settings_path: Path | None) -> P
         settings_path: the config's ``[journal] path``, if set.
     """
     if explicit is not None:
-        return explicit.expanduser()
+        return paths.expand_user(explicit)
     if settings_path is not None:
-        return settings_path.expanduser()
+        return paths.expand_user(settings_path)
     return default_journal_path()
 
 
@@ -99,7 +104,11 @@ def _finite(value: Any) -> float | None:
 
 
 def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    # SQLite integers are 64-bit: a larger one (an endpoint reporting 10**19 tokens) would fail the
+    # insert and leave the cycle unfinished. Clamped, the row is written and the excess is obvious.
+    return max(_SQLITE_INT_MIN, min(value, _SQLITE_INT_MAX))
 
 
 def _plain(value: Any) -> Any:
@@ -138,6 +147,32 @@ def _score_summary(outcome: str | None, details: str | None, before_ms: int | No
     return summary if isinstance(summary, str) and summary else outcome
 
 
+class _Connection(sqlite3.Connection):
+    """A connection that stores text holding lone surrogates instead of failing the write.
+
+    Those reach Rez from bytes that are not UTF-8 (a file name in argv) or from a model's JSON
+    (``"\\ud800"``); SQLite stores UTF-8 only. They are written as ``\\udcff`` escapes, the rest as is.
+    """
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        try:
+            return super().execute(sql, parameters)
+        except UnicodeEncodeError:
+            # Raised while binding, before SQLite ran anything: running it again is safe.
+            return super().execute(sql, _encodable(parameters))
+
+
+def _encodable(parameters: Any) -> Any:
+    def fix(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+
+    if isinstance(parameters, Mapping):
+        return {key: fix(value) for key, value in parameters.items()}
+    return tuple(fix(value) for value in parameters)
+
+
 class Journal:
     """The SQLite journal of runs and cycles; also the ``MemoryAccessor`` of past decisions.
 
@@ -153,7 +188,7 @@ class Journal:
     """
 
     def __init__(self, path: Path, *, create: bool = True, clock: Callable[[], int] | None = None) -> None:
-        self.path = Path(path).expanduser()
+        self.path = paths.expand_user(path)
         self._clock = clock or _now_ms
         self._redactor = Redactor()
         self._batch_size = 0
@@ -161,7 +196,11 @@ class Journal:
         self._batch_started = 0.0
         # The orchestrator may record from executor threads; one connection, one writer at a time.
         self._guard = threading.RLock()
-        if not create and not self.path.is_file():
+        try:
+            found = self.path.is_file()
+        except OSError as error:  # a name too long for the file system
+            raise ConfigError(f"journal {self.path}: cannot open: {error.strerror or error}") from None
+        if not create and not found:
             raise DataNotFound(
                 f"no journal at {self.path}",
                 hint="rez decide writes one; --journal or [journal] path chooses another",
@@ -177,12 +216,15 @@ class Journal:
         paths.create_private(self.path)
         try:
             # isolation_level=None: no implicit transactions; every write below says where it begins.
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, factory=_Connection
+            )
         except sqlite3.Error as error:
             raise ConfigError(f"journal {self.path}: cannot open: {error}") from None
         try:
             self._db.row_factory = sqlite3.Row
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._refuse_newer()
             self._db.execute("PRAGMA journal_mode = WAL")
             # In WAL mode NORMAL still survives a killed process (every commit is in the WAL); only a
             # power cut may lose the last commits. FULL fsyncs each of a cycle's commits: a third of
@@ -273,6 +315,28 @@ class Journal:
             with self._sql("write") as db:
                 if db.in_transaction:
                     db.execute("COMMIT")
+
+    def _refuse_newer(self) -> None:
+        """Raise ConfigError, before anything is written, when a newer Rez has migrated this journal.
+
+        Its schema may have changed in ways this Rez cannot know: writing to it could corrupt what
+        the newer one reads back.
+        """
+        has_table = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'"
+        ).fetchone()
+        if not has_table:
+            return
+        known = {migration.name for migration in MIGRATIONS}
+        applied = [str(row[0]) for row in self._db.execute("SELECT name FROM _migrations ORDER BY rowid")]
+        unknown = [name for name in applied if name not in known]
+        if unknown:
+            shown = ", ".join(unknown[:3]) + (", ..." if len(unknown) > 3 else "")
+            raise ConfigError(
+                f"journal {self.path} was written by a newer Rez (it has migration {shown}, "
+                "which this Rez does not know)",
+                hint="upgrade Rez, or use another --journal",
+            )
 
     def _migrate(self) -> None:
         self._db.execute(
@@ -383,8 +447,14 @@ class Journal:
     # -- locking ----------------------------------------------------------------------------------
 
     def lock_path(self, symbol: str) -> Path:
-        """The lock file for ``symbol``: ``<journal>.locks/<symbol with / and : as _>.lock``."""
-        safe = _UNSAFE_IN_FILENAME.sub("_", symbol).strip("._") or "_"
+        """The lock file for a market: ``<journal>.locks/<canonical symbol, / and : as _>.lock``.
+
+        One file per market, not per spelling: ``btc/usdt``, ``BTC-USDT`` and ``BTC/USDT`` share it.
+
+        Raises:
+            UsageError: ``symbol`` is not a market symbol.
+        """
+        safe = _UNSAFE_IN_FILENAME.sub("_", normalize_symbol(symbol)).strip("._") or "_"
         return self.path.with_name(self.path.name + ".locks") / f"{safe}.lock"
 
     @contextmanager
@@ -896,7 +966,7 @@ class JournalRecorder:
                     j._text(mode),
                     j._text(model),
                     j._json(profile),
-                    as_of_ms,
+                    _int(as_of_ms),
                     j._json(candles),
                     j._json(context),
                     j._text(context_text),

@@ -544,3 +544,19 @@ def test_max_cost_for_a_model_without_a_price_is_a_usage_error(
     assert model_env.requests == []
     priced = run(capsys, *args[:-1], "0.01", "--model", "gpt-4o-mini")
     assert priced.exit_code in (0, 3)  # a known price: the limit holds and the cycle runs
+
+
+def test_the_trace_header_names_the_model_and_why(
+    capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float
+) -> None:
+    model_env.push(reply(json.dumps(buy(last_price))))
+    shown = run(capsys, "decide", "BTC/USDT", "--exchange", "sim", "--as-of", AS_OF)
+    assert "mode react · model test-model (set in [llm] model)" in shown.stdout + shown.stderr
+    model_env.push(reply(json.dumps(buy(last_price))))
+    given = run(capsys, "decide", "BTC/USDT", "--exchange", "sim", "--as-of", AS_OF, "--model", "other")
+    assert "model other (given with --model)" in given.stdout + given.stderr
+
+
+def test_the_rules_header_says_why_no_model(capsys: pytest.CaptureFixture[str]) -> None:
+    shown = run(capsys, "decide", "BTC/USDT", "--exchange", "sim", "--as-of", AS_OF)
+    assert "mode rules · model none (no model configured)" in shown.stdout + shown.stderr
