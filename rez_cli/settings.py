@@ -58,12 +58,31 @@ class ExchangeSettings(_Section):
     retries: Annotated[int, Field(ge=0, le=10)] = 3
     cache: bool = True
 
+    @field_validator("ccxt")
+    @classmethod
+    def _plain_values(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # ccxt takes JSON-like options: a TOML date or time would fail inside ccxt, or in
+        # `rez config show --json`, instead of here where the key can be named.
+        def check(item: Any, where: str) -> None:
+            if isinstance(item, dict):
+                for key, inner in item.items():
+                    check(inner, f"{where}.{key}" if where else str(key))
+            elif isinstance(item, list):
+                for index, inner in enumerate(item):
+                    check(inner, f"{where}[{index}]")
+            elif not (item is None or isinstance(item, str | int | float | bool)):
+                raise ValueError(f"{where}: a {type(item).__name__} is not a ccxt option (use a string)")
+
+        check(value, "")
+        return value
+
 
 class MarketSettings(_Section):
     timeframe: str = "1h"
     context_timeframes: list[str] = Field(default_factory=lambda: ["15m", "1h", "4h"])
     candles: Annotated[int, Field(ge=50, le=5000)] = 300
-    seed: int = 7
+    # numpy seeds are non-negative; 2**63 keeps the value an SQLite integer wherever it is stored.
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 7
 
     @field_validator("timeframe")
     @classmethod
@@ -207,8 +226,15 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: is a directory, expected a TOML file") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    except UnicodeDecodeError as error:
+        where = f"byte {error.object[error.start]:#04x} at offset {error.start}"
+        raise ConfigError(f"{path}: not valid TOML: not UTF-8 text ({where})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
     except OSError as error:
-        raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+        raise ConfigError(f"{path}: cannot read: {error.strerror or error}") from None
+    except ValueError as error:  # a path the OS cannot take, such as one holding a NUL byte
+        raise ConfigError(f"{str(path)!r}: cannot read: {error}") from None
 
 
 def _first_error(
@@ -291,7 +317,7 @@ def _parse_env_value(raw: str) -> Any:
     # JSON first so lists, numbers and booleans work (REZ__MARKET__CONTEXT_TIMEFRAMES='["1h"]').
     try:
         return json.loads(raw)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return raw
 
 
@@ -321,7 +347,7 @@ def config_path(explicit: Path | None, environ: dict[str, str] | None = None) ->
     if explicit is not None:
         return explicit
     if env.get("REZ_CONFIG"):
-        return Path(env["REZ_CONFIG"]).expanduser()
+        return paths.expand_user(env["REZ_CONFIG"])
     user_file = paths.config_dir() / "config.toml"
     if user_file.is_file():
         return user_file
@@ -376,13 +402,16 @@ def load_settings(explicit: Path | None = None, environ: dict[str, str] | None =
 
 def profile_path(name_or_path: str) -> Path:
     """Resolve ``--profile``: a path to a TOML file, or a name in the user or shipped profiles."""
-    candidate = Path(name_or_path).expanduser()
-    if candidate.suffix == ".toml" or os.sep in name_or_path or candidate.is_file():
-        return candidate
-    for directory in (paths.config_dir() / "profiles", paths.shipped_configs_dir() / "profiles"):
-        path = directory / f"{name_or_path}.toml"
-        if path.is_file():
-            return path
+    candidate = paths.expand_user(name_or_path)
+    try:
+        if candidate.suffix == ".toml" or os.sep in name_or_path or candidate.is_file():
+            return candidate
+        for directory in (paths.config_dir() / "profiles", paths.shipped_configs_dir() / "profiles"):
+            path = directory / f"{name_or_path}.toml"
+            if path.is_file():
+                return path
+    except OSError as error:  # a name too long for the file system
+        raise ConfigError(f"risk profile {name_or_path!r}: {error.strerror or error}") from None
     raise ConfigError(
         f"unknown risk profile {name_or_path!r}",
         hint=f"choose one of {', '.join(available_profiles())} or give a path to a .toml file",

@@ -53,6 +53,9 @@ _NOT_CONFIGURED = (
     "no API key: set OPENAI_API_KEY or [llm] api_key, or point [llm] base_url at a local endpoint"
 )
 _MAX_DETAIL_CHARS = 200
+# No model reads or writes a billion tokens in one call; a server that says so is wrong, and its
+# number (10**19 has been seen) must not overflow the journal or the cost. Larger counts are cut here.
+MAX_TOKENS_PER_CALL = 1_000_000_000
 
 
 def endpoint_label(base_url: str | None) -> str:
@@ -298,4 +301,7 @@ class OpenAIChat:
 
 
 def _count(value: object) -> int:
-    return value if isinstance(value, int) and value >= 0 else 0
+    """A token count as reported by the server: a whole number, at most ``MAX_TOKENS_PER_CALL``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        return 0
+    return min(value, MAX_TOKENS_PER_CALL)
