@@ -21,6 +21,7 @@ from rez_cli.orchestrator import DryRun, Event, EventResult, Orchestrator, model
 from rez_cli.reasoning.llm import LLMClient, LLMNotConfigured
 from rez_cli.reasoning.react import Turn
 from rez_cli.settings import RiskProfile, Settings
+from rez_cli.symbols import normalize_symbols
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,8 @@ async def run_decide(
 ) -> DecideRun:
     """One cycle per symbol, concurrently within ``request.concurrency``, over one market source.
 
-    Every cycle is journaled as it happens, under a lock per (journal, symbol).
+    Every cycle is journaled as it happens, under a lock per (journal, market): the symbols are
+    put in canonical form first, so ``btc/usdt`` and ``BTC/USDT`` are one market, decided once.
 
     Raises:
         LockHeld: another run is deciding one of the symbols on the same journal.
@@ -124,10 +126,11 @@ async def run_decide(
     """
     from rez_cli.journal.session import open_journal, start_run
 
+    symbols = normalize_symbols(request.symbols)
     mode, notice, _ = _mode_and_model(settings, request)
     journal = open_journal(settings, request.journal)
     with ExitStack() as locks:
-        for symbol in dict.fromkeys(request.symbols):
+        for symbol in symbols:
             locks.enter_context(journal.lock(symbol))
         run_id = start_run(journal, "decide", request.argv, settings, profile)
         llm: LLMClient | None = None
@@ -169,7 +172,7 @@ async def run_decide(
                     timestamp = request.as_of_ms if request.as_of_ms is not None else int(time.time() * 1000)
                     return await orchestrator.handle_event(Event("decide", payload, timestamp, symbol))
 
-            results = list(await asyncio.gather(*(one(symbol) for symbol in request.symbols)))
+            results = list(await asyncio.gather(*(one(symbol) for symbol in symbols)))
         finally:
             await source.close()
             if llm is not None:
@@ -182,6 +185,7 @@ async def run_dry(settings: Settings, profile: RiskProfile, request: DecideReque
     from rez_cli.journal.session import open_journal
     from rez_cli.journal.store import resolve_journal_path
 
+    symbols = normalize_symbols(request.symbols)
     _, _, model = _mode_and_model(settings, request)
     path = resolve_journal_path(request.journal, settings.journal.path)
     memory = open_journal(settings, path) if path.exists() else None
@@ -196,6 +200,6 @@ async def run_dry(settings: Settings, profile: RiskProfile, request: DecideReque
         orchestrator = Orchestrator(
             settings, profile, source, model=model, memory=memory, max_cost_usd=request.max_cost_usd
         )
-        return [await orchestrator.dry_run(symbol, request.as_of_ms) for symbol in request.symbols]
+        return [await orchestrator.dry_run(symbol, request.as_of_ms) for symbol in symbols]
     finally:
         await source.close()

@@ -30,6 +30,8 @@ class ExitCode(IntEnum):
     HOLD_BY_FAILURE = 3
     LOCKED = 4
     INTERRUPTED = 130
+    # 128 + SIGPIPE, what a shell reports for a tool whose reader went away (`rez decide | head -1`).
+    BROKEN_PIPE = 141
 
 
 class RezError(Exception):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
+import os
 import sys
 from collections.abc import Sequence
 from typing import Annotated
@@ -14,7 +18,7 @@ from rez_cli.errors import ExitCode, RezError
 EXIT_CODES_HELP = (
     "Exit codes: 0 a decision was made (a hold the model chose included) · 2 usage, config or data error · "
     "3 a hold forced by a failure (the decision's error says why) · 4 another run holds the lock · "
-    "1 a bug · 130 interrupted."
+    "1 a bug · 130 interrupted · 141 the reader of stdout went away (a broken pipe)."
 )
 
 app = typer.Typer(
@@ -70,8 +74,67 @@ def _register() -> None:
 _register()
 
 
+class StdoutUnavailable(OSError):
+    """stdout was closed when Rez started (``rez decide --json >&-``): the answer has nowhere to go."""
+
+    def __init__(self) -> None:
+        super().__init__(errno.EBADF, "cannot write to stdout: it is closed")
+
+    def __str__(self) -> str:
+        return "cannot write to stdout: it is closed (redirect it to a file or /dev/null instead)"
+
+
+class _ClosedStdout(io.TextIOBase):
+    """Stands for a stdout that was closed at startup: the first write fails with one clear error."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        raise StdoutUnavailable
+
+    def isatty(self) -> bool:
+        return False
+
+
+def guard_std_streams() -> None:
+    """Make the standard streams safe to use whatever the shell handed over.
+
+    A closed stdin, stdout or stderr gets a /dev/null descriptor before anything else opens a file:
+    the kernel hands out the lowest free descriptor, so with fd 1 closed the next file opened (the
+    journal) would become "stdout", and anything printed would be written into it. Text that the
+    terminal's encoding cannot show (a lone surrogate from a file name that is not UTF-8, an emoji
+    under LANG=C) is printed as an escape instead of failing the write.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        devnull = os.open(os.devnull, os.O_RDWR)
+        if devnull != fd:
+            os.dup2(devnull, fd)
+            os.close(devnull)
+        if fd == 0:
+            sys.stdin = open(fd, closefd=False)  # noqa: SIM115 - lives as long as the process
+        elif fd == 1:
+            sys.stdout = _ClosedStdout()
+        else:
+            sys.stderr = open(fd, "w", buffering=1, closefd=False)  # noqa: SIM115 - lives as long as the process
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``rez`` and return its exit code; a ``RezError`` becomes one line on stderr."""
+    """Run ``rez`` and return its exit code; every error the user can fix becomes one line on stderr.
+
+    A ``RezError`` or a bad argument is ``rez: error: ...`` and its exit code (2 for usage). A reader
+    that went away (``rez decide --json | head -c1``) ends the run quietly with 141, as a tool killed
+    by SIGPIPE would; a closed stdout is one line and exit 2. Anything else is a bug (exit 1).
+    """
     from rez_cli.cli.console import invocation_argv
     from rez_cli.redact import reset_active
 
@@ -81,20 +144,71 @@ def main(argv: Sequence[str] | None = None) -> int:
     # process (a test, a program driving rez) had its own.
     reset_active()
     try:
-        app(args=args, prog_name="rez")
+        # Not standalone: click would print a bad argument as a multi-line panel and turn a broken
+        # pipe into exit 1; here each gets one line and its own code.
+        code = app(args=args, prog_name="rez", standalone_mode=False)
     except SystemExit as exit_:
+        # click and Rich both answer a broken pipe with SystemExit(1), raised while handling it.
+        if _is_broken_pipe(exit_.__context__):
+            return _broken_pipe()
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else ExitCode.USAGE)
+    except typer.TyperException as error:
+        if type(error).__name__ == "NoArgsIsHelpError":
+            return int(ExitCode.USAGE)  # typer printed the help when it raised this
+        _say(f"rez: error: {_usage_message(error)}")
+        return int(ExitCode.USAGE)
     except RezError as error:
-        from rez_cli.display import display_str
-
-        # A message may quote a server or a file: one line of text, its escape sequences shown, not obeyed.
-        print(display_str(f"rez: error: {error.one_line()}", multiline=False), file=sys.stderr)
+        _say(f"rez: error: {error.one_line()}")
         return int(error.exit_code)
-    except KeyboardInterrupt:
-        print("rez: interrupted", file=sys.stderr)
+    except StdoutUnavailable as error:
+        _say(f"rez: error: {error}")
+        return int(ExitCode.USAGE)
+    except OSError as error:
+        if _is_broken_pipe(error):
+            return _broken_pipe()
+        raise
+    except (KeyboardInterrupt, typer.Abort):
+        _say("rez: interrupted")
         return int(ExitCode.INTERRUPTED)
-    return int(ExitCode.OK)
+    return code if isinstance(code, int) and not isinstance(code, bool) else int(ExitCode.OK)
+
+
+def _say(line: str) -> None:
+    # One line whatever the message holds: a value or path the user typed may carry line breaks, and
+    # a server's error message may carry escape sequences, shown here as text and never obeyed.
+    from rez_cli.display import display_str
+
+    text = display_str(" ".join(part.strip() for part in line.splitlines() if part.strip()), multiline=False)
+    # When stderr is gone as well, the exit code is all that is left to say it.
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=sys.stderr, flush=True)
+
+
+def _usage_message(error: typer.TyperException) -> str:
+    message = error.format_message()
+    command = getattr(getattr(error, "ctx", None), "command_path", None)
+    return f"{message} (see {command} --help)" if command else message
+
+
+def _is_broken_pipe(error: BaseException | None) -> bool:
+    return isinstance(error, OSError) and error.errno == errno.EPIPE
+
+
+def _broken_pipe() -> int:
+    """The reader of stdout went away: say nothing, and let nothing more be written there.
+
+    As the Python docs advise for SIGPIPE: point stdout at /dev/null, so that the flush at
+    interpreter shutdown has nowhere to fail ("Exception ignored ... BrokenPipeError").
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError, AttributeError):
+        return int(ExitCode.BROKEN_PIPE)  # not a real file (a test's capture): nothing to silence
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+    return int(ExitCode.BROKEN_PIPE)
 
 
 def run() -> None:
@@ -105,8 +219,18 @@ def run() -> None:
     """
     import gc
 
+    guard_std_streams()
     code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    try:
+        sys.stdout.flush()
+    except OSError as error:
+        # Output still buffered when main() returned: the reader left, or stdout cannot be written.
+        if _is_broken_pipe(error):
+            code = _broken_pipe()
+        else:
+            _say(f"rez: error: cannot write to stdout: {error.strerror or error}")
+            code = int(ExitCode.USAGE)
+    with contextlib.suppress(OSError):
+        sys.stderr.flush()
     gc.freeze()
     sys.exit(code)

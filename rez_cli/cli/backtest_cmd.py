@@ -187,7 +187,8 @@ def backtest(
         ),
     ] = "open",
     equity: Annotated[
-        float, typer.Option("--equity", min=1, help="Starting equity, quote currency.")
+        # Bounded so that equity, P&L and their ratios stay finite numbers in the report's JSON.
+        float, typer.Option("--equity", min=1, max=1e15, help="Starting equity, quote currency.")
     ] = 10_000.0,
     training_cutoff: Annotated[
         str,
@@ -245,23 +246,33 @@ def backtest(
     from rez_cli.errors import UsageError
     from rez_cli.market.candles import parse_time
     from rez_cli.settings import load_profile, load_settings
+    from rez_cli.symbols import normalize_symbol
     from rez_cli.timeframes import parse_timeframes
 
+    symbol = normalize_symbol(symbol)
+    start_ms = parse_time(from_, option="--from", past=True) if from_ is not None else None
+    end_ms = parse_time(to, option="--to", past=True) if to is not None else None
     if mode is not None and mode not in ("react", "rules"):
         raise UsageError(f"unknown mode {mode!r}", hint="use --mode react or --mode rules")
     if entry not in ("open", "limit"):
         raise UsageError(f"unknown entry rule {entry!r}", hint="use --entry open or --entry limit")
     if report_path is not None:
+        from rez_cli import paths
         from rez_cli.backtest.report import require_plotly
 
-        # Before the walk: a missing extra must not cost a whole backtest's model calls.
+        # Before the walk: a missing extra or folder must not cost a whole backtest's model calls.
         require_plotly()
+        report_path = paths.expand_user(report_path)
+        if not report_path.parent.is_dir():
+            raise UsageError(
+                f"cannot write the report {report_path}: {report_path.parent} is not a directory"
+            )
     settings = load_settings(config).value
     risk = load_profile(profile or settings.risk.profile).value
     request = BacktestRequest(
         symbol=symbol,
-        start_ms=parse_time(from_) if from_ else None,
-        end_ms=parse_time(to) if to else None,
+        start_ms=start_ms,
+        end_ms=end_ms,
         timeframe=timeframe,
         context_timeframes=parse_timeframes(timeframes) if timeframes else None,
         every=every,

@@ -43,8 +43,11 @@ def context(
     from rez_cli.display import display_text
     from rez_cli.market.candles import parse_time
     from rez_cli.settings import load_profile, load_settings
+    from rez_cli.symbols import normalize_symbol
     from rez_cli.timeframes import parse_timeframes
 
+    symbol = normalize_symbol(symbol)
+    as_of_ms = parse_time(as_of, option="--as-of", past=True) if as_of is not None else None
     settings = load_settings(config).value
     risk = load_profile(profile or settings.risk.profile).value
     requested = parse_timeframes(timeframes) if timeframes else list(settings.market.context_timeframes)
@@ -56,7 +59,7 @@ def context(
             exchange=exchange,
             data=data,
             use_cache=not no_cache,
-            as_of_ms=parse_time(as_of) if as_of else None,
+            as_of_ms=as_of_ms,
         )
     )
     if json_output:

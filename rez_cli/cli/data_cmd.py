@@ -55,8 +55,10 @@ def download(
     from rez_cli.market.download import FORMATS, FileFormat
     from rez_cli.market.download import download as run_download
     from rez_cli.settings import load_settings
+    from rez_cli.symbols import normalize_symbols
     from rez_cli.timeframes import parse_timeframes
 
+    symbols = normalize_symbols(symbols)
     if not since:
         raise UsageError("--since is required", hint="e.g. --since 2021-01-01")
     if file_format not in FORMATS:
@@ -69,8 +71,8 @@ def download(
             hint="use --exchange sim directly with rez context / rez decide",
         )
     timeframes = parse_timeframes(timeframe)
-    since_ms = parse_time(since)
-    until_ms = parse_time(until) if until else None
+    since_ms = parse_time(since, option="--since", past=True)
+    until_ms = parse_time(until, option="--until", past=True) if until else None
     out_dir = out or Path("data") / exchange_id
     console = stderr_console()
     fmt: FileFormat = file_format  # type: ignore[assignment]  # checked against FORMATS above

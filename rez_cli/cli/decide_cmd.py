@@ -101,9 +101,12 @@ def decide(
     from rez_cli.reasoning.react import Turn
     from rez_cli.redact import active
     from rez_cli.settings import load_profile, load_settings
+    from rez_cli.symbols import normalize_symbols
 
+    symbols = normalize_symbols(symbols)
     if mode is not None and mode not in ("react", "rules"):
         raise UsageError(f"unknown mode {mode!r}", hint="use --mode react or --mode rules")
+    as_of_ms = parse_time(as_of, option="--as-of", past=True) if as_of is not None else None
     from rez_cli.timeframes import parse_timeframes
 
     settings = load_settings(config).value
@@ -129,7 +132,7 @@ def decide(
         mode=mode,
         max_turns=max_turns,
         max_cost_usd=max_cost,
-        as_of_ms=parse_time(as_of) if as_of else None,
+        as_of_ms=as_of_ms,
         use_cache=not no_cache,
         concurrency=concurrency,
     )

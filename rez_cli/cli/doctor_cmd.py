@@ -35,8 +35,9 @@ def doctor(
     from rez_cli.cli.console import print_json_line, stdout_console
     from rez_cli.doctor import failed, run_checks
     from rez_cli.errors import ExitCode
+    from rez_cli.symbols import normalize_symbol
 
-    checks = run_checks(config=config, exchange=exchange, symbol=symbol, journal=journal)
+    checks = run_checks(config=config, exchange=exchange, symbol=normalize_symbol(symbol), journal=journal)
     if json_output:
         print_json_line({"ok": not failed(checks), "checks": [check.as_json() for check in checks]})
     else:

@@ -188,12 +188,13 @@ def score(
     from rez_cli.market.candles import parse_time
     from rez_cli.scoring import ScoreRequest, score_journal
     from rez_cli.settings import load_settings
+    from rez_cli.symbols import normalize_symbol
 
     request = ScoreRequest(
         horizon=horizon,
         fee_pct=fee_pct,
-        since_ms=parse_time(since) if since else None,
-        symbol=symbol,
+        since_ms=parse_time(since, option="--since") if since else None,
+        symbol=normalize_symbol(symbol) if symbol is not None else None,
         exchange=exchange,
         data=Path(data) if data is not None else None,
         force=force,

@@ -56,12 +56,18 @@ def open_journal(journal: Path | None, config: Path | None, *, create: bool = Fa
     return open_configured(load_settings(config).value, journal, create=create)
 
 
+def _symbol(symbol: str | None) -> str | None:
+    from rez_cli.symbols import normalize_symbol
+
+    return normalize_symbol(symbol) if symbol is not None else None
+
+
 def _since_ms(since: str | None) -> int | None:
     if not since:
         return None
     from rez_cli.market.candles import parse_time
 
-    return parse_time(since)
+    return parse_time(since, option="--since")
 
 
 def _when(ts_ms: int | None) -> str:
@@ -109,7 +115,9 @@ def list_traces(
     from rez_cli.cli.console import print_json_line, stderr_console, stdout_console
 
     with open_journal(journal, config) as opened:
-        rows = opened.list_cycles(symbol=symbol, action=action, since_ms=_since_ms(since), limit=limit)
+        rows = opened.list_cycles(
+            symbol=_symbol(symbol), action=action, since_ms=_since_ms(since), limit=limit
+        )
     if json_output:
         for row in rows:
             print_json_line(row)
