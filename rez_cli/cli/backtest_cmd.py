@@ -88,6 +88,7 @@ def exits_line(trades: Sequence[Mapping[str, Any]]) -> Text | None:
     from rich.text import Text
 
     from rez_cli.backtest.fills import EXIT_REASONS, LIQUIDATION
+    from rez_cli.display import display_str
 
     counts = Counter(str(trade["reason"]) for trade in trades)
     if not counts:
@@ -98,7 +99,10 @@ def exits_line(trades: Sequence[Mapping[str, Any]]) -> Text | None:
     for index, reason in enumerate(reasons):
         if index:
             line.append(" · ")
-        line.append(f"{counts[reason]} {reason}", style="bold red" if reason == LIQUIDATION else "")
+        line.append(
+            display_str(f"{counts[reason]} {reason}", multiline=False),
+            style="bold red" if reason == LIQUIDATION else "",
+        )
     return line
 
 
