@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel, ValidationError
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.text import Text
@@ -180,24 +181,40 @@ def trace_view(record: Mapping[str, Any], *, profile: RiskProfile | None = None)
     ]
     parts += [turn_view(symbol, turn) for turn in record.get("turns") or []]
     decision_data = record.get("decision")
-    if decision_data:
+    decision = _stored(Decision, decision_data) if decision_data else None
+    if decision is not None:
         trace = dict(record.get("trace") or {})
         trace.setdefault("context", record.get("context"))
-        decision = Decision.model_validate(decision_data)
-        shown_profile = profile or RiskProfile.model_validate(record["profile"])
+        shown_profile = profile or _stored(RiskProfile, record.get("profile"))
         parts.append(
             decision_view(decision, {"trace": trace}, profile=shown_profile, model=record.get("model"))
         )
-    elif record.get("context"):
-        parts.append(context_view(Context.model_validate(record["context"])))
+    else:
+        if decision_data:
+            parts.append(display_text("the journaled decision does not validate: not shown", "yellow"))
+        context = _stored(Context, record.get("context"))
+        if context is not None:
+            parts.append(context_view(context))
     return Group(*parts)
+
+
+_Stored = TypeVar("_Stored", bound=BaseModel)
+
+
+def _stored(model: type[_Stored], data: Any) -> _Stored | None:
+    """A journaled value read back, or None when it no longer validates: the journal is outside data
+    (an older Rez, a damaged file), and one bad value must not cost the view of the rest."""
+    try:
+        return model.model_validate(data)
+    except ValidationError:
+        return None
 
 
 def decision_view(
     decision: Decision,
     metadata: Mapping[str, Any],
     *,
-    profile: RiskProfile,
+    profile: RiskProfile | None,
     model: str | None,
     with_context: bool = True,
     with_footer: bool = True,
@@ -206,8 +223,9 @@ def decision_view(
     trace = metadata.get("trace", {})
     context_data = trace.get("context")
     parts: list[RenderableType] = []
-    if context_data and with_context:
-        parts.append(context_view(Context.model_validate(context_data), profile=profile.name))
+    context = _stored(Context, context_data) if context_data and with_context else None
+    if context is not None:
+        parts.append(context_view(context, profile=profile.name if profile else None))
     reference = decision.entry_price or (context_data or {}).get("last_price") or 1.0
     table = DataTable.grid(padding=(0, 2))
     table.add_column(style="bold", overflow="fold")

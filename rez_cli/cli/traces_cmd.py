@@ -73,7 +73,10 @@ def _since_ms(since: str | None) -> int | None:
 def _when(ts_ms: int | None) -> str:
     if ts_ms is None:
         return "-"
-    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+    except (ValueError, OverflowError, OSError, TypeError):
+        return str(ts_ms)  # a damaged row still lists, showing what it holds
 
 
 def _pct(rate: float | None) -> str:
@@ -103,7 +106,9 @@ def list_traces(
         str | None, typer.Option("--action", "-a", help="Only buy, sell or hold.", show_default=False)
     ] = None,
     since: SinceOption = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many cycles.")] = 20,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=1_000_000, help="At most this many cycles.")
+    ] = 20,
     journal: JournalOption = None,
     config: ConfigOption = None,
     json_output: JsonOption = False,
@@ -287,6 +292,8 @@ def replay(
     """
     import asyncio
 
+    from pydantic import ValidationError
+
     from rez_cli.cli.console import print_json_line, stdout_console
     from rez_cli.errors import UsageError
     from rez_cli.replay import replay as replay_record
@@ -294,7 +301,16 @@ def replay(
 
     opened = open_journal(journal, config)
     record = opened.get_cycle(trace_id)
-    chosen = load_profile(profile).value if profile else RiskProfile.model_validate(record["profile"])
+    if profile:
+        chosen = load_profile(profile).value
+    else:
+        try:
+            chosen = RiskProfile.model_validate(record.get("profile"))
+        except ValidationError:
+            raise UsageError(
+                f"the risk profile journaled with trace {record['trace_id']} does not validate",
+                hint="replay it with --profile NAME",
+            ) from None
     outcome = replay_record(record, chosen)
     rerun: dict[str, Any] | None = None
     if model is not None:

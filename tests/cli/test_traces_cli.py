@@ -318,3 +318,27 @@ def test_stats_tables(capsys: pytest.CaptureFixture[str], journal_path: Path) ->
     assert lines["llama3"].split()[1:] == ["1", "0", "0.0%"]
     for title in ("failures by error code", "repairs by model", "cycles by mode"):
         assert title in out
+
+
+def test_a_damaged_journal_row_is_shown_as_far_as_it_reads_never_a_traceback(
+    capsys: pytest.CaptureFixture[str], journal_path: Path
+) -> None:
+    """A journal is outside data: an older Rez, or the old short-key redaction, left values that no
+    longer validate (``max_leverage`` stored as ``ma***_leverage``)."""
+    import sqlite3
+
+    with sqlite3.connect(journal_path) as db:
+        db.execute(
+            "UPDATE cycles SET decision = ?, profile = ? WHERE trace_id = ?",
+            (json.dumps({"action": "buy", "leverage": "x"}), json.dumps({"ma***_leverage": 5}), BUY_ID),
+        )
+    shown = run(capsys, "traces", "show", BUY_ID, "--journal", str(journal_path))
+    assert shown.exit_code == 0, shown.stderr
+    assert "the journaled decision does not validate: not shown" in shown.stdout
+    assert "fetch_indicator" in shown.stdout  # the turns still show
+    replayed = run(capsys, "traces", "replay", BUY_ID, "--journal", str(journal_path))
+    assert replayed.exit_code == 2
+    assert replayed.stderr.count("\n") == 1
+    assert "does not validate (replay it with --profile NAME)" in replayed.stderr
+    with_profile = run(capsys, "traces", "replay", BUY_ID, "--journal", str(journal_path), "-p", "moderate")
+    assert with_profile.exit_code == 0, with_profile.stderr
