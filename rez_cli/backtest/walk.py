@@ -442,14 +442,6 @@ def _settle(walk: _Walk, timeframe_ms_: int, *, decisions: bool = True) -> Strat
     return StrategyRun(metrics, rows, list(account.trades), list(account.curve), list(account.curve_ms))
 
 
-def _with_timeframes(settings: Settings, timeframe: str, context: Sequence[str] | None) -> Settings:
-    update: dict[str, Any] = {"timeframe": timeframe}
-    if context is not None:
-        # model_copy does not validate: keep the order the validator would have given.
-        update["context_timeframes"] = sorted(dict.fromkeys(context), key=timeframe_ms)
-    return settings.model_copy(update={"market": settings.market.model_copy(update=update)})
-
-
 async def _data_end(market: MarketSource, symbol: str, timeframe: str, end_ms: int) -> int:
     """The close of the last ``timeframe`` candle closed by ``end_ms``: where the data ends.
 
@@ -509,9 +501,7 @@ async def run_backtest(
     step = timeframe_ms(timeframe)
     if request.every < 1:
         raise UsageError(f"--every must be at least 1, got {request.every}")
-    for name in request.context_timeframes or ():
-        timeframe_ms(name)
-    settings = _with_timeframes(settings, timeframe, request.context_timeframes)
+    settings = settings.with_timeframes(timeframe, request.context_timeframes)
     fills = replace(request.fills, maintenance_margin_pct=profile.maintenance_margin_pct)
     notices: list[str] = []
     warnings: list[str] = []
@@ -547,9 +537,8 @@ async def run_backtest(
                 raise UsageError(error.message) from None
             assert inner is not None
         cache = ResponseCache(default_cache_path()) if request.llm_cache else None
+        require_price_for_limit(settings.llm, model, request.max_cost_usd)
         client = CachingLLM(inner, cache, prices=settings.llm.prices, max_cost_usd=request.max_cost_usd)
-        if request.max_cost_usd is not None and not client.priced(model):
-            notices.append(f"no price is known for {model} in [llm.prices]: --max-cost cannot be enforced")
     owned = source is None
     market = source or open_source(
         settings, exchange=request.exchange, data=request.data, use_cache=request.use_cache, now_ms=end
@@ -575,7 +564,6 @@ async def run_backtest(
                 f"the data starts late: the first cycle stands at {iso(first)}, not {iso(start)}, "
                 f"so that every timeframe has {MIN_HISTORY} candles behind it"
             )
-        require_price_for_limit(settings.llm, model, request.max_cost_usd)
         start = first
         times = list(range(start, end - step + 1, step * request.every))
         if not times:

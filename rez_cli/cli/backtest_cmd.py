@@ -18,6 +18,7 @@ from rez_cli.cli.options import (
     ModelOption,
     NoCacheOption,
     ProfileOption,
+    TimeframeOption,
     TimeframesOption,
 )
 
@@ -125,15 +126,7 @@ def backtest(
             show_default=False,
         ),
     ] = None,
-    timeframe: Annotated[
-        str | None,
-        typer.Option(
-            "--timeframe",
-            help="Primary timeframe: cycles, fills and metrics step by its candles. "
-            "Default: \\[market] timeframe.",
-            show_default=False,
-        ),
-    ] = None,
+    timeframe: TimeframeOption = None,
     timeframes: TimeframesOption = None,
     every: Annotated[
         int,

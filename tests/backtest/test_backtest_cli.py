@@ -345,3 +345,17 @@ def test_a_decision_inside_a_data_gap_is_stamped_with_the_moment_asked(
         }
     for row in report["decisions"][10:16]:
         assert journaled[row["trace_id"]]["decision"]["timestamp"] == row["timestamp"]
+
+
+def test_max_cost_for_a_model_without_a_price_is_refused_before_any_cycle(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.support.cli import run
+
+    monkeypatch.setenv("REZ__LLM__BASE_URL", "http://127.0.0.1:9/v1")
+    args = ("backtest", "BTC/USDT", "--exchange", "sim", "--from", "2021-01-01", "--to", "2021-01-02")
+    result = run(capsys, *args, "--model", "my-local", "--max-cost", "1", "--json")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert "--max-cost cannot be enforced: no price is known for my-local" in result.stderr
