@@ -81,6 +81,11 @@ def make_llm(settings: Settings, model_override: str | None) -> tuple[LLMClient 
         base_url=llm.base_url,
         timeout_s=llm.timeout_s,
         max_retries=llm.max_retries,
+        max_output_tokens=llm.max_output_tokens,
+        temperature=llm.temperature,
+        seed=llm.seed,
+        extra_headers=llm.extra_headers,
+        extra_body=llm.extra_body,
     )
     return client, model
 

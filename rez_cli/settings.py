@@ -118,6 +118,13 @@ class LLMSettings(_Section):
     max_retries: Annotated[int, Field(ge=0, le=10)] = 2
     supports_json_schema: bool = True
     parallel_tool_calls: bool = True
+    # A decision and its reasoning fit in ~1k tokens; without a cap a small local model has been seen
+    # writing 5,000 tokens until the timeout.
+    max_output_tokens: Annotated[int, Field(ge=16, le=1_000_000)] = 1024
+    temperature: Annotated[float, Field(ge=0, le=2)] = 0.2
+    seed: int | None = None
+    extra_headers: dict[str, str] = Field(default_factory=dict)
+    extra_body: dict[str, Any] = Field(default_factory=dict)
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
 
 
@@ -458,4 +465,5 @@ def secrets_of(settings: Settings, environ: Mapping[str, str] | None = None) -> 
         if url:
             found += url_credentials(url)
     found += credentials_in(settings.exchange.ccxt)
+    found += credentials_in(llm.extra_headers) + credentials_in(llm.extra_body)
     return [value for value in dict.fromkeys(found) if value]

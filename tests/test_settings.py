@@ -122,3 +122,16 @@ def test_secrets_of_finds_every_credential(monkeypatch: pytest.MonkeyPatch) -> N
     )
     found = secrets_of(load_settings().value)
     assert sorted(found) == ["ex-key", "ex-secret", "hdr-key", "sk-config", "sk-env"]
+
+
+def test_credentials_in_extra_headers_and_body_are_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rez_cli.settings import secrets_of
+
+    monkeypatch.setenv(
+        "REZ__LLM__EXTRA_HEADERS", '{"Authorization": "Bearer proxy-token-123", "X-Title": "rez"}'
+    )
+    monkeypatch.setenv("REZ__LLM__EXTRA_BODY", '{"provider": {"api_key": "nested-key-456"}, "num_ctx": 8}')
+    found = secrets_of(load_settings().value)
+    assert "Bearer proxy-token-123" in found
+    assert "nested-key-456" in found
+    assert "rez" not in found

@@ -49,15 +49,25 @@ def request_key(
     tools: list[dict[str, Any]] | None,
     response_format: dict[str, Any] | None,
     parallel_tool_calls: bool | None,
+    tool_choice: str | None = None,
+    temperature: float | None = None,
 ) -> str:
-    """The SHA-256 of a request's canonical JSON (sorted keys, no spaces, UTF-8)."""
-    payload = {
+    """The SHA-256 of a request's canonical JSON (sorted keys, no spaces, UTF-8).
+
+    ``tool_choice`` and ``temperature`` enter the key only when set, so the answers cached before
+    they existed are still found.
+    """
+    payload: dict[str, Any] = {
         "model": model,
         "messages": messages,
         "tools": tools or None,
         "response_format": response_format,
         "parallel_tool_calls": parallel_tool_calls,
     }
+    if tool_choice is not None:
+        payload["tool_choice"] = tool_choice
+    if temperature is not None:
+        payload["temperature"] = temperature
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -193,6 +203,8 @@ class CachingLLM:
         tools: list[dict[str, Any]] | None = None,
         parallel_tool_calls: bool | None = None,
         response_format: dict[str, Any] | None = None,
+        tool_choice: str | None = None,
+        temperature: float | None = None,
     ) -> ChatResponse:
         """Answer from the cache, else from the model within the budget; see ``LLMClient.chat``.
 
@@ -206,6 +218,8 @@ class CachingLLM:
             tools=tools,
             response_format=response_format,
             parallel_tool_calls=parallel_tool_calls,
+            tool_choice=tool_choice,
+            temperature=temperature,
         )
         if self.cache is not None:
             cached = self.cache.get(key)
@@ -225,6 +239,8 @@ class CachingLLM:
             tools=tools,
             parallel_tool_calls=parallel_tool_calls,
             response_format=response_format,
+            tool_choice=tool_choice,
+            temperature=temperature,
         )
         self.misses += 1
         self._meter.record_call(model, response.usage)

@@ -103,6 +103,8 @@ class LLMClient(Protocol):
         tools: list[dict[str, Any]] | None = None,
         parallel_tool_calls: bool | None = None,
         response_format: dict[str, Any] | None = None,
+        tool_choice: str | None = None,
+        temperature: float | None = None,
     ) -> ChatResponse:
         """One non-streaming completion.
 
@@ -112,6 +114,9 @@ class LLMClient(Protocol):
             tools: function tool schemas, or None for a turn where the model must answer.
             parallel_tool_calls: passed only when the endpoint supports it (None: not sent).
             response_format: ``{"type": "json_schema", ...}`` or ``{"type": "json_object"}``.
+            tool_choice: ``"none"`` on a turn that must answer although tools stay listed (some
+                endpoints refuse a history of tool calls without the tools); None: not sent.
+            temperature: this call's sampling temperature; None: the client's configured one.
 
         Raises:
             LLMError: a subclass whose ``code`` names the failure; never an SDK exception.

@@ -115,6 +115,17 @@ def _decision(answer: ModelAnswer, source: str, trace: dict[str, Any]) -> list[d
     ]
 
 
+def decision_response_format(llm: LLMSettings) -> dict[str, Any]:
+    """The constrained answer: the decision's strict JSON schema, or JSON at least where the
+    endpoint cannot take a schema (``[llm] supports_json_schema = false``)."""
+    if llm.supports_json_schema:
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": "rez_decision", "strict": True, "schema": answer_json_schema()},
+        }
+    return {"type": "json_object"}
+
+
 def _known_numbers(services: CycleServices, raw_text: str, outcome: ReactOutcome) -> set[float]:
     texts = [raw_text, services.context_text]
     texts += [turn.content or "" for turn in outcome.turns]
@@ -135,19 +146,17 @@ async def _repair(
     """Ask the resilience model for the JSON; returns (answer, error code, detail)."""
     assert services.llm is not None
     model = services.llm_settings.resilience_model or services.model or ""
-    if services.llm_settings.supports_json_schema:
-        response_format: dict[str, Any] = {
-            "type": "json_schema",
-            "json_schema": {"name": "rez_decision", "strict": True, "schema": answer_json_schema()},
-        }
-    else:
-        response_format = {"type": "json_object"}
+    response_format = decision_response_format(services.llm_settings)
     messages = repair_messages(raw_text)
     services.meter.check_budget(model, messages, None)
     try:
         with services.meter.stage("repair"):
             response = await services.llm.chat(
-                model=model, messages=messages, response_format=response_format
+                # The repair transcribes, it does not decide: no sampling.
+                model=model,
+                messages=messages,
+                response_format=response_format,
+                temperature=0.0,
             )
     except LLMError as error:
         trace["repair"] = {"model": model, "error": error.code, "detail": error.message}
@@ -212,6 +221,7 @@ async def react_mode(payload: dict[str, Any], context: Any, timeout_ms: int) -> 
             parallel_tool_calls=services.llm_settings.parallel_tool_calls,
             meter=services.meter,
             on_turn=on_turn,
+            final_response_format=decision_response_format(services.llm_settings),
         )
     except LLMError as error:
         return _failure(error.code, error.message, trace)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
@@ -92,6 +93,13 @@ class OpenAIChat:
         timeout_s: the limit for one HTTP request (each retry gets its own).
         max_retries: how many times the SDK retries a timeout, a connection error, 408, 409,
             429 or 5xx before giving up (0: a single attempt).
+        max_output_tokens: the cap on every answer, sent as ``max_tokens`` (or, once the endpoint
+            refuses that, as ``max_completion_tokens``, which OpenAI's reasoning models require).
+        temperature: the sampling temperature of every call that does not set its own.
+        seed: sent when set, for endpoints that make sampling repeatable with it.
+        extra_headers: HTTP headers added to every request (provider routing, auth proxies).
+        extra_body: fields merged into every request body (Ollama's ``options``, OpenRouter's
+            ``provider``).
 
     Raises:
         LLMNotConfigured: neither a key nor a base URL, explicitly or in the environment.
@@ -99,7 +107,17 @@ class OpenAIChat:
     """
 
     def __init__(
-        self, *, api_key: str | None, base_url: str | None, timeout_s: float, max_retries: int
+        self,
+        *,
+        api_key: str | None,
+        base_url: str | None,
+        timeout_s: float,
+        max_retries: int,
+        max_output_tokens: int | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
     ) -> None:
         if not (isinstance(timeout_s, int | float) and math.isfinite(timeout_s) and timeout_s > 0):
             raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
@@ -115,6 +133,13 @@ class OpenAIChat:
                 f"base_url {endpoint_label(resolved_url)!r} must start with http:// or https://"
             )
         self._redactor = active().extended([key] if key else [])
+        self._max_output_tokens = max_output_tokens
+        # Chat Completions' older name for the cap; OpenAI's reasoning models refuse it.
+        self._cap_field = "max_tokens"
+        self._temperature = temperature
+        self._seed = seed
+        self._extra_headers = dict(extra_headers or {})
+        self._extra_body = dict(extra_body or {})
         self._timeout_s = float(timeout_s)
         self._endpoint = endpoint_label(resolved_url)
 
@@ -148,6 +173,8 @@ class OpenAIChat:
         tools: list[dict[str, Any]] | None = None,
         parallel_tool_calls: bool | None = None,
         response_format: dict[str, Any] | None = None,
+        tool_choice: str | None = None,
+        temperature: float | None = None,
     ) -> ChatResponse:
         """One non-streaming completion; see ``LLMClient.chat``.
 
@@ -157,6 +184,8 @@ class OpenAIChat:
             tools: function tool schemas; None or empty sends no ``tools`` (a turn that must answer).
             parallel_tool_calls: sent only when not None and tools are sent.
             response_format: sent only when given.
+            tool_choice: sent only with tools.
+            temperature: this call's temperature; None: the configured one (not sent if neither).
 
         Returns:
             The first choice's assistant message, its usage (0 when the server omits it), model and
@@ -174,12 +203,21 @@ class OpenAIChat:
             # Endpoints without parallel tool calls reject the field, so it is sent only when asked.
             if parallel_tool_calls is not None:
                 options["parallel_tool_calls"] = parallel_tool_calls
+            if tool_choice is not None:
+                options["tool_choice"] = tool_choice
         if response_format is not None:
             options["response_format"] = response_format
+        chosen_temperature = temperature if temperature is not None else self._temperature
+        if chosen_temperature is not None:
+            options["temperature"] = chosen_temperature
+        if self._seed is not None:
+            options["seed"] = self._seed
+        if self._extra_headers:
+            options["extra_headers"] = self._extra_headers
+        if self._extra_body:
+            options["extra_body"] = self._extra_body
         try:
-            completion: object = await self._client.chat.completions.create(
-                model=model, messages=cast(Any, messages), **options
-            )
+            completion = await self._create(model, messages, options)
         except openai.APIError as error:
             raise self._translate(error) from error
         except openai.OpenAIError as error:
@@ -195,6 +233,27 @@ class OpenAIChat:
                 f"{self._endpoint} did not answer with a chat completion: {self._detail(str(completion))}"
             )
         return self._to_response(completion)
+
+    async def _create(self, model: str, messages: list[dict[str, Any]], options: dict[str, Any]) -> object:
+        """The SDK call, with the output cap under the name the endpoint accepts."""
+        import openai
+
+        capped: dict[str, Any] = dict(options)
+        if self._max_output_tokens is not None:
+            capped[self._cap_field] = self._max_output_tokens
+        try:
+            completion: object = await self._client.chat.completions.create(
+                model=model, messages=cast(Any, messages), **capped
+            )
+            return completion
+        except openai.BadRequestError as error:
+            # OpenAI's reasoning models answer 400 "Unsupported parameter: 'max_tokens' ... use
+            # 'max_completion_tokens'": switch once, for this client, and ask again.
+            refused_cap = self._max_output_tokens is not None and self._cap_field == "max_tokens"
+            if not refused_cap or "max_completion_tokens" not in str(error):
+                raise
+            self._cap_field = "max_completion_tokens"
+            return await self._create(model, messages, options)
 
     async def close(self) -> None:
         """Close the SDK client and its HTTP connections."""

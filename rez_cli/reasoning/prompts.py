@@ -38,7 +38,7 @@ Use null for prices when you hold. Confidence is between 0 and 1. Invalidation n
 would void the thesis (e.g. "4h close below 31,400")."""
 
 FINAL_TURN_NOTE = (
-    "This is your last turn: tools are no longer available. Answer now with the decision JSON object."
+    "This is your last turn: do not call tools. Answer now with the decision JSON object."
 )
 
 

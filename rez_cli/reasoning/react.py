@@ -52,8 +52,14 @@ async def react_loop(
     parallel_tool_calls: bool,
     meter: Meter,
     on_turn: Callable[[Turn], None] | None = None,
+    final_response_format: dict[str, Any] | None = None,
 ) -> ReactOutcome:
     """Run the loop until the model answers or the turns run out.
+
+    The last turn must answer: the tools stay listed (an endpoint may refuse a history of tool calls
+    without them) but ``tool_choice`` is ``"none"``, and the answer is constrained by
+    ``final_response_format`` (the decision's JSON schema), so even a small model ends in an object
+    that parses. A tool call it makes anyway is not run.
 
     Raises:
         LLMError: a model call failed (after the SDK's retries).
@@ -67,7 +73,8 @@ async def react_loop(
         last = index == max_turns
         if last and index > 1:
             conversation.append({"role": "user", "content": FINAL_TURN_NOTE})
-        offered = None if last or not schemas else schemas
+        offered = schemas or None
+        may_call = offered is not None and not last
         meter.check_budget(model, conversation, offered)
         started = time.perf_counter()
         with meter.stage("llm"):
@@ -76,12 +83,14 @@ async def react_loop(
                 messages=conversation,
                 tools=offered,
                 # Sent only to turn parallel calls off; endpoints that ignore it are handled below.
-                parallel_tool_calls=None if parallel_tool_calls or offered is None else False,
+                parallel_tool_calls=None if parallel_tool_calls or not may_call else False,
+                tool_choice="none" if last and offered is not None else None,
+                response_format=final_response_format if last else None,
             )
         meter.record_call(model, response.usage)
         conversation.append(response.as_message())
         results: list[ToolResult] = []
-        if response.tool_calls and offered is not None:
+        if response.tool_calls and may_call:
             with meter.stage("tools"):
                 if parallel_tool_calls:
                     results = list(
@@ -100,7 +109,7 @@ async def react_loop(
         turn = Turn(
             index,
             response.content,
-            offered is not None,
+            may_call,
             results,
             response.usage,
             (time.perf_counter() - started) * 1000,
@@ -110,7 +119,7 @@ async def react_loop(
             on_turn(turn)
         if results:
             continue
-        if response.tool_calls and offered is None and not (response.content or "").strip():
+        if response.tool_calls and not may_call and not (response.content or "").strip():
             outcome.exhausted = True
         outcome.final_text = response.content
         outcome.finish_reason = response.finish_reason

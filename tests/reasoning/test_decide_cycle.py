@@ -252,7 +252,7 @@ def test_unknown_tool_and_bad_arguments_let_the_model_correct_itself(
     assert "JSON" in second[2]
 
 
-def test_endless_tool_calls_meet_a_final_turn_without_tools(
+def test_endless_tool_calls_meet_a_final_turn_that_must_answer_in_the_schema(
     capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float
 ) -> None:
     loop = tool_calls([("fetch_indicator", {"indicator": "atr", "timeframe": "1h"})])
@@ -261,9 +261,51 @@ def test_endless_tool_calls_meet_a_final_turn_without_tools(
     assert result.exit_code == 0
     assert decision["action"] == "buy"
     assert len(model_env.requests) == 6
-    assert all("tools" in request.body for request in model_env.requests[:5])
-    assert "tools" not in model_env.requests[5].body
-    assert "last turn" in model_env.requests[5].body["messages"][-1]["content"]
+    bodies = [request.body for request in model_env.requests]
+    assert all("tools" in body for body in bodies)  # kept: some endpoints refuse tool history without
+    assert all("tool_choice" not in body and "response_format" not in body for body in bodies[:5])
+    final = bodies[5]
+    assert final["tool_choice"] == "none"
+    assert final["response_format"]["type"] == "json_schema"
+    assert final["response_format"]["json_schema"]["strict"] is True
+    assert "last turn" in final["messages"][-1]["content"]
+
+
+def test_every_request_carries_the_output_cap_and_the_sampling_settings(
+    capsys: pytest.CaptureFixture[str],
+    model_env: FakeOpenAI,
+    last_price: float,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REZ__LLM__SEED", "42")
+    monkeypatch.setenv("REZ__LLM__EXTRA_BODY", '{"options": {"num_ctx": 8192}}')
+    monkeypatch.setenv("REZ__LLM__EXTRA_HEADERS", '{"X-Title": "rez"}')
+    model_env.push(reply("I would buy."), reply(json.dumps(buy(last_price))))
+    _, decision = decide(capsys)
+    assert decision["error"] == "repair_invented_prices"  # the prose named no price
+    decide_call, repair_call = (request.body for request in model_env.requests)
+    assert decide_call["max_tokens"] == repair_call["max_tokens"] == 1024
+    assert (decide_call["temperature"], repair_call["temperature"]) == (0.2, 0.0)
+    assert decide_call["seed"] == repair_call["seed"] == 42
+    assert decide_call["options"] == {"num_ctx": 8192}
+    assert model_env.requests[0].headers["x-title"] == "rez"
+
+
+def test_an_endpoint_that_refuses_max_tokens_gets_max_completion_tokens(
+    capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float
+) -> None:
+    """OpenAI's reasoning models answer 400 to max_tokens; the cap is sent under the new name."""
+    refusal = (
+        "Unsupported parameter: 'max_tokens' is not supported with this model. "
+        "Use 'max_completion_tokens' instead."
+    )
+    model_env.push(error(400, refusal), reply(json.dumps(buy(last_price))))
+    result, decision = decide(capsys)
+    assert (result.exit_code, decision["action"]) == (0, "buy")
+    refused, accepted = (request.body for request in model_env.requests)
+    assert refused["max_tokens"] == 1024
+    assert "max_tokens" not in accepted
+    assert accepted["max_completion_tokens"] == 1024
 
 
 def test_a_model_that_never_answers_is_a_hold(
