@@ -129,7 +129,10 @@ def score(
     horizon: Annotated[
         int,
         typer.Option(
-            "--horizon", min=1, help="Judge each decision on this many candles of its primary timeframe."
+            "--horizon",
+            min=1,
+            max=100_000,  # 11 years of 1h candles: more would only overflow the time arithmetic
+            help="Judge each decision on this many candles of its primary timeframe.",
         ),
     ] = 24,
     since: Annotated[

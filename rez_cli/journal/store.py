@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from rez_cli import paths
-from rez_cli.errors import ConfigError, DataNotFound, LockHeld, UsageError
+from rez_cli.errors import ConfigError, DataError, DataNotFound, LockHeld, UsageError
 from rez_cli.journal.migrations import MIGRATIONS
 from rez_cli.redact import Redactor
 from rez_cli.symbols import normalize_symbol
@@ -68,7 +68,16 @@ BATCH_MAX_S = 0.25
 BUSY_TIMEOUT_MS = 10_000
 INCOMPLETE = "incomplete"
 ACTIONS = ("buy", "sell", "hold")
-_JSON_COLUMNS = ("profile", "candles", "context", "decision", "trace", "signals", "usage")
+# What each JSON column of ``cycles`` holds.
+_JSON_COLUMNS: dict[str, type[dict[str, Any]] | type[list[Any]]] = {
+    "profile": dict,
+    "candles": dict,
+    "context": dict,
+    "decision": dict,
+    "trace": dict,
+    "signals": list,
+    "usage": dict,
+}
 _UNSAFE_IN_FILENAME = re.compile(r"[^\w.-]+")
 _SQLITE_INT_MAX = 2**63 - 1
 _SQLITE_INT_MIN = -(2**63)
@@ -137,7 +146,10 @@ def _score_summary(outcome: str | None, details: str | None, before_ms: int | No
     """
     if outcome is None:
         return None
-    parsed = json.loads(details) if details else {}
+    try:
+        parsed = json.loads(details) if details else {}
+    except (ValueError, RecursionError):
+        parsed = {}  # a damaged score leaves its outcome, which is all the memory needs
     if not isinstance(parsed, dict):
         parsed = {}
     ends = _int(parsed.get("window_end_ms"))
@@ -566,8 +578,8 @@ class Journal:
         if run is not None:
             record["run"] = {
                 **dict(run),
-                "argv": json.loads(run["argv"]),
-                "versions": json.loads(run["versions"]),
+                "argv": self._stored(run["argv"], "a run's argv", list),
+                "versions": self._stored(run["versions"], "a run's versions", dict),
             }
         calls_by_turn: dict[int, list[dict[str, Any]]] = {}
         for call in calls:
@@ -578,7 +590,7 @@ class Journal:
                     "arguments": call["arguments"],
                     "ok": bool(call["ok"]),
                     "content": call["content"],
-                    "rows": json.loads(call["rows"]) if call["rows"] is not None else [],
+                    "rows": self._stored(call["rows"], "a tool call's rows", list),
                     "cached": bool(call["cached"]),
                     "duration_ms": call["duration_ms"],
                 }
@@ -715,7 +727,7 @@ class Journal:
             ).fetchall()
         memories: list[Mapping[str, Any]] = []
         for row in rows:
-            decision = json.loads(row["decision"]) if row["decision"] else {}
+            decision = self._stored(row["decision"], "a decision", dict)
             memories.append(
                 {
                     "trace_id": row["trace_id"],
@@ -750,7 +762,7 @@ class Journal:
             ).fetchall()
         prices: list[tuple[int, float]] = []
         for row in rows:
-            price = _finite(json.loads(row["context"]).get("last_price"))
+            price = _finite(self._stored(row["context"], "a context", dict).get("last_price"))
             if price is not None:
                 prices.append((int(row["as_of_ms"]), price))
         return prices
@@ -800,7 +812,7 @@ class Journal:
             ).fetchall()
         found: list[dict[str, Any]] = []
         for row in rows:
-            profile = json.loads(row["profile"]) if row["profile"] else None
+            profile = self._stored(row["profile"], "a profile", dict)
             found.append(
                 {
                     "trace_id": row["trace_id"],
@@ -813,8 +825,8 @@ class Journal:
                     "as_of_ms": row["as_of_ms"],
                     "action": row["action"],
                     "confidence": row["confidence"],
-                    "decision": json.loads(row["decision"]) if row["decision"] else {},
-                    "context": json.loads(row["context"]) if row["context"] else {},
+                    "decision": self._stored(row["decision"], "a decision", dict),
+                    "context": self._stored(row["context"], "a context", dict),
                     "score": None
                     if row["outcome"] is None
                     else {
@@ -824,7 +836,7 @@ class Journal:
                         "r_multiple": row["r_multiple"],
                         "exit_price": row["exit_price"],
                         "exit_ms": row["exit_ms"],
-                        "details": json.loads(row["details"]) if row["details"] else {},
+                        "details": self._stored(row["details"], "a score's details", dict),
                     },
                 }
             )
@@ -888,15 +900,37 @@ class Journal:
             params.append(since_ms)
         return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
 
-    @staticmethod
-    def _row(row: sqlite3.Row) -> dict[str, Any]:
+    def _row(self, row: sqlite3.Row) -> dict[str, Any]:
         record: dict[str, Any] = dict(row)
         if record.get("simulated") is not None:
             record["simulated"] = bool(record["simulated"])
         for column in _JSON_COLUMNS:
             if column in record and record[column] is not None:
-                record[column] = json.loads(record[column])
+                record[column] = self._stored(record[column], f"a cycle's {column}", _JSON_COLUMNS[column])
         return record
+
+    def _stored(self, text: Any, what: str, kind: type[dict[str, Any]] | type[list[Any]]) -> Any:
+        """A JSON column as written by ``_json``: a ``kind`` (empty when NULL), or one line saying so.
+
+        Rez writes these columns itself; anything else in them (an edit by hand, a disk error) is a
+        damaged journal, reported as such instead of failing deep inside a view.
+
+        Raises:
+            DataError: the text is not JSON, or not a ``kind``.
+        """
+        if text is None or text == "":
+            return kind()
+        try:
+            value = json.loads(text)
+        except (ValueError, TypeError, RecursionError):  # not JSON, or bytes that are not UTF-8
+            value = None
+        if not isinstance(value, kind):
+            shape = "object" if kind is dict else "array"
+            raise DataError(
+                f"journal {self.path} is damaged: {what} is not a JSON {shape}",
+                hint="restore it from a backup, or use another --journal",
+            )
+        return value
 
     def _resolve_id(self, trace_id: str) -> str:
         prefix = trace_id.strip()

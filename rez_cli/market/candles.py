@@ -35,8 +35,11 @@ def row_number(position: int) -> str:
 
 
 def iso(ts_ms: int) -> str:
-    """A millisecond timestamp as compact ISO 8601 UTC, for messages."""
-    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """A millisecond timestamp as compact ISO 8601 UTC, for messages; the number itself past year 9999."""
+    try:
+        return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (ValueError, OverflowError, OSError):
+        return f"{ts_ms} ms"  # a message about an absurd time must still be shown
 
 
 def _row_name(frame: pd.DataFrame, position: int, where: str, name: RowName) -> str:

@@ -411,8 +411,38 @@ def test_a_closed_stderr_changes_nothing_but_what_is_seen(tmp_path: Path) -> Non
             timeout=120,
             check=False,
         )
-        assert done.returncode == code
+        assert done.returncode == code, (args, done.returncode, done.stdout[-500:])
         # The error line has nowhere to go; it must not land in stdout, where the JSON goes.
         assert [json.loads(line)["symbol"] for line in done.stdout.splitlines()] == (
             ["BTC/USDT"] if code == 0 else []
         )
+
+
+def test_a_damaged_journal_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    journal = tmp_path / "j.sqlite"
+    decided = run(capsys, "decide", "BTC/USDT", *SIM, "--as-of", AS_OF, "--json", "--journal", str(journal))
+    trace_id = decided.json_lines()[0]["trace_id"]
+    db = sqlite3.connect(journal)
+    db.execute("UPDATE cycles SET decision = '{not json', trace = '[', started_ms = 10 * 1e17")
+    db.commit()
+    db.close()
+    assert run(capsys, "traces", "list", "--journal", str(journal)).exit_code == 0
+    for command in (
+        ("traces", "show", trace_id),
+        ("traces", "export", trace_id),
+        ("traces", "replay", trace_id),
+    ):
+        assert "is damaged" in one_line_exit_2(run(capsys, *command, "--journal", str(journal)))
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"\x00\xff" * 4000)
+    for command in (("traces", "list"), ("score",), ("decide", "BTC/USDT", *SIM, "--as-of", AS_OF)):
+        one_line_exit_2(run(capsys, *command, "--journal", str(garbage)))
+
+
+def test_counts_too_big_for_the_journal_are_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    journal = tmp_path / "j.sqlite"
+    Journal(journal).close()
+    for command in (("traces", "list", "--limit", str(10**30)), ("score", "--horizon", str(10**30))):
+        one_line_exit_2(run(capsys, *command, "--journal", str(journal)))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rez_cli.errors import ConfigError, LockHeld, UsageError
+from rez_cli.errors import ConfigError, DataError, LockHeld, UsageError
 from rez_cli.journal import Journal
 from rez_cli.journal.migrations import MIGRATIONS
 
@@ -114,3 +114,44 @@ def test_text_with_lone_surrogates_is_stored_escaped(tmp_path: Path) -> None:
     assert record["turns"][0]["content"] == "\\udfff"
     assert record["decision"]["rationale"] == "model said \ud800"
     journal.close()
+
+
+@pytest.mark.parametrize(
+    ("column", "stored"),
+    [
+        ("decision", "{not json"),
+        ("trace", "[1, 2]"),
+        ("context", '"x"'),
+        ("usage", "\udcff"),
+        ("signals", "{}"),
+    ],
+)
+def test_a_damaged_json_column_is_one_line_naming_the_journal(
+    tmp_path: Path, column: str, stored: str
+) -> None:
+    path = tmp_path / "journal.sqlite"
+    journal = Journal(path, clock=lambda: T0)
+    journal.recorder(None).cycle_finished(
+        "t1",
+        status="decided",
+        decision={"symbol": "BTC/USDT", "action": "hold", "timestamp": T0},
+        trace={"turns": []},
+        signals=[],
+    )
+    journal.close()
+    db = sqlite3.connect(path)
+    db.execute(
+        f"UPDATE cycles SET {column} = ?", (stored.encode("utf-8", "surrogateescape"),)
+    )  # test's own column names
+    db.commit()
+    db.close()
+    with Journal(path) as damaged:
+        assert [row["trace_id"] for row in damaged.list_cycles()] == ["t1"]  # the listing still shows it
+        readers = [lambda: damaged.get_cycle("t1")]
+        if column in ("decision", "context"):
+            readers.append(damaged.scorable_cycles)
+        for read in readers:
+            with pytest.raises(DataError) as caught:
+                read()
+            assert f"journal {path} is damaged" in caught.value.one_line()
+            assert "\n" not in caught.value.one_line()
