@@ -87,6 +87,8 @@ def download(
             TimeRemainingColumn(),
             console=console,
             transient=False,
+            # Off a terminal a bar is one stale line, and would come before an error's one line.
+            disable=not console.is_terminal,
         ) as progress:
 
             def on_progress(symbol: str, tf: str, fetched_until_ms: int, target_ms: int) -> None:

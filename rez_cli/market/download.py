@@ -80,7 +80,7 @@ def read_data_file(path: Path, fmt: FileFormat) -> pd.DataFrame:
             frame = raw.drop(columns="date").assign(
                 timestamp=(dates - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
             )
-    except (OSError, ValueError, TypeError, KeyError, IndexError) as error:
+    except (OSError, ValueError, TypeError, KeyError, IndexError, RecursionError) as error:
         raise DataError(f"cannot read {path}: {type(error).__name__}: {error}", hint=hint) from error
     try:
         return validate_candles(frame, str(path))
@@ -105,7 +105,12 @@ def write_data_file(path: Path, frame: pd.DataFrame, fmt: FileFormat) -> None:
             out = candles.drop(columns="timestamp").assign(date=dates)[["date", *COLUMNS[1:]]]
             out.to_feather(temporary, compression="lz4", compression_level=9)
 
-    write_atomically(path, write)
+    try:
+        write_atomically(path, write)
+    except OSError as error:
+        raise DataError(
+            f"cannot write {path}: {error.strerror or error}", hint="choose another --out"
+        ) from None
 
 
 async def download(
@@ -143,6 +148,8 @@ async def download(
         raise UsageError(f"unknown format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
     for timeframe in timeframes:
         timeframe_ms(timeframe)
+    # Before any request: a download that cannot be written is not worth the exchange's time.
+    _check_out_dir(out_dir)
     end_ms = source.now() if until_ms is None else min(until_ms, source.now())
     if since_ms >= end_ms:
         raise UsageError("--since must be before the end of the download")
@@ -154,6 +161,17 @@ async def download(
                 await _download_one(source, symbol, timeframe, since_ms, end_ms, path, fmt, on_progress)
             )
     return results
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    try:
+        not_a_folder = out_dir.exists() and not out_dir.is_dir()
+    except OSError as error:  # a name too long for the file system
+        raise UsageError(f"--out {out_dir}: {error.strerror or error}") from None
+    if not_a_folder:
+        raise UsageError(
+            f"--out {out_dir} is not a directory", hint="give the folder to write the files into"
+        )
 
 
 def _read_existing(path: Path, fmt: FileFormat) -> pd.DataFrame | None:

@@ -446,3 +446,35 @@ def test_counts_too_big_for_the_journal_are_refused(
     Journal(journal).close()
     for command in (("traces", "list", "--limit", str(10**30)), ("score", "--horizon", str(10**30))):
         one_line_exit_2(run(capsys, *command, "--journal", str(journal)))
+
+
+def test_data_download_refuses_what_it_cannot_write(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.support.exchange_server import FAST_CCXT, NOW_MS, FakeBinance, exchange_config
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    (resumed / "BTC_USDT-1h.json").write_text("[" * 100_000)
+    since = str(NOW_MS // 3_600_000 * 3_600_000 - 50 * 3_600_000)
+    with FakeBinance(now_ms=NOW_MS) as server:
+        monkeypatch.setenv("REZ__EXCHANGE__CCXT", json.dumps({**exchange_config(server), **FAST_CCXT}))
+        for out in ("/dev/null", str(a_file), str(a_file / "sub"), "x" * 5000, str(resumed)):
+            result = run(
+                capsys,
+                "data",
+                "download",
+                "BTC/USDT",
+                "--exchange",
+                "binance",
+                "--since",
+                since,
+                "--out",
+                out,
+            )
+            one_line_exit_2(result)
+        for bad in (("--timeframe", "52w"), ("--timeframe", "100000w"), ("--format", "xml")):
+            args = ("data", "download", "BTCUSDT", "--exchange", "binance", "--since", since, *bad)
+            one_line_exit_2(run(capsys, *args, "--out", str(tmp_path / "out")))
