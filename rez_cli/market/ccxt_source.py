@@ -182,7 +182,7 @@ class CcxtSource:
         if limit < 1:
             raise UsageError(f"the number of candles must be at least 1, not {limit}")
         end_ms = self._end_ms(until_ms)
-        await self._check(symbol, timeframes)
+        symbol = await self._check(symbol, timeframes)
         frames = await _gather_or_cancel([self._fetch_last(symbol, tf, limit, end_ms) for tf in timeframes])
         return dict(zip(timeframes, frames, strict=True))
 
@@ -206,7 +206,7 @@ class CcxtSource:
             The same errors as ``fetch``, except ``DataNotFound``.
         """
         end_ms = self._end_ms(until_ms)
-        await self._check(symbol, [timeframe])
+        symbol = await self._check(symbol, [timeframe])
         return await self._closed_candles(symbol, timeframe, since_ms, end_ms, on_progress, max_pages)
 
     def now(self) -> int:
@@ -220,7 +220,12 @@ class CcxtSource:
         # A candle that has not closed yet must not be asked for by a moment in the future.
         return now if until_ms is None else min(until_ms, now)
 
-    async def _check(self, symbol: str, timeframes: Sequence[str]) -> None:
+    async def _check(self, symbol: str, timeframes: Sequence[str]) -> str:
+        """The symbol as the exchange lists it, once the market and the timeframes are known to exist.
+
+        Rez spells symbols in upper case (``rez_cli.symbols``); a market the exchange lists in mixed
+        case (``stETH/USDT``) is found from that spelling when only one market matches it.
+        """
         loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = loop
@@ -230,7 +235,10 @@ class CcxtSource:
         ex = self._exchange
         await self._call("loading markets", ex.load_markets)
         if symbol not in ex.markets:
-            raise SymbolNotListed(f"{self.name} does not list {symbol!r}", hint=self._symbol_hint(symbol))
+            same = [listed for listed in ex.symbols or [] if listed.upper() == symbol.upper()]
+            if len(same) != 1:
+                raise SymbolNotListed(f"{self.name} does not list {symbol!r}", hint=self._symbol_hint(symbol))
+            symbol = same[0]
         if not ex.has.get("fetchOHLCV"):
             raise TimeframeNotOffered(f"{self.name} serves no candles through ccxt (no fetchOHLCV)")
         offered = list(ex.timeframes or {})
@@ -242,6 +250,7 @@ class CcxtSource:
                     hint=f"offered: {listing}" if listing else None,
                 )
             timeframe_ms(timeframe)
+        return symbol
 
     def _symbol_hint(self, symbol: str) -> str:
         ex = self._exchange

@@ -190,3 +190,28 @@ def test_the_simulator_has_no_candles_before_it_starts_or_after_now() -> None:
     frames = asyncio.run(source.fetch("BTC/USDT", ["1h", "1d"], 5, until_ms=ORIGIN_MS + 2 * 86_400_000))
     assert len(frames["1d"]) == 2
     assert not math.isnan(frames["1h"]["close"].iloc[-1])
+
+
+def test_a_mixed_case_market_is_found_from_the_canonical_spelling() -> None:
+    from rez_cli.errors import SymbolNotListed
+    from rez_cli.market.ccxt_source import CcxtSource
+    from tests.support.exchange_server import FAST_CCXT, NOW_MS, FakeBinance, exchange_config
+
+    async def go(server: FakeBinance) -> tuple[int, str]:
+        async with CcxtSource(
+            "binance", {**exchange_config(server), **FAST_CCXT}, now_ms=lambda: server.now_ms
+        ) as source:
+            ex = source._exchange
+            await ex.load_markets()
+            # ccxt upper-cases Binance's assets; some venues list markets such as kPEPE/USDC:USDC.
+            market = ex.markets.pop("ETH/USDT")
+            market["symbol"] = "eTh/USDT"
+            ex.markets["eTh/USDT"] = market
+            ex.symbols = sorted(ex.markets)
+            frames = await source.fetch("ETH/USDT", ["1h"], 5)
+            with pytest.raises(SymbolNotListed):
+                await source.fetch("XRP/USDT", ["1h"], 5)
+            return len(frames["1h"]), server.klines_requests("1h", "ETHUSDT")[0].query["symbol"]
+
+    with FakeBinance(now_ms=NOW_MS) as server:
+        assert asyncio.run(go(server)) == (5, "ETHUSDT")
