@@ -356,9 +356,11 @@ def config_path(explicit: Path | None, environ: dict[str, str] | None = None) ->
     if env.get("REZ_CONFIG"):
         return paths.expand_user(env["REZ_CONFIG"])
     user_file = paths.config_dir() / "config.toml"
-    if user_file.is_file():
-        return user_file
-    return shipped_config_path()
+    try:
+        found = user_file.is_file()
+    except OSError as error:  # REZ_HOME too long a name for the file system
+        raise ConfigError(f"{user_file}: cannot read: {error.strerror or error}") from None
+    return user_file if found else shipped_config_path()
 
 
 def merged(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:

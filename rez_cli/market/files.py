@@ -131,6 +131,8 @@ def read_file(path: Path) -> pd.DataFrame:
     """
     where = str(path)
     if not path.is_file():
+        if path.is_symlink() or path.exists():
+            raise DataError(f"{path}: not a regular file (a directory, a FIFO, a device or a link loop)")
         raise DataNotFound(f"{path}: no such file")
     suffix = path.suffix.lower()
     row_name: RowName = row_number

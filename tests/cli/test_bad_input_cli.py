@@ -478,3 +478,33 @@ def test_data_download_refuses_what_it_cannot_write(
         for bad in (("--timeframe", "52w"), ("--timeframe", "100000w"), ("--format", "xml")):
             args = ("data", "download", "BTCUSDT", "--exchange", "binance", "--since", since, *bad)
             one_line_exit_2(run(capsys, *args, "--out", str(tmp_path / "out")))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("REZ_HOME", "x" * 5000),
+        ("REZ_HOME", "~nosuchuser-rez"),
+        ("REZ_CONFIG", "/"),
+        ("REZ_CONFIG", "~nosuchuser-rez/c.toml"),
+        ("REZ__MARKET", "5"),
+        ("REZ__EXCHANGE__CCXT", "[1]"),
+        ("REZ__JOURNAL__PATH", "/"),
+        ("REZ__MARKET__CANDLES", "1e400"),
+        ("REZ__MARKET__CONTEXT_TIMEFRAMES", "[" * 50_000),
+    ],
+)
+def test_environment_overrides_that_cannot_be_used(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    one_line_exit_2(run(capsys, "decide", "BTC/USDT", *SIM, "--as-of", AS_OF))
+
+
+def test_a_candle_file_that_is_not_a_regular_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "BTC_USDT-1h.csv").symlink_to(tmp_path / "loop")
+    (tmp_path / "loop").symlink_to(tmp_path / "BTC_USDT-1h.csv")
+    os.mkfifo(tmp_path / "ETH_USDT-1h.csv")
+    for symbol in ("BTC/USDT", "ETH/USDT"):
+        line = one_line_exit_2(run(capsys, "context", symbol, "--data", str(tmp_path), "-t", "1h"))
+        assert "not a regular file" in line
