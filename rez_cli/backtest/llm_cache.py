@@ -79,6 +79,7 @@ def _response_to_json(response: ChatResponse) -> dict[str, Any]:
         "usage": [response.usage.prompt_tokens, response.usage.completion_tokens],
         "model": response.model,
         "finish_reason": response.finish_reason,
+        "reasoning": response.reasoning,
     }
 
 
@@ -92,6 +93,7 @@ def _response_from_json(data: Mapping[str, Any]) -> ChatResponse:
         usage=TokenUsage(),
         model=str(data.get("model") or ""),
         finish_reason=data.get("finish_reason") if isinstance(data.get("finish_reason"), str) else None,
+        reasoning=data.get("reasoning") if isinstance(data.get("reasoning"), str) else None,
     )
 
 

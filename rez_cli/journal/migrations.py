@@ -137,4 +137,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        "m003_turn_reasoning",
+        # A reasoning model's thinking (reasoning_content or <think> blocks), apart from its answer.
+        ("ALTER TABLE turns ADD COLUMN reasoning TEXT",),
+    ),
 )

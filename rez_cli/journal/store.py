@@ -599,6 +599,7 @@ class Journal:
             {
                 "index": turn["idx"],
                 "content": turn["content"],
+                **({"reasoning": turn["reasoning"]} if turn["reasoning"] else {}),
                 "tools_offered": None if turn["tools_offered"] is None else bool(turn["tools_offered"]),
                 "tool_calls": calls_by_turn.get(turn["idx"], []),
                 "prompt_tokens": turn["prompt_tokens"],
@@ -1103,12 +1104,13 @@ class JournalRecorder:
             ).fetchone()[0]
         tools_offered = turn.get("tools_offered")
         db.execute(
-            "INSERT INTO turns (trace_id, idx, content, tools_offered, prompt_tokens, completion_tokens,"
-            " duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO turns (trace_id, idx, content, reasoning, tools_offered, prompt_tokens,"
+            " completion_tokens, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 trace_id,
                 idx,
                 j._text(turn.get("content")),
+                j._text(turn.get("reasoning")),
                 None if tools_offered is None else int(bool(tools_offered)),
                 _int(turn.get("prompt_tokens")),
                 _int(turn.get("completion_tokens")),

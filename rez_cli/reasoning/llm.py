@@ -76,6 +76,9 @@ class ChatResponse:
     usage: TokenUsage = field(default_factory=TokenUsage)
     model: str = ""
     finish_reason: str | None = None
+    reasoning: str | None = None
+    """A reasoning model's thinking (``reasoning_content``, or ``<think>`` blocks taken out of
+    ``content``): kept for the trace, never parsed as the decision."""
 
     def as_message(self) -> dict[str, Any]:
         """The message to append to the conversation (OpenAI Chat Completions shape)."""

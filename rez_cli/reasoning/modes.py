@@ -80,6 +80,7 @@ def turn_dict(turn: Turn) -> dict[str, Any]:
     return {
         "index": turn.index,
         "content": turn.content,
+        **({"reasoning": turn.reasoning} if turn.reasoning else {}),
         "tools_offered": turn.tools_offered,
         "tool_calls": [_tool_result_dict(result) for result in turn.tool_results],
         "prompt_tokens": turn.usage.prompt_tokens,
@@ -231,12 +232,17 @@ async def react_mode(payload: dict[str, Any], context: Any, timeout_ms: int) -> 
         return _failure(error.reference, error.one_line(), trace)
     raw_text = outcome.final_text or ""
     trace["raw_text"] = outcome.final_text
-    if outcome.exhausted or outcome.final_text is None:
+    if outcome.exhausted:
         return _failure(
             "max_turns_exceeded",
             f"no answer after {services.max_turns} turns: the model kept calling tools",
             trace,
         )
+    if not raw_text.strip():
+        # Nothing to parse and nothing a repair could ground its prices in (a reasoning model may
+        # have spent the whole cap thinking): a hold, not a call to the resilience model.
+        thought = " (it wrote only its reasoning)" if outcome.turns and outcome.turns[-1].reasoning else ""
+        return _failure("empty_output", f"the model's answer was empty{thought}", trace)
     with services.meter.stage("parse"):
         parsed = parse_answer(raw_text)
     truncated = outcome.finish_reason == "length"

@@ -38,6 +38,7 @@ from rez_cli.reasoning.llm import (
     TokenUsage,
     ToolCall,
 )
+from rez_cli.reasoning.parse import split_thinking
 from rez_cli.redact import active
 
 if TYPE_CHECKING:
@@ -277,6 +278,11 @@ class OpenAIChat:
             raise LLMBadResponse(
                 f"{self._endpoint} answered with a malformed choice: {self._detail(str(error))}"
             ) from error
+        # Reasoning models send their thinking apart (reasoning_content: DeepSeek, vLLM, llama.cpp)
+        # or inline in <think> blocks (Qwen3, R1 distills): either way it is not the answer.
+        content, inline = split_thinking(content)
+        apart = getattr(message, "reasoning_content", None)
+        thinking = [part for part in (apart if isinstance(apart, str) else None, inline) if part]
         usage = getattr(completion, "usage", None)
         return ChatResponse(
             content=content,
@@ -287,6 +293,7 @@ class OpenAIChat:
             ),
             model=str(getattr(completion, "model", "") or ""),
             finish_reason=finish_reason if isinstance(finish_reason, str) else None,
+            reasoning="\n\n".join(thinking) or None,
         )
 
     def _to_tool_call(self, call: Any, index: int) -> ToolCall:

@@ -37,9 +37,7 @@ End with your decision as one JSON object matching this schema, and nothing afte
 Use null for prices when you hold. Confidence is between 0 and 1. Invalidation names the condition that \
 would void the thesis (e.g. "4h close below 31,400")."""
 
-FINAL_TURN_NOTE = (
-    "This is your last turn: do not call tools. Answer now with the decision JSON object."
-)
+FINAL_TURN_NOTE = "This is your last turn: do not call tools. Answer now with the decision JSON object."
 
 
 def system_prompt(profile: RiskProfile) -> str:

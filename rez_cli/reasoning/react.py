@@ -29,6 +29,7 @@ class Turn:
     tool_results: list[ToolResult]
     usage: TokenUsage
     duration_ms: float
+    reasoning: str | None = None
 
 
 @dataclass
@@ -113,6 +114,7 @@ async def react_loop(
             results,
             response.usage,
             (time.perf_counter() - started) * 1000,
+            response.reasoning,
         )
         outcome.turns.append(turn)
         if on_turn is not None:

@@ -166,14 +166,14 @@ def journal(tmp_path: Path, clock: Clock) -> Journal:
 def test_opening_again_applies_no_migration_twice(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite"
     first = Journal(path)
-    assert first.migrations() == ["m001_initial", "m002_scores"]
+    assert first.migrations() == ["m001_initial", "m002_scores", "m003_turn_reasoning"]
     first.close()
     second = Journal(path)
-    assert second.migrations() == ["m001_initial", "m002_scores"]
+    assert second.migrations() == ["m001_initial", "m002_scores", "m003_turn_reasoning"]
     second.close()
     with sqlite3.connect(path) as db:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        assert db.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == 2
+        assert db.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == 3
     assert {"runs", "cycles", "turns", "tool_calls", "verdicts", "scores", "_migrations"} <= tables
 
 

@@ -602,3 +602,38 @@ def test_the_trace_header_names_the_model_and_why(
 def test_the_rules_header_says_why_no_model(capsys: pytest.CaptureFixture[str]) -> None:
     shown = run(capsys, "decide", "BTC/USDT", "--exchange", "sim", "--as-of", AS_OF)
     assert "mode rules · model none (no model configured)" in shown.stdout + shown.stderr
+
+
+def test_a_reasoning_models_thinking_is_kept_in_the_trace_and_never_parsed(
+    capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float
+) -> None:
+    draft = json.dumps(buy(last_price, leverage=50))  # a draft in the thinking must not be read
+    answer = json.dumps(buy(last_price))
+    model_env.push(reply(f"<think>First idea: {draft}. Too much leverage.</think>\n{answer}"))
+    result, decision = decide(capsys)
+    assert (result.exit_code, decision["action"], decision["leverage"]) == (0, "buy", 2)
+    [turn] = exported(capsys, decision["trace_id"])["turns"]
+    assert turn["content"] == answer
+    assert turn["reasoning"] == f"First idea: {draft}. Too much leverage."
+
+
+@pytest.mark.parametrize(
+    ("content", "reasoning_content", "detail"),
+    [
+        ("", None, "the model's answer was empty"),
+        (None, "I should think about RSI... and then I ran out of tokens", "it wrote only its reasoning"),
+        ("<think>still thinking when the cap cut it", None, "it wrote only its reasoning"),
+    ],
+)
+def test_an_empty_answer_or_only_reasoning_is_a_hold_with_a_code(
+    capsys: pytest.CaptureFixture[str],
+    model_env: FakeOpenAI,
+    content: str | None,
+    reasoning_content: str | None,
+    detail: str,
+) -> None:
+    model_env.push(reply(content, reasoning_content=reasoning_content))
+    result, decision = decide(capsys)
+    assert (result.exit_code, decision["action"], decision["error"]) == (3, "hold", "empty_output")
+    assert detail in decision["rationale"]
+    assert len(model_env.requests) == 1  # no repair of nothing

@@ -446,3 +446,35 @@ def test_a_truncated_answer_never_carries_a_price_that_was_not_written_in_full(
         assert outcome.answer.action == answer.action
         for field in ("entry_price", "tp_price", "sl_price"):
             assert getattr(outcome.answer, field) in {None, getattr(answer, field)}
+
+
+# --- reasoning models ----------------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(["<think>", "</think>", "<THINKING>", "</thinking>", "<reasoning>"]), st.text()
+        ),
+        max_size=12,
+    ).map("".join)
+)
+def test_thinking_never_stays_in_the_answer(text: str) -> None:
+    from rez_cli.reasoning.parse import split_thinking
+
+    answer, thinking = split_thinking(text)
+    assert answer is not None
+    assert thinking is None or isinstance(thinking, str)
+    lowered = answer.lower()
+    assert not any(tag in lowered for tag in ("<think>", "<thinking>", "<reasoning>"))
+    if not any(tag in text.lower() for tag in ("<think>", "<thinking>", "<reasoning>")):
+        assert (answer, thinking) == (text, None)
+
+
+def test_an_answer_after_the_thinking_is_parsed_and_a_draft_inside_it_is_not() -> None:
+    from rez_cli.reasoning.parse import split_thinking
+
+    answer, thinking = split_thinking('<think>draft {"action": "sell"}</think>\n{"action": "hold"}')
+    assert thinking == 'draft {"action": "sell"}'
+    assert answer_of(answer).action == "hold"

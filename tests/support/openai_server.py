@@ -72,6 +72,7 @@ class Reply:
     finish_reason: str | None = "stop"
     model: str | None = None
     usage: tuple[int, int] | None = (10, 5)
+    reasoning_content: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ def reply(
     finish_reason: str | None = "stop",
     model: str | None = None,
     usage: tuple[int, int] | None = (10, 5),
+    reasoning_content: str | None = None,
 ) -> Reply:
     """A plain assistant message.
 
@@ -124,8 +126,15 @@ def reply(
         model: the model name in the answer; None echoes the request's.
         usage: ``(prompt_tokens, completion_tokens)``, or None to omit ``usage`` as some local
             servers do.
+        reasoning_content: a reasoning model's thinking, as DeepSeek, vLLM and llama.cpp send it.
     """
-    return Reply(content=content, finish_reason=finish_reason, model=model, usage=usage)
+    return Reply(
+        content=content,
+        finish_reason=finish_reason,
+        model=model,
+        usage=usage,
+        reasoning_content=reasoning_content,
+    )
 
 
 def tool_calls(
@@ -473,6 +482,8 @@ _ERROR_CODES = {401: "invalid_api_key", 404: "model_not_found", 429: "rate_limit
 
 def _completion(step: Reply, request: dict[str, Any], number: int) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": step.content, "refusal": None}
+    if step.reasoning_content is not None:
+        message["reasoning_content"] = step.reasoning_content
     if step.tool_calls:
         message["tool_calls"] = [
             {
