@@ -9,7 +9,7 @@ import pytest
 
 from rez_cli.redact import reset_active
 
-pytest_plugins = ["tests.support.openai_server"]
+pytest_plugins = ["tests.support.openai_server", "tests.support.llama_server"]
 
 
 @pytest.fixture(autouse=True)
