@@ -59,7 +59,7 @@ class DecideRun:
             age = f"{hours / 24:.1f} days" if hours >= 48 else f"{hours:.1f} hours"
             lines.append(
                 f"{decision.symbol}: stale data: the last closed candle ended at {iso(decision.as_of)}, "
-                f"{age} before this decision (marked \"stale\": true)"
+                f'{age} before this decision (marked "stale": true)'
             )
         return lines
 

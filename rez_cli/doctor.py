@@ -400,7 +400,7 @@ def _model_status_check(status: int, label: str, model: str, key_note: str) -> C
 def _model_ids(body: bytes) -> set[str]:
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return set()
     data = payload.get("data") if isinstance(payload, dict) else None
     if not isinstance(data, list):

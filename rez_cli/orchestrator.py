@@ -47,6 +47,7 @@ from rez_cli.reasoning.usage import Meter, estimate_tokens
 from rez_cli.recording import CycleRecorder
 from rez_cli.redact import active
 from rez_cli.settings import LLMSettings, RiskProfile, Settings, load_profile, load_settings, secrets_of
+from rez_cli.symbols import normalize_symbol
 from rez_cli.timeframes import timeframe_ms
 
 BUILTIN_MODES = {"react": react_mode, "rules": rules_mode}
@@ -409,7 +410,8 @@ class Orchestrator:
                     "or 'decision'",
                 },
             )
-        symbol = str(payload["symbol"])
+        # Library callers get the spelling run_decide and the lock use: one market, one symbol.
+        symbol = normalize_symbol(str(payload["symbol"]))
         # Without a model client only the rules mode can run: the offline default.
         fallback = default_mode(self.settings.llm, self.model) if self.llm is not None else "rules"
         mode = str(payload.get("mode") or fallback)

@@ -244,6 +244,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{str(path)!r}: cannot read: {error}") from None
 
 
+_MAX_SHOWN_VALUE = 80
+
+
 def _first_error(
     path: Path | str, error: ValidationError, model: type[BaseModel], data: Mapping[str, Any]
 ) -> ConfigError:
@@ -261,7 +264,10 @@ def _first_error(
     if first["type"] == "extra_forbidden":
         message = "unknown key"
     elif "input" in first and first["type"] != "missing" and _may_show(model, loc, first["input"], known):
-        message = f"{message} (got {first['input']!r})"
+        shown = repr(first["input"])
+        if len(shown) > _MAX_SHOWN_VALUE:  # one line stays readable whatever was pasted into a key
+            shown = shown[: _MAX_SHOWN_VALUE - 1] + "…"
+        message = f"{message} (got {shown})"
     more = len(error.errors()) - 1
     suffix = f"; and {more} more problem{'s' if more > 1 else ''}" if more else ""
     return ConfigError(redact.Redactor(known).text(f"{path}: {key}: {message}{suffix}"))
@@ -324,7 +330,8 @@ def _parse_env_value(raw: str) -> Any:
     # JSON first so lists, numbers and booleans work (REZ__MARKET__CONTEXT_TIMEFRAMES='["1h"]').
     try:
         return json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):
+    # ValueError covers JSONDecodeError and Python's 4,300-digit limit on integers.
+    except (ValueError, RecursionError):
         return raw
 
 

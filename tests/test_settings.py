@@ -135,3 +135,13 @@ def test_credentials_in_extra_headers_and_body_are_secrets(monkeypatch: pytest.M
     assert "Bearer proxy-token-123" in found
     assert "nested-key-456" in found
     assert "rez" not in found
+
+
+def test_a_huge_rejected_value_is_cut_on_its_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REZ__MARKET__CANDLES", "9" * 200_000)
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    line = raised.value.one_line()
+    assert "market.candles" in line
+    assert len(line) < 400
+    assert "\n" not in line

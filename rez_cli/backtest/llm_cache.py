@@ -121,7 +121,7 @@ class ResponseCache:
         try:
             record = json.loads(line)
             key, response = record["key"], record["response"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             return  # a line cut short by a crash, or not ours
         if isinstance(key, str) and isinstance(response, dict):
             self._entries[key] = response

@@ -234,6 +234,8 @@ def test_unknown_tool_and_bad_arguments_let_the_model_correct_itself(
                 ("fetch_indicator", {"indicator": "rsi", "timeframe": "7x"}),
                 ("fetch_indicator", {"indicator": "ema", "timeframe": "1h", "params": {"length": 100000}}),
                 ("fetch_indicator", "{not json"),
+                ("fetch_indicator", '{"lookback": ' + "9" * 5_000 + "}"),
+                ("fetch_indicator", "[" * 100_000),
             ]
         ),
         reply(json.dumps(buy(last_price))),
@@ -250,6 +252,7 @@ def test_unknown_tool_and_bad_arguments_let_the_model_correct_itself(
     assert "7x" in second[0]
     assert "length" in second[1]
     assert "JSON" in second[2]
+    assert second[3] == second[4] == "Error: arguments are not usable JSON (too large or too deep)"
 
 
 def test_endless_tool_calls_meet_a_final_turn_that_must_answer_in_the_schema(

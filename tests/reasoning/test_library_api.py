@@ -424,3 +424,15 @@ def test_a_malformed_decision_from_a_custom_mode_is_a_hold_not_an_exception() ->
 def test_a_decide_event_with_an_unusable_moment_is_rejected(as_of: Any) -> None:
     event = Event("decide", {"symbol": "BTC/USDT", "as_of": as_of}, 0, "c")
     assert handle_any(Orchestrator(), event).status == "rejected"
+
+
+def test_a_decide_event_spells_the_symbol_as_the_cli_and_the_lock_do() -> None:
+    import asyncio
+
+    from rez_cli.orchestrator import Event as DecideEvent
+
+    as_of = 1_625_097_600_000
+    event = DecideEvent("decide", {"symbol": "btc-usdt", "as_of": as_of}, as_of, "lib")
+    result = asyncio.run(Orchestrator().handle_event(event))
+    assert result.decision is not None
+    assert result.decision.symbol == "BTC/USDT"
