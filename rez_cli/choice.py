@@ -16,6 +16,7 @@ from rez_cli.settings import LLMSettings
 
 # The model name sent when an endpoint is configured without one (local servers ignore it).
 DEFAULT_MODEL = "gpt-4o-mini"
+NO_MODEL = "no model configured"
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ def choose_model(
         return ModelChoice(
             None, "no model configured (an API key alone does not choose one: set [llm] model or --model)"
         )
-    return ModelChoice(None, "no model configured")
+    return ModelChoice(None, NO_MODEL)
 
 
 def require_price_for_limit(llm: LLMSettings, model: str, max_cost_usd: float | None) -> None:

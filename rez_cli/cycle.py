@@ -12,7 +12,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from rez_cli.choice import choose_model, require_price_for_limit
+from rez_cli.choice import NO_MODEL, choose_model, require_price_for_limit
 from rez_cli.context import Context
 from rez_cli.errors import ExitCode
 from rez_cli.market.candles import iso
@@ -101,10 +101,9 @@ def _mode_and_model(settings: Settings, request: DecideRequest) -> tuple[str, st
     mode = request.mode or ("react" if choice.configured else "rules")
     notice = None
     if mode == "rules" and request.mode is None:
-        notice = (
-            f"{choice.reason}: running the deterministic rules mode "
-            "(set [llm] model, or [llm] base_url, or give --model, to let a model decide)"
-        )
+        # One line on an 80-column terminal when nothing more needs saying.
+        hint = " (set [llm] model or base_url, or give --model)" if choice.reason == NO_MODEL else ""
+        notice = f"{choice.reason}: running the rules mode{hint}"
     elif mode == "react" and not choice.configured:
         notice = "a model was asked for (--mode react) but none is configured"
     if mode == "react" and choice.model is not None:
