@@ -97,22 +97,26 @@ def answer_problem(answer: ModelAnswer, *, require_stop: bool, truncated: bool) 
     return None
 
 
+# The keys a model's answer has, in the order the prompt and the schema give them.
+ANSWER_FIELDS: tuple[str, ...] = (
+    "action",
+    "entry_price",
+    "tp_price",
+    "sl_price",
+    "leverage",
+    "confidence",
+    "rationale",
+    "invalidation",
+)
+
+
 def answer_json_schema() -> dict[str, Any]:
     """The strict JSON schema of ``ModelAnswer`` (OpenAI structured outputs: all keys required)."""
     number_or_null = {"type": ["number", "null"]}
     return {
         "type": "object",
         "additionalProperties": False,
-        "required": [
-            "action",
-            "entry_price",
-            "tp_price",
-            "sl_price",
-            "leverage",
-            "confidence",
-            "rationale",
-            "invalidation",
-        ],
+        "required": list(ANSWER_FIELDS),
         "properties": {
             "action": {"type": "string", "enum": ["buy", "sell", "hold"]},
             "entry_price": number_or_null,

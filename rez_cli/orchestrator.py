@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from rez_cli import indicators
 from rez_cli.choice import DEFAULT_MODEL, choose_model
 from rez_cli.context import Context, build_context, context_text, context_timeframes
-from rez_cli.decision import Decision, ModelAnswer
+from rez_cli.decision import ANSWER_FIELDS, Decision, ModelAnswer
 from rez_cli.errors import ExchangeUnavailable
 from rez_cli.indicators import IndicatorMemo
 from rez_cli.market.candles import iso
@@ -172,17 +172,6 @@ class EventResult:
         return Decision.model_validate(raw) if raw is not None else None
 
 
-# The fields of a proposed decision that a ``decision`` event's payload may carry.
-ANSWER_FIELDS = (
-    "action",
-    "entry_price",
-    "tp_price",
-    "sl_price",
-    "leverage",
-    "confidence",
-    "rationale",
-    "invalidation",
-)
 # A mode's decision comes from the model's text, one way or another; a fallback is Rez's own hold.
 _MODE_SOURCES = ("native", "extracted", "repaired")
 
