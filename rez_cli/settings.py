@@ -126,6 +126,13 @@ class LLMSettings(_Section):
     extra_headers: dict[str, str] = Field(default_factory=dict)
     extra_body: dict[str, Any] = Field(default_factory=dict)
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    # A GGUF file Rez serves itself through llama.cpp (the `local` extra) for the length of a run.
+    gguf: Path | None = None
+    # SmolLM2 and most current small models were trained on 8k; Rez's prompt, a few tool turns and an
+    # answer fit in it, and the KV cache (memory) grows with it.
+    gguf_context: Annotated[int, Field(ge=512, le=1_048_576)] = 8192
+    # None: one core fewer than the machine has (see local_model.default_threads).
+    gguf_threads: Annotated[int, Field(ge=1, le=1024)] | None = None
 
 
 class JournalSettings(_Section):

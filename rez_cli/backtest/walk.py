@@ -36,7 +36,7 @@ from rez_cli.backtest.fills import (
 from rez_cli.backtest.history import HistorySource
 from rez_cli.backtest.llm_cache import CachingLLM, ResponseCache, default_cache_path
 from rez_cli.backtest.metrics import Metrics, compute_metrics
-from rez_cli.choice import DEFAULT_MODEL, require_price_for_limit
+from rez_cli.choice import DEFAULT_MODEL, choose_model, require_price_for_limit
 from rez_cli.context import context_timeframes
 from rez_cli.errors import DataNotFound, ExitCode, UsageError
 from rez_cli.indicators import price_decimals
@@ -490,12 +490,39 @@ async def run_backtest(
         on_cycle: called with every cycle's result (traces included), for tests and tools.
 
     Raises:
-        UsageError: a bad request (unknown mode, empty span, react without a model).
+        UsageError: a bad request (unknown mode, empty span, react without a model, a GGUF file that
+            cannot be served).
         DataError, ExchangeError: the candles cannot be had.
     """
+    # A GGUF the run serves itself stays loaded for the whole walk, baselines included.
+    with contextlib.ExitStack() as served:
+        return await _run_backtest(
+            settings,
+            profile,
+            request,
+            source=source,
+            llm=llm,
+            on_progress=on_progress,
+            on_cycle=on_cycle,
+            served=served,
+        )
+
+
+async def _run_backtest(
+    settings: Settings,
+    profile: RiskProfile,
+    request: BacktestRequest,
+    *,
+    source: MarketSource | None,
+    llm: LLMClient | None,
+    on_progress: Callable[[Progress], None] | None,
+    on_cycle: Callable[[EventResult], None] | None,
+    served: contextlib.ExitStack,
+) -> BacktestReport:
     from rez_cli.cycle import make_llm
     from rez_cli.journal.session import open_journal, start_run
     from rez_cli.market.view import open_source
+    from rez_cli.reasoning import local_model
 
     timeframe = request.timeframe or settings.market.timeframe
     step = timeframe_ms(timeframe)
@@ -523,16 +550,20 @@ async def run_backtest(
     model: str | None = None
     client: CachingLLM | None = None
     if mode == "react":
-        model = request.model or settings.llm.model or DEFAULT_MODEL
+        choice = choose_model(settings.llm, request.model)
+        model = choice.model or DEFAULT_MODEL
         inner = llm
         if inner is None:
-            if not model_configured(settings.llm, request.model):
+            if not choice.configured:
                 raise UsageError(
                     "--mode react needs a model, and none is configured",
                     hint="set [llm] model and OPENAI_API_KEY, or [llm] base_url; or use --mode rules",
                 )
+            gguf = local_model.prepare(settings.llm, request.model)
+            require_price_for_limit(settings.llm, model, request.max_cost_usd)
+            local = served.enter_context(local_model.serve(settings.llm, gguf)) if gguf else None
             try:
-                inner, _ = make_llm(settings, request.model)
+                inner, _ = make_llm(settings, request.model, local)
             except LLMNotConfigured as error:
                 raise UsageError(error.message) from None
             assert inner is not None

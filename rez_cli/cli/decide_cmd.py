@@ -137,11 +137,13 @@ def decide(
         concurrency=concurrency,
     )
     if dry_run:
+        from rez_cli.choice import gguf_of
         from rez_cli.cycle import run_dry
         from rez_cli.reasoning.openai_llm import endpoint_label
 
-        endpoint = endpoint_label(settings.llm.base_url)
-        key_set = bool(settings.llm.api_key or os.environ.get("OPENAI_API_KEY"))
+        gguf = gguf_of(settings.llm, model)
+        endpoint = f"{gguf} (served by llama.cpp)" if gguf else endpoint_label(settings.llm.base_url)
+        key_set = not gguf and bool(settings.llm.api_key or os.environ.get("OPENAI_API_KEY"))
         for item in asyncio.run(run_dry(settings, risk, request)):
             if json_output:
                 print_json_line(dry_run_payload(item, endpoint, key_set))

@@ -89,6 +89,9 @@ JournalOption = Annotated[
 ModelOption = Annotated[
     str | None,
     typer.Option(
-        "--model", "-m", help="Model name at the endpoint. Default: \\[llm] model.", show_default=False
+        "--model",
+        "-m",
+        help="Model name at the endpoint, or a .gguf file Rez serves itself. Default: \\[llm] model.",
+        show_default=False,
     ),
 ]
