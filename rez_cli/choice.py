@@ -76,8 +76,12 @@ def gguf_of(llm: LLMSettings, model_override: str | None) -> Path | None:
     return None
 
 
-def require_price_for_limit(llm: LLMSettings, model: str, max_cost_usd: float | None) -> None:
+def require_price_for_limit(
+    llm: LLMSettings, model: str, max_cost_usd: float | None, *, local: bool = False
+) -> None:
     """Refuse a spending limit that could not be enforced.
+
+    A model Rez serves itself (``local``) costs nothing: its $0 is known, not missing.
 
     Raises:
         UsageError: ``max_cost_usd`` is set and ``[llm.prices]`` has no price for ``model``: the
@@ -85,7 +89,7 @@ def require_price_for_limit(llm: LLMSettings, model: str, max_cost_usd: float | 
     """
     from rez_cli.reasoning.usage import Meter
 
-    if max_cost_usd is None or Meter(prices=llm.prices).price_of(model) is not None:
+    if max_cost_usd is None or local or Meter(prices=llm.prices).price_of(model) is not None:
         return
     raise UsageError(
         f"--max-cost cannot be enforced: no price is known for {model}",

@@ -118,7 +118,9 @@ def _mode_and_model(settings: Settings, request: DecideRequest) -> tuple[str, st
     elif mode == "react" and not choice.configured:
         notice = "a model was asked for (--mode react) but none is configured"
     if mode == "react" and choice.model is not None:
-        require_price_for_limit(settings.llm, choice.model, request.max_cost_usd)
+        require_price_for_limit(
+            settings.llm, choice.model, request.max_cost_usd, local=choice.gguf is not None
+        )
     return mode, notice, choice.model if choice.gguf else request.model or settings.llm.model
 
 

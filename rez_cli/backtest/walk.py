@@ -560,15 +560,17 @@ async def _run_backtest(
                     hint="set [llm] model and OPENAI_API_KEY, or [llm] base_url; or use --mode rules",
                 )
             gguf = local_model.prepare(settings.llm, request.model)
-            require_price_for_limit(settings.llm, model, request.max_cost_usd)
+            # Before the model loads: a limit that cannot hold is refused first.
+            require_price_for_limit(settings.llm, model, request.max_cost_usd, local=gguf is not None)
             local = served.enter_context(local_model.serve(settings.llm, gguf)) if gguf else None
             try:
                 inner, _ = make_llm(settings, request.model, local)
             except LLMNotConfigured as error:
                 raise UsageError(error.message) from None
             assert inner is not None
+        else:
+            require_price_for_limit(settings.llm, model, request.max_cost_usd)
         cache = ResponseCache(default_cache_path()) if request.llm_cache else None
-        require_price_for_limit(settings.llm, model, request.max_cost_usd)
         client = CachingLLM(inner, cache, prices=settings.llm.prices, max_cost_usd=request.max_cost_usd)
     owned = source is None
     market = source or open_source(

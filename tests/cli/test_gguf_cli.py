@@ -209,3 +209,14 @@ def test_doctor_names_the_file_that_cannot_be_served(
     assert result.exit_code == 2, result
     [line] = [line for line in result.stdout.splitlines() if "model" in line.split()[:2]]
     assert "does not exist" in line
+
+
+def test_max_cost_with_a_served_file_is_no_error_a_local_model_costs_nothing() -> None:
+    from rez_cli.choice import require_price_for_limit
+    from rez_cli.errors import UsageError
+    from rez_cli.settings import load_settings
+
+    llm = load_settings().value.llm
+    require_price_for_limit(llm, "SmolLM2-135M-Instruct.Q4_1", 0.01, local=True)
+    with pytest.raises(UsageError, match="no price is known"):
+        require_price_for_limit(llm, "SmolLM2-135M-Instruct.Q4_1", 0.01)
