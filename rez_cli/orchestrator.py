@@ -39,8 +39,7 @@ from rez_cli.market.view import MarketView
 from rez_cli.policy import evaluate
 from rez_cli.reasoning.llm import LLMClient
 from rez_cli.reasoning.manager import CONSTRUCTION_FAILED, AdvisorySignal, MemoryAccessor, ReasoningManager
-from rez_cli.reasoning.modes import CycleServices, react_mode, rules_mode, turn_dict
-from rez_cli.reasoning.prompts import first_messages
+from rez_cli.reasoning.modes import CycleServices, llm_endpoint, opening, react_mode, rules_mode, turn_dict
 from rez_cli.reasoning.react import Turn
 from rez_cli.reasoning.tools import ToolRegistry, fetch_indicator_tool
 from rez_cli.reasoning.usage import Meter, estimate_tokens
@@ -554,9 +553,20 @@ class Orchestrator:
         """
         meter = Meter(prices=self.settings.llm.prices, max_cost_usd=self.max_cost_usd)
         prepared = await self._prepare(symbol, as_of_ms, meter)
-        messages = first_messages(self.profile, prepared.text, prepared.memory_text)
         tools = prepared.tools.schemas()
         model = self.model or DEFAULT_MODEL
+        start = opening(
+            self.settings.llm,
+            llm_endpoint(self.llm, self.settings.llm),
+            model,
+            self.profile,
+            prepared.text,
+            prepared.memory_text,
+            tools,
+        )
+        messages = start.messages
+        if start.protocol == "text":
+            tools = []  # described in the system message instead
         return DryRun(
             symbol=symbol,
             context=prepared.context,

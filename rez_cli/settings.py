@@ -118,6 +118,9 @@ class LLMSettings(_Section):
     max_retries: Annotated[int, Field(ge=0, le=10)] = 2
     supports_json_schema: bool = True
     parallel_tool_calls: bool = True
+    # How tools reach the model: "native" function calling, "text" CALL lines described in the
+    # prompt, or "auto": native until the endpoint refuses tools or the model writes CALL lines.
+    tool_protocol: Literal["auto", "native", "text"] = "auto"
     # A decision and its reasoning fit in ~1k tokens; without a cap a small local model has been seen
     # writing 5,000 tokens until the timeout.
     max_output_tokens: Annotated[int, Field(ge=16, le=1_000_000)] = 1024

@@ -181,6 +181,12 @@ class CachingLLM:
         self.misses = 0
 
     @property
+    def endpoint(self) -> str | None:
+        """The wrapped client's endpoint label, if it has one (the tool protocol is remembered by it)."""
+        endpoint = getattr(self.inner, "endpoint", None)
+        return endpoint if isinstance(endpoint, str) else None
+
+    @property
     def cost_usd(self) -> float:
         """What the calls actually made cost (cache hits are free)."""
         return self._meter.cost_usd

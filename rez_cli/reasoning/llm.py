@@ -10,6 +10,8 @@ openai SDK; tests drive it against a scripted server on 127.0.0.1.
     ├── LLMRateLimited       model_rate_limited: 429 after the SDK's retries
     ├── LLMUnavailable       model_unreachable: connection refused, DNS, 5xx after retries
     └── LLMBadResponse       model_bad_response: 400/404/422 or an answer with no choices
+        └── LLMToolsRefused  model_bad_response: the endpoint refused the request because it
+                             offered tools (``[llm] tool_protocol = "auto"`` then switches to text)
 """
 
 from __future__ import annotations
@@ -50,6 +52,13 @@ class LLMUnavailable(LLMError):
 
 class LLMBadResponse(LLMError):
     code = "model_bad_response"
+
+
+class LLMToolsRefused(LLMBadResponse):
+    """The endpoint cannot take ``tools``: Ollama's 400 "does not support tools", vLLM without a
+    tool parser, OpenRouter's 404 "No endpoints found that support tool use", llama.cpp's 500
+    "tools param requires --jinja". Raised only for a request that sent tools, so the same request
+    without them (the text tool protocol) may succeed."""
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,14 @@ from rez_cli import indicators
 from rez_cli.context import Context
 from rez_cli.decision import ModelAnswer, answer_json_schema, answer_problem
 from rez_cli.errors import RezError
+from rez_cli.reasoning import protocol_memory
 from rez_cli.reasoning.llm import LLMClient, LLMError
+from rez_cli.reasoning.openai_llm import endpoint_label
 from rez_cli.reasoning.parse import numbers_in, parse_answer
-from rez_cli.reasoning.prompts import first_messages, repair_messages
-from rez_cli.reasoning.react import ReactOutcome, Turn, react_loop
+from rez_cli.reasoning.prompts import CALL_HINT, first_messages, repair_messages, with_system_addition
+from rez_cli.reasoning.protocol_memory import Remembered
+from rez_cli.reasoning.react import ProtocolSwitch, ReactOutcome, ToolProtocol, Turn, react_loop
+from rez_cli.reasoning.text_protocol import text_opening
 from rez_cli.reasoning.tools import ToolRegistry, ToolResult
 from rez_cli.reasoning.usage import BudgetExceeded, Meter
 from rez_cli.settings import LLMSettings, RiskProfile
@@ -127,6 +131,40 @@ def decision_response_format(llm: LLMSettings) -> dict[str, Any]:
     return {"type": "json_object"}
 
 
+def llm_endpoint(llm: LLMClient | None, settings: LLMSettings) -> str:
+    """The endpoint a client talks to, as ``endpoint_label`` shows it (what ``auto`` remembers by)."""
+    endpoint = getattr(llm, "endpoint", None)
+    return endpoint if isinstance(endpoint, str) and endpoint else endpoint_label(settings.base_url)
+
+
+@dataclass(frozen=True)
+class Opening:
+    """The first request of a cycle: its messages, the tool protocol, and why that protocol."""
+
+    messages: list[dict[str, Any]]
+    protocol: ToolProtocol
+    remembered: Remembered | None
+
+
+def opening(
+    llm: LLMSettings,
+    endpoint: str,
+    model: str,
+    profile: RiskProfile,
+    context_text: str,
+    memory_text: str | None,
+    schemas: list[dict[str, Any]],
+) -> Opening:
+    """What a react cycle sends first (``--dry-run`` shows the same)."""
+    protocol, remembered = protocol_memory.starting_protocol(llm.tool_protocol, endpoint, model)
+    messages = first_messages(profile, context_text, memory_text)
+    if protocol == "text":
+        messages = text_opening(messages, schemas)
+    elif llm.tool_protocol == "auto" and schemas:
+        messages = with_system_addition(messages, CALL_HINT)
+    return Opening(messages, protocol, remembered)
+
+
 def _known_numbers(services: CycleServices, raw_text: str, outcome: ReactOutcome) -> set[float]:
     texts = [raw_text, services.context_text]
     texts += [turn.content or "" for turn in outcome.turns]
@@ -203,9 +241,37 @@ async def react_mode(payload: dict[str, Any], context: Any, timeout_ms: int) -> 
     trace["mode"] = "react"
     if services.llm is None or not services.model:
         return _failure("model_not_configured", "no model is configured", trace)
-    messages = first_messages(services.profile, services.context_text, services.memory_text)
+    model = services.model
+    endpoint = llm_endpoint(services.llm, services.llm_settings)
+    start = opening(
+        services.llm_settings,
+        endpoint,
+        model,
+        services.profile,
+        services.context_text,
+        services.memory_text,
+        services.tools.schemas(),
+    )
+    messages = start.messages
     trace["messages"] = messages
+    trace["tool_protocol"] = start.protocol
+    if start.remembered is not None:
+        trace["tool_protocol_remembered"] = {
+            "endpoint": endpoint,
+            "reason": start.remembered.reason,
+            "saved_ms": start.remembered.saved_ms,
+        }
     turns: list[dict[str, Any]] = trace.setdefault("turns", [])
+
+    def on_switch(switch: ProtocolSwitch) -> None:
+        trace["tool_protocol"] = "text"
+        trace["tool_protocol_switch"] = {
+            "turn": switch.turn,
+            "reason": switch.reason,
+            "detail": switch.detail,
+        }
+        # Remembered at once: the next run starts in text even if this cycle fails after the switch.
+        protocol_memory.remember(endpoint, model, f"{switch.reason}: {switch.detail}")
 
     def on_turn(turn: Turn) -> None:
         turns.append(turn_dict(turn))
@@ -215,7 +281,7 @@ async def react_mode(payload: dict[str, Any], context: Any, timeout_ms: int) -> 
     try:
         outcome = await react_loop(
             services.llm,
-            model=services.model,
+            model=model,
             messages=messages,
             tools=services.tools,
             max_turns=services.max_turns,
@@ -223,6 +289,9 @@ async def react_mode(payload: dict[str, Any], context: Any, timeout_ms: int) -> 
             meter=services.meter,
             on_turn=on_turn,
             final_response_format=decision_response_format(services.llm_settings),
+            protocol=start.protocol,
+            auto_switch=services.llm_settings.tool_protocol == "auto" and start.protocol == "native",
+            on_switch=on_switch,
         )
     except LLMError as error:
         return _failure(error.code, error.message, trace)

@@ -12,6 +12,7 @@ and the offline ``rules`` mode never pay for it. Every SDK exception is translat
     APIConnectionError, InternalServerError (5xx)  LLMUnavailable
     BadRequestError, NotFoundError, 422, other     LLMBadResponse
     a 200 that is not a completion with choices    LLMBadResponse
+    400/404/422/5xx refusing the tools it was sent LLMToolsRefused (``refuses_tools``)
 
 Messages are one line and never contain the API key, even when a server echoes it back: they go
 through ``rez_cli.redact`` (a key shorter than 8 characters, a local server's "x", is not a secret).
@@ -22,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
@@ -34,6 +36,7 @@ from rez_cli.reasoning.llm import (
     LLMNotConfigured,
     LLMRateLimited,
     LLMTimeout,
+    LLMToolsRefused,
     LLMUnavailable,
     TokenUsage,
     ToolCall,
@@ -44,7 +47,7 @@ from rez_cli.redact import active
 if TYPE_CHECKING:
     from openai import APIError, AsyncOpenAI
 
-__all__ = ["OpenAIChat", "endpoint_label"]
+__all__ = ["OpenAIChat", "endpoint_label", "refuses_tools"]
 
 # The SDK's default endpoint, spelled out because an empty OPENAI_BASE_URL would otherwise reach
 # the SDK as a base URL of "" (it only falls back when the variable is unset).
@@ -58,6 +61,37 @@ _MAX_DETAIL_CHARS = 200
 # No model reads or writes a billion tokens in one call; a server that says so is wrong, and its
 # number (10**19 has been seen) must not overflow the journal or the cost. Larger counts are cut here.
 MAX_TOKENS_PER_CALL = 1_000_000_000
+
+
+# What servers say when they cannot take the tools of a request. "parallel_tool_calls" is taken out
+# first: an endpoint refusing that field still takes tools (``[llm] parallel_tool_calls = false``).
+_TOOL_WORDS = re.compile(
+    r"\btools?\b|tool_choice|tool[ _-]?calls?|tool use|function[ _-]?call|\bfunctions?\b", re.I
+)
+_PARALLEL_FIELD = re.compile(r"parallel_tool_calls", re.I)
+
+
+def refuses_tools(status: int, message: str) -> bool:
+    """Whether an error answer to a request that offered tools says the endpoint cannot take them.
+
+    Args:
+        status: the HTTP status.
+        message: the server's error text.
+
+    Returns:
+        True for a 400, 404 or 422 that names tools, tool choice, tool calls or functions (Ollama's
+        "does not support tools", vLLM's '"auto" tool choice requires --enable-auto-tool-choice',
+        OpenRouter's "No endpoints found that support tool use"), and for llama.cpp's 500 "tools
+        param requires --jinja flag"; False for anything else, such as a 500 that merely mentions tools.
+    """
+    text = _PARALLEL_FIELD.sub("", message)
+    if status in (400, 404, 422):
+        return _TOOL_WORDS.search(text) is not None
+    if status >= 500:
+        # A server error is refusal only when it says so in llama.cpp's words: any 5xx may mention tools.
+        lowered = text.lower()
+        return "jinja" in lowered and "tool" in lowered
+    return False
 
 
 def endpoint_label(base_url: str | None) -> str:
@@ -220,7 +254,7 @@ class OpenAIChat:
         try:
             completion = await self._create(model, messages, options)
         except openai.APIError as error:
-            raise self._translate(error) from error
+            raise self._translate(error, tools_sent=bool(tools)) from error
         except openai.OpenAIError as error:
             raise LLMBadResponse(f"{self._endpoint}: {self._detail(str(error))}") from error
         except json.JSONDecodeError as error:
@@ -311,7 +345,7 @@ class OpenAIChat:
         call_id = getattr(call, "id", None) or f"call_{index}"
         return ToolCall(id=str(call_id), name=str(function.name), arguments=arguments)
 
-    def _translate(self, error: APIError) -> LLMError:
+    def _translate(self, error: APIError, *, tools_sent: bool = False) -> LLMError:
         import openai
 
         where = self._endpoint
@@ -325,8 +359,14 @@ class OpenAIChat:
             return LLMBadResponse(f"{where}: {self._detail(error.message)}")
 
         status = error.status_code
-        said = self._server_message(error)
+        text = self._server_text(error)
+        said = self._detail(text)
         tail = f"{self._attempts(error)}{f': {said}' if said else ''}"
+        if tools_sent and refuses_tools(status, text):
+            return LLMToolsRefused(
+                f"{where} refused the tools ({status}){tail}; "
+                '[llm] tool_protocol = "text" (or "auto") describes them in the prompt instead'
+            )
         if isinstance(error, openai.RateLimitError):
             return LLMRateLimited(f"{where} answered 429 (rate limited){tail}")
         if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
@@ -337,17 +377,16 @@ class OpenAIChat:
             return LLMUnavailable(f"{where} answered {status} (server error){tail}")
         return LLMBadResponse(f"{where} answered {status}{tail}")
 
-    def _server_message(self, error: APIError) -> str:
+    def _server_text(self, error: APIError) -> str:
+        """The server's error message, whole: ``_detail`` cuts it for display."""
         body = error.body
         if isinstance(body, dict):
             # The SDK unwraps {"error": {...}}; servers differ on where they put the text.
             message = body.get("message") or body.get("error") or body.get("detail")
-            text = message if isinstance(message, str) else json.dumps(body)
-        elif isinstance(body, str):
-            text = body
-        else:
-            text = ""
-        return self._detail(text)
+            return message if isinstance(message, str) else json.dumps(body)
+        if isinstance(body, str):
+            return body
+        return ""
 
     def _attempts(self, error: APIError) -> str:
         # The SDK stamps each request with how many retries preceded it: the last one tells the total.

@@ -39,6 +39,36 @@ would void the thesis (e.g. "4h close below 31,400")."""
 
 FINAL_TURN_NOTE = "This is your last turn: do not call tools. Answer now with the decision JSON object."
 
+# The text tool protocol (``text_protocol.py``): for endpoints that refuse tools and models that
+# never call them. The example is a call that works, so a small model can copy its shape.
+CALL_EXAMPLE = (
+    'CALL fetch_indicator {"indicator": "rsi", "timeframe": "1h", "params": {"length": 14}, "lookback": 5}'
+)
+
+TEXT_TOOLS_TEMPLATE = """\
+Tools are called with text here. To call one, write a line that starts with CALL, then the tool's \
+name, then its arguments as one JSON object on the same line, e.g.:
+{example}
+You may write up to {max_calls} CALL lines in one answer. Then stop and wait: Rez runs them and \
+sends you the results in the next message. Do not write results yourself. Once you have what you \
+need (or if you need nothing), answer with the decision JSON object instead.
+
+The tools:
+{tools}"""
+
+# In ``auto``, next to the native tools: a model whose chat template drops them (llama.cpp does so
+# silently) can still ask in text, and Rez switches to the text protocol when it does.
+CALL_HINT = (
+    "fetch_indicator is offered as a function tool. If you cannot call functions, write a line "
+    f"instead, e.g.: {CALL_EXAMPLE}"
+)
+
+TEXT_CONTINUE_NOTE = "Write more CALL lines if you need more, or answer with the decision JSON object."
+TEXT_FINAL_TURN_NOTE = (
+    "This is your last turn: tools are no longer available and CALL lines will not be run. "
+    "Answer now with the decision JSON object."
+)
+
 
 def system_prompt(profile: RiskProfile) -> str:
     """The system message of a cycle."""
@@ -71,6 +101,43 @@ def first_messages(
         {"role": "system", "content": system_prompt(profile)},
         {"role": "user", "content": user_prompt(context_text, memory_text)},
     ]
+
+
+def text_tools_prompt(schemas: list[dict[str, Any]], max_calls: int) -> str:
+    """The tools as the text protocol describes them: how to call, then each tool's description
+    and argument schema (the same ones the native protocol sends)."""
+    tools = []
+    for schema in schemas:
+        function = schema.get("function") or {}
+        parameters = json.dumps(function.get("parameters") or {}, separators=(",", ":"))
+        name, description = function.get("name"), function.get("description", "")
+        tools.append(f"- {name}: {description}\n  Arguments (JSON schema): {parameters}")
+    return TEXT_TOOLS_TEMPLATE.format(example=CALL_EXAMPLE, max_calls=max_calls, tools="\n".join(tools))
+
+
+def with_system_addition(messages: list[dict[str, Any]], addition: str) -> list[dict[str, Any]]:
+    """A copy of ``messages`` whose system message ends with ``addition`` (one is put first when
+    there is none); the messages themselves are not changed."""
+    copied = [dict(message) for message in messages]
+    for message in copied:
+        if message.get("role") == "system":
+            message["content"] = f"{message.get('content') or ''}\n\n{addition}"
+            return copied
+    return [{"role": "system", "content": addition}, *copied]
+
+
+def text_results_message(results: list[tuple[str, str, str]], closing: str) -> str:
+    """The user message that answers an answer's CALL lines: each result under the call it answers.
+
+    Args:
+        results: ``(tool name, arguments as written, result text)`` per call, in order.
+        closing: what the model should do next (``TEXT_CONTINUE_NOTE``, ``TEXT_FINAL_TURN_NOTE``).
+    """
+    parts = ["Results of your CALL lines:"]
+    for number, (name, arguments, content) in enumerate(results, 1):
+        parts += ["", f"[{number}] CALL {name} {arguments}".rstrip(), content]
+    parts += ["", closing]
+    return "\n".join(parts)
 
 
 REPAIR_SYSTEM = (

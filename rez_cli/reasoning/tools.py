@@ -118,12 +118,12 @@ class ToolRegistry:
             parsed = tool.arguments.model_validate(raw)
         except json.JSONDecodeError as error:
             return result(False, ToolOutput(f"Error: arguments are not valid JSON ({error.msg})"))
-        except (ValueError, RecursionError):  # a 5,000-digit integer, nesting deeper than Python's stack
-            return result(False, ToolOutput("Error: arguments are not usable JSON (too large or too deep)"))
-        except ValidationError as error:
+        except ValidationError as error:  # before ValueError, which pydantic's error subclasses
             first = error.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "arguments"
             return result(False, ToolOutput(f"Error: {where}: {first['msg']}"))
+        except (ValueError, RecursionError):  # a 5,000-digit integer, nesting deeper than Python's stack
+            return result(False, ToolOutput("Error: arguments are not usable JSON (too large or too deep)"))
         key = (name, parsed.model_dump_json())
         cached = key in self._memo
         if not cached:
