@@ -5,8 +5,10 @@ answers llama.cpp gave, next to what Rez journaled. A 135M model decides badly; 
 is Rez (issue 9): the cycle's budget, the output cap on every request, the constrained last turn,
 the decision's schema, the trace of what the model wrote.
 
-The cap is set to 256 tokens here, not the default 1,024: on 2 cores SmolLM2 writes 25 to 30 tokens
-a second with Rez's 1,000-token prompt, so 1,024 tokens alone take longer than a call's timeout.
+Rez runs with the README's llama.cpp recipe, read from the README itself (only its ``base_url``
+points at the proxy): what a user copies is what is tested. Its cap is 256 tokens, not the default
+1,024: on 2 cores SmolLM2 writes 25 to 30 tokens a second with Rez's 1,000-token prompt, so 1,024
+tokens alone take longer than a call's timeout.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,16 +24,18 @@ import pytest
 from rez_cli.decision import Decision, ModelAnswer, answer_json_schema
 from tests.support.cli import Result, run
 from tests.support.llama_server import LlamaServer, wait_until_idle
+from tests.support.readme_recipes import readme_recipe, write_recipe
 from tests.support.recording_proxy import Exchange, RecordingProxy
 
 pytestmark = pytest.mark.realmodel
 
 AS_OF = "2021-07-01T00:00"
+RECIPE = readme_recipe("llama.cpp")["llm"]
 # Room for a decision and a short reasoning, small enough to generate in seconds on 2 cores.
-OUTPUT_CAP = 256
+OUTPUT_CAP = RECIPE["max_output_tokens"]
 # A call: up to ~15 s of prompt evaluation on a busy 2-core machine, then at most OUTPUT_CAP tokens.
-CALL_TIMEOUT_S = 30
-CYCLE_TIMEOUT_S = 60
+CALL_TIMEOUT_S = RECIPE["timeout_s"]
+CYCLE_TIMEOUT_S = RECIPE["cycle_timeout_s"]
 # Starting the command, loading sim candles and journaling, on top of the cycle's own budget.
 SLACK_S = 15
 
@@ -90,15 +95,16 @@ def journaled_texts(record: dict[str, Any]) -> list[str]:
 
 
 @pytest.fixture
-def proxy(llama_server: LlamaServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingProxy]:
+def proxy(
+    llama_server: LlamaServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[RecordingProxy]:
     assert wait_until_idle(llama_server), "an earlier request still holds the server's slot"
+    # The recipe names the model as the README's llama-server command serves it, as the fixture does.
+    assert RECIPE["model"] == llama_server.model
     with RecordingProxy.start(llama_server.address) as recording:
-        monkeypatch.setenv("REZ__LLM__BASE_URL", recording.base_url)
-        monkeypatch.setenv("REZ__LLM__MODEL", llama_server.model)
-        monkeypatch.setenv("REZ__LLM__MAX_RETRIES", "0")
-        monkeypatch.setenv("REZ__LLM__MAX_OUTPUT_TOKENS", str(OUTPUT_CAP))
-        monkeypatch.setenv("REZ__LLM__TIMEOUT_S", str(CALL_TIMEOUT_S))
-        monkeypatch.setenv("REZ__LLM__CYCLE_TIMEOUT_S", str(CYCLE_TIMEOUT_S))
+        config = tmp_path / "llama-cpp.toml"
+        write_recipe("llama.cpp", config, base_url=recording.base_url)
+        monkeypatch.setenv("REZ_CONFIG", str(config))
         yield recording
         recording.wait_for_answers(timeout_s=60)
 
