@@ -97,6 +97,7 @@ def make_llm(
         seed=llm.seed,
         extra_headers=llm.extra_headers,
         extra_body=llm.extra_body,
+        endpoint_name=f"{local.path.name} (embedded)" if local is not None else None,
     )
     return client, model
 

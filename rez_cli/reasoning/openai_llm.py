@@ -135,6 +135,8 @@ class OpenAIChat:
         extra_headers: HTTP headers added to every request (provider routing, auth proxies).
         extra_body: fields merged into every request body (Ollama's ``options``, OpenRouter's
             ``provider``).
+        endpoint_name: how messages and the tool-protocol memory name the endpoint, when its URL
+            says nothing lasting (a model Rez serves itself gets a new port every run).
 
     Raises:
         LLMNotConfigured: neither a key nor a base URL, explicitly or in the environment.
@@ -153,6 +155,7 @@ class OpenAIChat:
         seed: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        endpoint_name: str | None = None,
     ) -> None:
         if not (isinstance(timeout_s, int | float) and math.isfinite(timeout_s) and timeout_s > 0):
             raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
@@ -176,7 +179,7 @@ class OpenAIChat:
         self._extra_headers = dict(extra_headers or {})
         self._extra_body = dict(extra_body or {})
         self._timeout_s = float(timeout_s)
-        self._endpoint = endpoint_label(resolved_url)
+        self._endpoint = endpoint_name or endpoint_label(resolved_url)
 
         import openai
 

@@ -490,3 +490,20 @@ def test_arguments_that_fail_validation_say_which_field_in_both_protocols(
     model_env.push(reply(call_line(bad)), reply(buy(last_price)))
     decide(capsys)
     assert "\nError: lookback: Input should be less than or equal to 50\n" in last_user(model_env.bodies[-1])
+
+
+def test_a_served_model_file_is_remembered_by_its_name_not_its_port() -> None:
+    """The embedded llama.cpp gets a new port every run: the memory must not."""
+    from rez_cli.reasoning.openai_llm import OpenAIChat
+
+    client = OpenAIChat(
+        api_key="",
+        base_url="http://127.0.0.1:41234/v1",
+        timeout_s=5,
+        max_retries=0,
+        endpoint_name="SmolLM2.gguf (embedded)",
+    )
+    assert client.endpoint == "SmolLM2.gguf (embedded)"
+    assert OpenAIChat(
+        api_key="", base_url="http://127.0.0.1:41234/v1", timeout_s=5, max_retries=0
+    ).endpoint == ("127.0.0.1:41234")
