@@ -120,6 +120,21 @@ def _decision(answer: ModelAnswer, source: str, trace: dict[str, Any]) -> list[d
     ]
 
 
+def _stands(text: str | None, finish_reason: str | None, profile: RiskProfile) -> bool:
+    """Whether an answer can stand as written: it parses, and it is complete and not cut off.
+
+    An empty answer stands too: it is a hold of its own (empty_output), not something a constrained
+    turn should be spent on.
+    """
+    if not (text or "").strip():
+        return True
+    parsed = parse_answer(text)
+    if parsed.answer is None:
+        return False
+    truncated = finish_reason == "length"
+    return answer_problem(parsed.answer, require_stop=profile.require_stop_loss, truncated=truncated) is None
+
+
 def decision_response_format(llm: LLMSettings) -> dict[str, Any]:
     """The constrained answer: the decision's strict JSON schema, or JSON at least where the
     endpoint cannot take a schema (``[llm] supports_json_schema = false``)."""
@@ -292,6 +307,7 @@ async def react_mode(payload: dict[str, Any], context: Any, timeout_ms: int) -> 
             protocol=start.protocol,
             auto_switch=services.llm_settings.tool_protocol == "auto" and start.protocol == "native",
             on_switch=on_switch,
+            stands=lambda text, finish: _stands(text, finish, services.profile),
         )
     except LLMError as error:
         return _failure(error.code, error.message, trace)

@@ -94,6 +94,7 @@ async def react_loop(
     protocol: ToolProtocol = "native",
     auto_switch: bool = False,
     on_switch: Callable[[ProtocolSwitch], None] | None = None,
+    stands: Callable[[str | None, str | None], bool] | None = None,
 ) -> ReactOutcome:
     """Run the loop until the model answers or the turns run out.
 
@@ -109,6 +110,9 @@ async def react_loop(
         auto_switch: go on in the text protocol when a native cycle meets a refusal of its tools
             or CALL lines in the model's prose (``ProtocolSwitch``).
         on_switch: told of that switch as it happens (to remember it even if the cycle then fails).
+        stands: whether an answer written before the last turn (its text, its finish reason) can
+            stand as the decision; one that cannot goes to the constrained last turn at once, so a
+            small model that answers in prose gets the schema instead of a repair by another call.
 
     Raises:
         LLMError: a model call failed (after the SDK's retries); ``LLMToolsRefused`` too, unless
@@ -127,8 +131,9 @@ async def react_loop(
         if on_switch is not None:
             on_switch(outcome.switch)
 
+    force_last = False
     for index in range(1, max_turns + 1):
-        last = index == max_turns
+        last = index == max_turns or force_last
         if last and index > 1 and outcome.protocol == "native":
             # In the text protocol this note ends the previous turn's results message instead.
             conversation.append({"role": "user", "content": FINAL_TURN_NOTE})
@@ -221,6 +226,12 @@ async def react_loop(
             outcome.exhausted = bool(response.tool_calls) and not may_call and not content.strip()
         else:
             outcome.exhausted = last and bool(text_calls) and not without_calls(content, text_calls).strip()
+        if not last and final_response_format is not None and stands is not None:
+            if not stands(response.content, response.finish_reason):
+                force_last = True
+                if outcome.protocol == "text":
+                    conversation.append({"role": "user", "content": TEXT_FINAL_TURN_NOTE})
+                continue
         outcome.final_text = response.content
         outcome.finish_reason = response.finish_reason
         return outcome

@@ -92,14 +92,17 @@ def test_the_text_protocol_ends_in_a_decision_within_budget(
     for number, (chat, turn) in enumerate(zip(loop, turns, strict=False), 1):
         # The trace keeps what the model wrote, word for word.
         assert content_of(chat.response) == turn["content"], why
-        if number < len(loop):
-            # Another turn only ever follows CALL lines, and it carries their results.
-            assert turn["tool_calls"], why
+        if number < len(loop) and turn["tool_calls"]:
+            # A turn after CALL lines carries their results.
             results = loop[number].request["messages"][-1]
             assert results["role"] == "user", why
             assert results["content"].startswith("Results of your CALL lines:"), why
             labels = re.findall(r"^\[\d+\] CALL ", results["content"], flags=re.MULTILINE)
             assert len(labels) == len(turn["tool_calls"]), why
+        elif number < len(loop):
+            # An answer that could not stand, and no calls: the next turn is the constrained last one.
+            assert number + 1 == len(loop), why
+            assert loop[number].request["response_format"]["type"] == "json_schema", why
     if len(loop) == MAX_TURNS:
         assert loop[-1].request["response_format"] == {
             "type": "json_schema",

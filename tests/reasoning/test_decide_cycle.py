@@ -51,6 +51,11 @@ def decide(capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[Result, dic
     return result, lines[0]
 
 
+# One turn, which is the constrained last: what the model writes goes straight to the parser and, if
+# it cannot stand, to the resilience model (with more turns a constrained turn is asked first).
+REPAIR_ONLY = ("--max-turns", "1")
+
+
 def buy(price: float, **changes: Any) -> dict[str, Any]:
     answer = {
         "action": "buy",
@@ -175,7 +180,7 @@ def test_garbage_is_repaired_by_the_resilience_model(
         f"{answer['sl_price']}, leverage 2."
     )
     model_env.push(reply(prose), reply(json.dumps(answer)))
-    result, decision = decide(capsys)
+    result, decision = decide(capsys, *REPAIR_ONLY)
     assert result.exit_code == 0
     assert decision["source"] == "repaired"
     assert decision["action"] == "buy"
@@ -198,7 +203,7 @@ def test_json_object_fallback_when_the_endpoint_cannot_do_schemas(
         reply(f"long at {answer['entry_price']}, tp {answer['tp_price']}, sl {answer['sl_price']}"),
         reply(json.dumps(answer)),
     )
-    _, decision = decide(capsys)
+    _, decision = decide(capsys, *REPAIR_ONLY)
     assert decision["source"] == "repaired"
     assert model_env.requests[1].body["response_format"] == {"type": "json_object"}
 
@@ -207,7 +212,7 @@ def test_repair_that_invents_prices_is_rejected(
     capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float
 ) -> None:
     model_env.push(reply("Looks bullish, I would buy."), reply(json.dumps(buy(last_price * 0.999))))
-    result, decision = decide(capsys)
+    result, decision = decide(capsys, *REPAIR_ONLY)
     assert result.exit_code == 3
     assert decision["action"] == "hold"
     assert decision["error"] == "repair_invented_prices"
@@ -216,7 +221,7 @@ def test_repair_that_invents_prices_is_rejected(
 
 def test_garbage_everywhere_is_a_hold(capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI) -> None:
     model_env.push(reply("no idea"), reply("still no idea"))
-    result, decision = decide(capsys)
+    result, decision = decide(capsys, *REPAIR_ONLY)
     assert result.exit_code == 3
     assert decision["action"] == "hold"
     assert decision["error"] == "repair_failed"
@@ -284,7 +289,7 @@ def test_every_request_carries_the_output_cap_and_the_sampling_settings(
     monkeypatch.setenv("REZ__LLM__EXTRA_BODY", '{"options": {"num_ctx": 8192}}')
     monkeypatch.setenv("REZ__LLM__EXTRA_HEADERS", '{"X-Title": "rez"}')
     model_env.push(reply("I would buy."), reply(json.dumps(buy(last_price))))
-    _, decision = decide(capsys)
+    _, decision = decide(capsys, *REPAIR_ONLY)
     assert decision["error"] == "repair_invented_prices"  # the prose named no price
     decide_call, repair_call = (request.body for request in model_env.requests)
     assert decide_call["max_tokens"] == repair_call["max_tokens"] == 1024
@@ -493,7 +498,7 @@ def test_a_trade_missing_a_field_is_repaired_never_defaulted(
     # The prose names the missing value, so the repair is grounded in what the model wrote.
     prose = f"My {missing} would be {complete[missing]}.\n"
     model_env.push(reply(prose + json.dumps(incomplete)), reply(json.dumps(complete)))
-    result, decision = decide(capsys)
+    result, decision = decide(capsys, *REPAIR_ONLY)
     assert result.exit_code == 0, result.stdout
     assert decision["source"] == "repaired"
     assert decision["leverage"] == 2
@@ -508,7 +513,7 @@ def test_a_trade_missing_a_field_that_repair_cannot_supply_is_a_hold(
 ) -> None:
     incomplete = {key: value for key, value in buy(last_price).items() if key != "leverage"}
     model_env.push(reply(json.dumps(incomplete)), reply("I cannot say."))
-    result, decision = decide(capsys)
+    result, decision = decide(capsys, *REPAIR_ONLY)
     assert result.exit_code == 3
     assert (decision["action"], decision["error"]) == ("hold", "repair_failed")
 
@@ -518,7 +523,7 @@ def test_an_answer_cut_off_by_the_output_limit_is_never_a_trade_as_it_stands(
 ) -> None:
     answer = json.dumps(buy(last_price))
     model_env.push(reply(answer, finish_reason="length"), reply(answer, finish_reason="length"))
-    result, decision = decide(capsys)
+    result, decision = decide(capsys, *REPAIR_ONLY)
     assert result.exit_code == 3
     assert (decision["action"], decision["error"]) == ("hold", "repair_failed")
     assert len(model_env.requests) == 2  # the cut answer went to repair, whose answer was cut too
@@ -532,7 +537,7 @@ def test_a_cut_off_answer_that_repair_completes_is_a_repaired_trade(
 ) -> None:
     answer = json.dumps(buy(last_price))
     model_env.push(reply(answer, finish_reason="length"), reply(answer))
-    result, decision = decide(capsys)
+    result, decision = decide(capsys, *REPAIR_ONLY)
     assert result.exit_code == 0
     assert (decision["action"], decision["source"]) == ("buy", "repaired")
 
@@ -554,7 +559,7 @@ def test_a_confidence_on_no_known_scale_goes_to_repair(
     capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float, confidence: object
 ) -> None:
     model_env.push(reply(json.dumps(buy(last_price, confidence=confidence))), reply("no"))
-    result, decision = decide(capsys)
+    result, decision = decide(capsys, *REPAIR_ONLY)
     assert (result.exit_code, decision["error"]) == (3, "repair_failed")
 
 
@@ -643,3 +648,18 @@ def test_an_empty_answer_or_only_reasoning_is_a_hold_with_a_code(
     assert (result.exit_code, decision["action"], decision["error"]) == (3, "hold", "empty_output")
     assert detail in decision["rationale"]
     assert len(model_env.requests) == 1  # no repair of nothing
+
+
+def test_prose_before_the_last_turn_gets_the_constrained_turn_before_any_repair(
+    capsys: pytest.CaptureFixture[str], model_env: FakeOpenAI, last_price: float
+) -> None:
+    """A small model answers its first turn in prose: the schema-constrained last turn is asked at
+    once, and its answer is the model's own (native), not a repair by another call."""
+    model_env.push(reply("The trend looks up, I would buy."), reply(json.dumps(buy(last_price))))
+    result, decision = decide(capsys)
+    assert (result.exit_code, decision["action"], decision["source"]) == (0, "buy", "native")
+    prose_turn, constrained = (request.body for request in model_env.requests)
+    assert "response_format" not in prose_turn
+    assert constrained["response_format"]["json_schema"]["strict"] is True
+    assert constrained["tool_choice"] == "none"
+    assert "last turn" in constrained["messages"][-1]["content"]
