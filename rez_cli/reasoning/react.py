@@ -226,12 +226,16 @@ async def react_loop(
             outcome.exhausted = bool(response.tool_calls) and not may_call and not content.strip()
         else:
             outcome.exhausted = last and bool(text_calls) and not without_calls(content, text_calls).strip()
-        if not last and final_response_format is not None and stands is not None:
-            if not stands(response.content, response.finish_reason):
-                force_last = True
-                if outcome.protocol == "text":
-                    conversation.append({"role": "user", "content": TEXT_FINAL_TURN_NOTE})
-                continue
+        if (
+            not last
+            and final_response_format is not None
+            and stands is not None
+            and not stands(response.content, response.finish_reason)
+        ):
+            force_last = True
+            if outcome.protocol == "text":
+                conversation.append({"role": "user", "content": TEXT_FINAL_TURN_NOTE})
+            continue
         outcome.final_text = response.content
         outcome.finish_reason = response.finish_reason
         return outcome
