@@ -6,7 +6,7 @@ is Rez (issue 9): the cycle's budget, the output cap on every request, the const
 the decision's schema, the trace of what the model wrote.
 
 Rez runs with the README's llama.cpp recipe, read from the README itself (only its ``base_url``
-points at the proxy): what a user copies is what is tested. Its cap is 256 tokens, not the default
+points at the proxy): what a user copies is what is tested. Its cap is 192 tokens, not the default
 1,024: on 2 cores SmolLM2 writes 25 to 30 tokens a second with Rez's 1,000-token prompt, so 1,024
 tokens alone take longer than a call's timeout.
 """
