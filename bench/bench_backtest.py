@@ -89,10 +89,10 @@ def run(candles: int, every: int) -> Measured:
     """Run the backtest once; its wall time, cycles, mean stage times, journal time and memo use."""
     from rez_cli.backtest.history import HistorySource
     from rez_cli.backtest.walk import BacktestRequest, run_backtest
+    from rez_cli.config.settings import load_profile, load_settings
+    from rez_cli.cycle.orchestrator import EventResult
     from rez_cli.journal.store import JournalRecorder
     from rez_cli.market.candles import parse_time
-    from rez_cli.orchestrator import EventResult
-    from rez_cli.settings import load_profile, load_settings
 
     start_ms = parse_time(START)
     stages: dict[str, float] = defaultdict(float)
@@ -150,7 +150,7 @@ def naive_step_s(candles: int, samples: int) -> tuple[float, float]:
     import numpy as np
 
     from rez_cli import indicators
-    from rez_cli.context import build_context
+    from rez_cli.cycle.context import build_context
     from rez_cli.market.candles import parse_time
     from rez_cli.market.sim import SimSource
     from rez_cli.timeframes import timeframe_ms

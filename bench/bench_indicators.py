@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pandas as pd
 
-from rez_cli.context import build_context, context_text
+from rez_cli.cycle.context import build_context, context_text
 from rez_cli.indicators import INDICATORS, compute
 from tests.support.candles import make_candles
 

@@ -111,8 +111,8 @@ def run(
     home: Path, data: Path, symbol: str, start: str, end: str, every: int, changes: dict[str, Any]
 ) -> Run:
     from rez_cli.backtest.walk import BacktestRequest, run_backtest
+    from rez_cli.config.settings import load_profile, load_settings
     from rez_cli.market.candles import parse_time
-    from rez_cli.settings import load_profile, load_settings
     from tests.support.llama_server import cached_gguf, start_llama_server
     from tests.support.readme_recipes import write_recipe
 

@@ -17,13 +17,13 @@ __all__ = ["AdvisorySignal", "Event", "EventResult", "Orchestrator", "ReasoningM
 _LAZY = {
     "AdvisorySignal": "rez_cli.reasoning.manager",
     "ReasoningManager": "rez_cli.reasoning.manager",
-    "Event": "rez_cli.orchestrator",
-    "EventResult": "rez_cli.orchestrator",
-    "Orchestrator": "rez_cli.orchestrator",
+    "Event": "rez_cli.cycle.orchestrator",
+    "EventResult": "rez_cli.cycle.orchestrator",
+    "Orchestrator": "rez_cli.cycle.orchestrator",
 }
 
 if TYPE_CHECKING:
-    from rez_cli.orchestrator import Event, EventResult, Orchestrator
+    from rez_cli.cycle.orchestrator import Event, EventResult, Orchestrator
     from rez_cli.reasoning.manager import AdvisorySignal, ReasoningManager
 
 

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from rez_cli.config.settings import RiskProfile, Settings, load_profile, load_settings
 from rez_cli.errors import ConfigError
-from rez_cli.settings import RiskProfile, Settings, load_profile, load_settings
 from tests.support.cli import run
 
 

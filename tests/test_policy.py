@@ -7,9 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from rez_cli.decision import ModelAnswer, answer_problem
-from rez_cli.policy import evaluate, position_size_pct
-from rez_cli.settings import load_profile
+from rez_cli.config.settings import load_profile
+from rez_cli.decision.model import ModelAnswer, answer_problem
+from rez_cli.decision.policy import evaluate, position_size_pct
 
 LAST = 30_000.0
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rez_cli.choice import choose_model
-from rez_cli.settings import load_settings
+from rez_cli.config.settings import load_settings
+from rez_cli.cycle.choice import choose_model
 from tests.support.readme_recipes import readme_recipe, readme_recipes
 
 ENDPOINTS = ["openai", "ollama", "llama.cpp", "vllm", "lm-studio", "openrouter", "deepseek"]

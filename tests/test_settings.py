@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from rez_cli.config.settings import load_profile, load_settings
 from rez_cli.errors import ConfigError
-from rez_cli.settings import load_profile, load_settings
 
 
 def test_shipped_defaults_load_without_any_user_file() -> None:
@@ -111,7 +111,7 @@ def test_profile_by_path_and_its_errors(tmp_path: Path) -> None:
 
 
 def test_secrets_of_finds_every_credential(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rez_cli.settings import secrets_of
+    from rez_cli.config.settings import secrets_of
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
     monkeypatch.setenv("REZ__LLM__API_KEY", "sk-config")
@@ -125,7 +125,7 @@ def test_secrets_of_finds_every_credential(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_credentials_in_extra_headers_and_body_are_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rez_cli.settings import secrets_of
+    from rez_cli.config.settings import secrets_of
 
     monkeypatch.setenv(
         "REZ__LLM__EXTRA_HEADERS", '{"Authorization": "Bearer proxy-token-123", "X-Title": "rez"}'

@@ -46,7 +46,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rez_cli.policy import liquidation_price
+from rez_cli.decision.policy import liquidation_price
 
 EntryRule = Literal["open", "limit"]
 

@@ -34,17 +34,17 @@ from rez_cli.backtest.fills import (
     Trade,
 )
 from rez_cli.backtest.history import HistorySource
-from rez_cli.backtest.llm_cache import CachingLLM, ResponseCache, default_cache_path
 from rez_cli.backtest.metrics import Metrics, compute_metrics
-from rez_cli.choice import DEFAULT_MODEL, choose_model, require_price_for_limit
-from rez_cli.context import context_timeframes
+from rez_cli.config.settings import RiskProfile, Settings
+from rez_cli.cycle.choice import DEFAULT_MODEL, choose_model, require_price_for_limit
+from rez_cli.cycle.context import context_timeframes
+from rez_cli.cycle.orchestrator import Event, EventResult, Orchestrator, model_configured
 from rez_cli.errors import DataNotFound, ExitCode, UsageError
 from rez_cli.indicators import price_decimals
+from rez_cli.llm.cache import CachingLLM, ResponseCache, default_cache_path
+from rez_cli.llm.client import LLMClient, LLMNotConfigured
 from rez_cli.market.candles import iso, parse_time
 from rez_cli.market.source import MarketSource
-from rez_cli.orchestrator import Event, EventResult, Orchestrator, model_configured
-from rez_cli.reasoning.llm import LLMClient, LLMNotConfigured
-from rez_cli.settings import RiskProfile, Settings
 from rez_cli.timeframes import timeframe_ms
 
 # Without --from, a backtest covers the 30 days before its end: --to (or now), or the last candle of
@@ -519,10 +519,10 @@ async def _run_backtest(
     on_cycle: Callable[[EventResult], None] | None,
     served: contextlib.ExitStack,
 ) -> BacktestReport:
-    from rez_cli.cycle import make_llm
+    from rez_cli.cycle.run import make_llm
     from rez_cli.journal.session import open_journal, start_run
+    from rez_cli.llm import local_model
     from rez_cli.market.view import open_source
-    from rez_cli.reasoning import local_model
 
     timeframe = request.timeframe or settings.market.timeframe
     step = timeframe_ms(timeframe)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from rich.text import Text
 
     from rez_cli.backtest.walk import BacktestReport, BacktestRequest, Progress
-    from rez_cli.settings import RiskProfile, Settings
+    from rez_cli.config.settings import RiskProfile, Settings
 
 
 def summary_view(report: Mapping[str, Any]) -> RenderableType:
@@ -240,9 +240,9 @@ def backtest(
     from rez_cli.backtest.fills import FillConfig
     from rez_cli.backtest.walk import BacktestRequest, parse_cutoff
     from rez_cli.cli.console import invocation_argv, print_json_line, stderr_console, stdout_console
+    from rez_cli.config.settings import load_profile, load_settings
     from rez_cli.errors import UsageError
     from rez_cli.market.candles import parse_time
-    from rez_cli.settings import load_profile, load_settings
     from rez_cli.symbols import normalize_symbol
     from rez_cli.timeframes import parse_timeframes
 
@@ -254,8 +254,8 @@ def backtest(
     if entry not in ("open", "limit"):
         raise UsageError(f"unknown entry rule {entry!r}", hint="use --entry open or --entry limit")
     if report_path is not None:
-        from rez_cli import paths
         from rez_cli.backtest.report import require_plotly
+        from rez_cli.config import paths
 
         # Before the walk: a missing extra or folder must not cost a whole backtest's model calls.
         require_plotly()

@@ -8,7 +8,7 @@ from typing import Any
 from rich.text import Text
 
 from rez_cli import indicators
-from rez_cli.decision import Decision
+from rez_cli.decision.model import Decision
 from rez_cli.display import display_str
 from rez_cli.errors import UsageError
 

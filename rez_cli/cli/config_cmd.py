@@ -12,7 +12,7 @@ from rez_cli.cli.options import ConfigOption, JsonOption
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from rez_cli.config_tools import ConfigReport
+    from rez_cli.config.origins import ConfigReport
 
 app = typer.Typer(
     help="Write a commented starter config, or show the effective config and where each value comes from.",
@@ -29,7 +29,7 @@ def init(
     Example: rez config init && $EDITOR "$(rez config show --json | jq -r .config_file)"
     """
     from rez_cli.cli.console import stdout_console
-    from rez_cli.config_tools import init_config
+    from rez_cli.config.origins import init_config
 
     written = init_config(force=force)
     console = stdout_console()
@@ -44,7 +44,7 @@ def show(config: ConfigOption = None, json_output: JsonOption = False) -> None:
     Example: REZ__MARKET__TIMEFRAME=4h rez config show
     """
     from rez_cli.cli.console import print_json_line, stdout_console
-    from rez_cli.config_tools import show_config
+    from rez_cli.config.origins import show_config
 
     report = show_config(config)
     if json_output:

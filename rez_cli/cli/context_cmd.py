@@ -39,10 +39,10 @@ def context(
     """
     from rez_cli.cli.console import print_json_line, stdout_console
     from rez_cli.cli.render import context_view
-    from rez_cli.context import context_text, load_context
+    from rez_cli.config.settings import load_profile, load_settings
+    from rez_cli.cycle.context import context_text, load_context
     from rez_cli.display import display_text
     from rez_cli.market.candles import parse_time
-    from rez_cli.settings import load_profile, load_settings
     from rez_cli.symbols import normalize_symbol
     from rez_cli.timeframes import parse_timeframes
 

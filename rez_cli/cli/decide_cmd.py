@@ -93,14 +93,14 @@ def decide(
         summary_table,
         turn_view,
     )
-    from rez_cli.context import Context
-    from rez_cli.cycle import DecideRequest, run_decide
+    from rez_cli.config.settings import load_profile, load_settings
+    from rez_cli.cycle.context import Context
+    from rez_cli.cycle.run import DecideRequest, run_decide
     from rez_cli.errors import UsageError
     from rez_cli.market.candles import parse_time
     from rez_cli.reasoning.modes import turn_dict
     from rez_cli.reasoning.react import Turn
     from rez_cli.redact import active
-    from rez_cli.settings import load_profile, load_settings
     from rez_cli.symbols import normalize_symbols
 
     symbols = normalize_symbols(symbols)
@@ -137,9 +137,9 @@ def decide(
         concurrency=concurrency,
     )
     if dry_run:
-        from rez_cli.choice import gguf_of
-        from rez_cli.cycle import run_dry
-        from rez_cli.reasoning.openai_llm import endpoint_label
+        from rez_cli.cycle.choice import gguf_of
+        from rez_cli.cycle.run import run_dry
+        from rez_cli.llm.openai_api import endpoint_label
 
         gguf = gguf_of(settings.llm, model)
         endpoint = f"{gguf} (served by llama.cpp)" if gguf else endpoint_label(settings.llm.base_url)
@@ -151,7 +151,7 @@ def decide(
                 console.print(dry_run_view(item, endpoint=endpoint, key_set=key_set))
         return
     single = len(symbols) == 1
-    from rez_cli.choice import DEFAULT_MODEL, choose_model
+    from rez_cli.cycle.choice import DEFAULT_MODEL, choose_model
 
     choice = choose_model(settings.llm, model)
     mode_name = mode or ("react" if choice.configured else "rules")

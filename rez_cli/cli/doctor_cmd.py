@@ -12,7 +12,7 @@ from rez_cli.cli.options import ConfigOption, ExchangeOption, JournalOption, Jso
 if TYPE_CHECKING:
     from rich.text import Text
 
-    from rez_cli.doctor import Check
+    from rez_cli.doctor.checks import Check
 
 _MARKS = {"ok": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "red")}
 
@@ -33,7 +33,7 @@ def doctor(
     Exit codes: 0 nothing failed (warnings allowed), 2 a check failed.
     """
     from rez_cli.cli.console import print_json_line, stdout_console
-    from rez_cli.doctor import failed, run_checks
+    from rez_cli.doctor.checks import failed, run_checks
     from rez_cli.errors import ExitCode
     from rez_cli.symbols import normalize_symbol
 

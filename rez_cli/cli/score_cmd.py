@@ -188,9 +188,9 @@ def score(
 
     from rez_cli.cli.console import print_json_line, stderr_console, stdout_console
     from rez_cli.cli.traces_cmd import open_journal
+    from rez_cli.config.settings import load_settings
     from rez_cli.market.candles import parse_time
-    from rez_cli.scoring import ScoreRequest, score_journal
-    from rez_cli.settings import load_settings
+    from rez_cli.scoring.run import ScoreRequest, score_journal
     from rez_cli.symbols import normalize_symbol
 
     request = ScoreRequest(

@@ -19,9 +19,9 @@ from rez_cli.cli.options import ConfigOption, DataOption, JournalOption, JsonOpt
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
+    from rez_cli.cycle.replay import Replay
     from rez_cli.display import DataTable
     from rez_cli.journal.store import Journal
-    from rez_cli.replay import Replay
 
 app = typer.Typer(help="List, export and summarise the journaled decision cycles.", no_args_is_help=True)
 
@@ -50,8 +50,8 @@ def open_journal(journal: Path | None, config: Path | None, *, create: bool = Fa
         ConfigError: the config is invalid, or the journal cannot be opened.
         DataNotFound: no journal at that path and ``create`` is false.
     """
+    from rez_cli.config.settings import load_settings
     from rez_cli.journal.session import open_journal as open_configured
-    from rez_cli.settings import load_settings
 
     return open_configured(load_settings(config).value, journal, create=create)
 
@@ -295,9 +295,9 @@ def replay(
     from pydantic import ValidationError
 
     from rez_cli.cli.console import print_json_line, stdout_console
+    from rez_cli.config.settings import RiskProfile, load_profile, load_settings
+    from rez_cli.cycle.replay import replay as replay_record
     from rez_cli.errors import UsageError
-    from rez_cli.replay import replay as replay_record
-    from rez_cli.settings import RiskProfile, load_profile, load_settings
 
     opened = open_journal(journal, config)
     record = opened.get_cycle(trace_id)
@@ -314,7 +314,7 @@ def replay(
     outcome = replay_record(record, chosen)
     rerun: dict[str, Any] | None = None
     if model is not None:
-        from rez_cli.cycle import DecideRequest, run_decide
+        from rez_cli.cycle.run import DecideRequest, run_decide
 
         exchange = record.get("exchange")
         if data is None and exchange in (None, "files", "memory"):

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
+from rez_cli.config.settings import RiskProfile, Settings, secrets_of
 from rez_cli.journal.store import Journal, resolve_journal_path
-from rez_cli.settings import RiskProfile, Settings, secrets_of
 
 RECORDED_PACKAGES = ("rez-cli", "ccxt", "openai", "pandas", "pandas-ta-classic", "pydantic")
 

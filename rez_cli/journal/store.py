@@ -23,7 +23,7 @@ Schema (the ordered migrations in ``journal.migrations`` create it; ``_migration
                 rows (json), duration_ms, cached
     verdicts    (trace_id, verdict_idx, seq) pk, rule, passed, detail: the policy's checks, one row each
     scores      trace_id (pk) -> cycles, scored_ms, horizon, outcome, r_multiple, exit_price, exit_ms,
-                details (json): what ``rez score`` judged came of a live decision (``rez_cli.scoring``);
+                details (json): what ``rez score`` judged came of a live decision (``rez_cli.scoring.run``);
                 ``recent()`` gives its ``details.summary`` to the model as the decision's ``outcome``
 
 The journal never stores a credential: everything written goes through ``rez_cli.redact``, so each
@@ -49,7 +49,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from rez_cli import paths
+from rez_cli.config import paths
 from rez_cli.errors import ConfigError, DataError, DataNotFound, LockHeld, UsageError
 from rez_cli.journal.migrations import MIGRATIONS
 from rez_cli.redact import Redactor
@@ -860,7 +860,7 @@ class Journal:
             trace_id: the cycle judged (it must exist).
             horizon: how many candles of its primary timeframe the judgement covered.
             outcome: ``tp_first``, ``sl_first``, ``neither``, or for a hold ``up_first``/``down_first``/
-                ``neither`` (see ``rez_cli.scoring``).
+                ``neither`` (see ``rez_cli.scoring.run``).
             r_multiple: the result in R after fees (for a hold, the better naive trade's).
             exit_price: where the judged trade ended.
             exit_ms: when (the close time of the candle it ended in).
@@ -962,7 +962,7 @@ class Journal:
 class JournalRecorder:
     """Writes one run's cycles as they happen; each call is committed before it returns.
 
-    Implements ``rez_cli.recording.CycleRecorder``.
+    Implements ``rez_cli.cycle.recording.CycleRecorder``.
     """
 
     def __init__(self, journal: Journal, run_id: int | None, *, backtest_id: str | None = None) -> None:

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from rez_cli.config.paths import cache_dir, private_dir
 from rez_cli.errors import InvalidCandles
 from rez_cli.market.candles import COLUMNS, validate_candles
-from rez_cli.paths import cache_dir, private_dir
 from rez_cli.timeframes import timeframe_ms
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from rez_cli.config.settings import Settings
 from rez_cli.indicators import IndicatorMemo
 from rez_cli.market.candles import close_time_ms
 from rez_cli.market.source import MarketSource
-from rez_cli.settings import Settings
 
 
 class MarketView:
@@ -97,7 +97,7 @@ def open_source(
         from rez_cli.market.sim import SimSource
 
         return SimSource(seed=settings.market.seed, now_ms=now_ms)
-    from rez_cli import paths
+    from rez_cli.config import paths
     from rez_cli.market.cache import CandleCache
     from rez_cli.market.ccxt_source import CcxtSource
 

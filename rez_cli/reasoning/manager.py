@@ -1,6 +1,6 @@
 """The reasoning manager: named modes run on a copy of an event, bounded in time, always answered.
 
-The contract is the public reasoning-manager specification (DESIGN.md):
+The contract is the public reasoning-manager specification Rez was founded on:
 ``ReasoningManager(modes, memory_accessor=None, timeout_ms=5000, logger=None)`` and ``await
 reason(decision_id, event_payload, execution_context=None, reasoning_mode="default", plan_id=None)
 -> list[AdvisorySignal]``. A mode is ``async def mode(payload, context, timeout_ms)``: it receives a

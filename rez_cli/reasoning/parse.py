@@ -1,4 +1,4 @@
-"""Turn a model's final text into a ``ModelAnswer``, in stages (see DESIGN.md, "The cycle").
+"""Turn a model's final text into a ``ModelAnswer``, in stages.
 
     native      the whole message is a JSON object that validates as it is
     extracted   a JSON-ish object found in the text, read leniently, keys and action normalised
@@ -28,7 +28,7 @@ from typing import Final, Literal, NamedTuple
 
 from pydantic import ValidationError
 
-from rez_cli.decision import ModelAnswer
+from rez_cli.decision.model import ModelAnswer
 
 __all__ = [
     "MAX_TEXT_CHARS",

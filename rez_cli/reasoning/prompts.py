@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rez_cli.decision import answer_json_schema
-from rez_cli.settings import RiskProfile
+from rez_cli.config.settings import RiskProfile
+from rez_cli.decision.model import answer_json_schema
 
 SYSTEM_TEMPLATE = """\
 You are Rez. Your goal is to maximize PnL while adhering to the {profile} risk profile.

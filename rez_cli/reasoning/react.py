@@ -24,7 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rez_cli.reasoning.llm import LLMClient, LLMToolsRefused, TokenUsage
+from rez_cli.llm.client import LLMClient, LLMToolsRefused, TokenUsage
+from rez_cli.llm.meter import Meter
 from rez_cli.reasoning.prompts import (
     FINAL_TURN_NOTE,
     TEXT_CONTINUE_NOTE,
@@ -39,7 +40,6 @@ from rez_cli.reasoning.text_protocol import (
     without_calls,
 )
 from rez_cli.reasoning.tools import ToolRegistry, ToolResult
-from rez_cli.reasoning.usage import Meter
 
 ToolProtocol = Literal["native", "text"]
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from rez_cli.backtest.walk import BacktestRequest, Progress, run_backtest
+from rez_cli.config.settings import load_profile, load_settings
 from rez_cli.journal.store import Journal, default_journal_path
 from rez_cli.market.candles import parse_time
-from rez_cli.settings import load_profile, load_settings
 from tests.support.candles import START_MS, make_candles
 from tests.support.cli import Result, run
 from tests.support.openai_server import FakeOpenAI, Reply, error, reply, tool_calls

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from rez_cli.backtest.llm_cache import CachingLLM, ResponseCache, request_key
-from rez_cli.reasoning.openai_llm import OpenAIChat
-from rez_cli.reasoning.usage import BudgetExceeded
-from rez_cli.settings import ModelPrice
+from rez_cli.config.settings import ModelPrice
+from rez_cli.llm.cache import CachingLLM, ResponseCache, request_key
+from rez_cli.llm.meter import BudgetExceeded
+from rez_cli.llm.openai_api import OpenAIChat
 from tests.support.openai_server import FakeOpenAI, reply, tool_calls
 
 MESSAGES = [{"role": "system", "content": "s"}, {"role": "user", "content": "decide"}]

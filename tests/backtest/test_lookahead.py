@@ -19,11 +19,11 @@ import pytest
 
 from rez_cli.backtest.history import HistorySource
 from rez_cli.backtest.walk import BacktestReport, BacktestRequest, run_backtest
+from rez_cli.config.settings import load_profile, load_settings
+from rez_cli.cycle.orchestrator import EventResult
 from rez_cli.errors import DataNotFound
+from rez_cli.llm.client import ChatResponse, ToolCall
 from rez_cli.market.files import FileSource
-from rez_cli.orchestrator import EventResult
-from rez_cli.reasoning.llm import ChatResponse, ToolCall
-from rez_cli.settings import load_profile, load_settings
 from tests.support.candles import START_MS, make_candles
 
 QUARTER = 900_000

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rez_cli import paths
+from rez_cli.config import paths
 from rez_cli.redact import is_secret_key, mask_secret_keys
 from tests.support.cli import run
 

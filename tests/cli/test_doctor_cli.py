@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pytest_httpserver import HTTPServer
 
-from rez_cli.doctor import MODEL_TIMEOUT_S, check_journal, check_python
+from rez_cli.doctor.checks import MODEL_TIMEOUT_S, check_journal, check_python
 from tests.support.cli import Result, run
 from tests.support.exchange_server import FAST_CCXT, FakeBinance, exchange_config
 from tests.support.openai_server import FakeOpenAI, Step, error, hang, reply, tool_calls
@@ -349,8 +349,8 @@ def test_a_refusal_that_does_not_name_the_tools_is_no_switch(
 def test_a_switch_auto_remembers_is_the_protocol_cycles_start_with(
     capsys: pytest.CaptureFixture[str], capable_model: FakeOpenAI
 ) -> None:
-    from rez_cli.reasoning.openai_llm import endpoint_label
-    from rez_cli.reasoning.protocol_memory import remember
+    from rez_cli.llm.openai_api import endpoint_label
+    from rez_cli.llm.protocol_memory import remember
 
     remember(endpoint_label(capable_model.base_url), "test-model", "tools_refused: 400")
     _, checks = doctor(capsys, "--exchange", "sim")

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from rez_cli.choice import choose_model
-from rez_cli.reasoning import local_model
-from rez_cli.settings import LLMSettings
+from rez_cli.config.settings import LLMSettings
+from rez_cli.cycle.choice import choose_model
+from rez_cli.llm import local_model
 from tests.support.cli import Result, run
 
 AS_OF = "2021-07-01T00:00"
@@ -20,7 +20,7 @@ AS_OF = "2021-07-01T00:00"
 @pytest.fixture
 def market_calls(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Every market source a run opens; a refused run must open none."""
-    import rez_cli.cycle
+    import rez_cli.cycle.run
     import rez_cli.market.view
 
     opened: list[Any] = []
@@ -30,7 +30,7 @@ def market_calls(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
         opened.append(args)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(rez_cli.cycle, "open_source", spy)
+    monkeypatch.setattr(rez_cli.cycle.run, "open_source", spy)
     monkeypatch.setattr(rez_cli.market.view, "open_source", spy)
     return opened
 
@@ -212,9 +212,9 @@ def test_doctor_names_the_file_that_cannot_be_served(
 
 
 def test_max_cost_with_a_served_file_is_no_error_a_local_model_costs_nothing() -> None:
-    from rez_cli.choice import require_price_for_limit
+    from rez_cli.config.settings import load_settings
+    from rez_cli.cycle.choice import require_price_for_limit
     from rez_cli.errors import UsageError
-    from rez_cli.settings import load_settings
 
     llm = load_settings().value.llm
     require_price_for_limit(llm, "SmolLM2-135M-Instruct.Q4_1", 0.01, local=True)

@@ -32,14 +32,14 @@ from rez_cli.cli.console import SafeConsole, stderr_console, stdout_console
 from rez_cli.cli.doctor_cmd import _lines
 from rez_cli.cli.score_cmd import report_view
 from rez_cli.cli.traces_cmd import _stats_tables, list_table, replay_view
-from rez_cli.config_tools import ConfigReport, ConfigValue
-from rez_cli.context import Context
-from rez_cli.decision import Decision
+from rez_cli.config.origins import ConfigReport, ConfigValue
+from rez_cli.config.settings import RiskProfile
+from rez_cli.cycle.context import Context
+from rez_cli.cycle.orchestrator import DryRun
+from rez_cli.cycle.replay import Replay
+from rez_cli.decision.model import Decision
 from rez_cli.display import DataTable, display_str, display_text
-from rez_cli.doctor import Check
-from rez_cli.orchestrator import DryRun
-from rez_cli.replay import Replay
-from rez_cli.settings import RiskProfile
+from rez_cli.doctor.checks import Check
 from tests.support.cli import run
 from tests.support.openai_server import FakeOpenAI, error, reply
 
@@ -381,7 +381,7 @@ def test_stand_ins_say_what_was_there() -> None:
 @settings(max_examples=60, deadline=None)
 @given(text=hostile_text)
 def test_the_one_line_error_printer_prints_one_inert_line(text: str) -> None:
-    from rez_cli import settings as settings_module
+    from rez_cli.config import settings as settings_module
     from rez_cli.errors import ConfigError
 
     def refuse(*_: object, **__: object) -> None:

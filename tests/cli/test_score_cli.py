@@ -10,7 +10,7 @@ import pytest
 from rez_cli.journal.store import Journal
 from rez_cli.market.candles import parse_time
 from rez_cli.market.sim import SimSource
-from rez_cli.scoring import judge_hold, judge_trade, to_candles
+from rez_cli.scoring.run import judge_hold, judge_trade, to_candles
 from tests.support.candles import START_MS, make_candles
 from tests.support.cli import run
 
@@ -168,8 +168,8 @@ def test_usage_errors_exit_2_with_one_line(capsys: pytest.CaptureFixture[str], t
 
 def test_scoring_the_sim_never_asks_for_candles_after_now(sim_journal: Path) -> None:
     """The sim has candles up to 2047: "now" must bound what counts as having happened."""
-    from rez_cli.scoring import ScoreRequest, score_journal
-    from rez_cli.settings import load_settings
+    from rez_cli.config.settings import load_settings
+    from rez_cli.scoring.run import ScoreRequest, score_journal
 
     settings = load_settings(None).value
     with Journal(sim_journal, create=False) as journal:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from rez_cli.backtest.llm_cache import ResponseCache
 from rez_cli.journal.store import Journal
-from rez_cli.reasoning.llm import ChatResponse, TokenUsage
+from rez_cli.llm.cache import ResponseCache
+from rez_cli.llm.client import ChatResponse, TokenUsage
 from tests.support.cli import run
 from tests.support.exchange_server import FAST_CCXT, NOW_MS, FakeBinance, exchange_config
 from tests.support.openai_server import FakeOpenAI, reply

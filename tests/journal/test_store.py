@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from rez_cli.decision import Decision, Usage
+from rez_cli.cycle.recording import CycleRecorder
+from rez_cli.decision.model import Decision, Usage
 from rez_cli.errors import ConfigError, DataNotFound, ExitCode, LockHeld, UsageError
 from rez_cli.journal import Journal, JournalRecorder, default_journal_path, resolve_journal_path
-from rez_cli.recording import CycleRecorder
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = 1_700_000_000_000

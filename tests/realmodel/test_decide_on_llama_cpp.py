@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from rez_cli.decision import Decision, ModelAnswer, answer_json_schema
+from rez_cli.decision.model import Decision, ModelAnswer, answer_json_schema
 from tests.support.cli import Result, run
 from tests.support.llama_server import LlamaServer, wait_until_idle
 from tests.support.readme_recipes import readme_recipe, write_recipe

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from rez_cli.decision import Decision
-from rez_cli.reasoning import local_model
+from rez_cli.decision.model import Decision
+from rez_cli.llm import local_model
 from tests.support.cli import run
 from tests.support.llama_server import _mode, _xllamacpp, cached_gguf
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from rez_cli.decision import ModelAnswer, answer_json_schema
+from rez_cli.decision.model import ModelAnswer, answer_json_schema
 from tests.support.llama_server import LlamaServer, wait_until_idle
 
 pytestmark = pytest.mark.realmodel

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from rez_cli.decision import Decision, answer_json_schema
+from rez_cli.decision.model import Decision, answer_json_schema
 from rez_cli.reasoning.prompts import REPAIR_SYSTEM
 from tests.support.cli import run
 from tests.support.llama_server import LlamaServer, wait_until_idle

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from rez_cli.decision import Decision
+from rez_cli.decision.model import Decision
 from tests.support.cli import Result, run
 from tests.support.openai_server import FakeOpenAI, error, hang, reply, tool_calls
 
@@ -20,9 +20,9 @@ SECRET = "sk-test-SECRET-1234"
 def last_price() -> float:
     import asyncio
 
-    from rez_cli.context import load_context
+    from rez_cli.config.settings import load_settings
+    from rez_cli.cycle.context import load_context
     from rez_cli.market.candles import parse_time
-    from rez_cli.settings import load_settings
 
     settings = load_settings().value
     context = asyncio.run(

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import rez_cli
 from rez_cli import AdvisorySignal, Event, EventResult, Orchestrator, ReasoningManager
-from rez_cli.decision import Decision
+from rez_cli.decision.model import Decision
 
 SIGNAL_KEYS = {"decision_id", "signal_type", "payload", "confidence"}
 
@@ -429,7 +429,7 @@ def test_a_decide_event_with_an_unusable_moment_is_rejected(as_of: Any) -> None:
 def test_a_decide_event_spells_the_symbol_as_the_cli_and_the_lock_do() -> None:
     import asyncio
 
-    from rez_cli.orchestrator import Event as DecideEvent
+    from rez_cli.cycle.orchestrator import Event as DecideEvent
 
     as_of = 1_625_097_600_000
     event = DecideEvent("decide", {"symbol": "btc-usdt", "as_of": as_of}, as_of, "lib")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from rez_cli.reasoning.llm import (
+from rez_cli.llm.client import (
     ChatResponse,
     LLMAuthFailed,
     LLMBadResponse,
@@ -25,7 +25,7 @@ from rez_cli.reasoning.llm import (
     TokenUsage,
     ToolCall,
 )
-from rez_cli.reasoning.openai_llm import OpenAIChat, endpoint_label
+from rez_cli.llm.openai_api import OpenAIChat, endpoint_label
 from tests.support.openai_server import (
     FakeOpenAI,
     Step,
@@ -404,7 +404,7 @@ def test_endpoint_label_follows_openai_base_url(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_importing_the_adapter_does_not_import_openai() -> None:
-    code = "import sys, rez_cli.reasoning.openai_llm; sys.exit('openai' in sys.modules)"
+    code = "import sys, rez_cli.llm.openai_api; sys.exit('openai' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 

@@ -13,13 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rez_cli.decision import Decision
+from rez_cli.config.settings import load_profile, load_settings
+from rez_cli.cycle.orchestrator import Event, Orchestrator
+from rez_cli.decision.model import Decision
+from rez_cli.llm.client import ChatResponse
 from rez_cli.market.candles import drop_unclosed, resample
-from rez_cli.orchestrator import Event, Orchestrator
-from rez_cli.reasoning.llm import ChatResponse
 from rez_cli.reasoning.manager import ReasoningManager
 from rez_cli.reasoning.modes import react_mode, rules_mode
-from rez_cli.settings import load_profile, load_settings
 from tests.support.candles import make_candles
 
 HOUR = 3_600_000

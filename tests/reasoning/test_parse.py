@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rez_cli.decision import ModelAnswer
+from rez_cli.decision.model import ModelAnswer
 from rez_cli.reasoning.parse import MAX_TEXT_CHARS, ParseOutcome, numbers_in, parse_answer
 
 BUY = '{"action": "buy", "entry_price": 35000.5, "tp_price": 36500, "sl_price": 34200, "leverage": 2}'

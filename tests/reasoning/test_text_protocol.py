@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rez_cli.reasoning.llm import LLMBadResponse, LLMToolsRefused, LLMUnavailable
-from rez_cli.reasoning.openai_llm import OpenAIChat, refuses_tools
+from rez_cli.llm.client import LLMBadResponse, LLMToolsRefused, LLMUnavailable
+from rez_cli.llm.openai_api import OpenAIChat, refuses_tools
 from rez_cli.reasoning.prompts import FINAL_TURN_NOTE, TEXT_CONTINUE_NOTE, TEXT_FINAL_TURN_NOTE
 from rez_cli.reasoning.text_protocol import parse_calls, text_conversation, without_calls
 from tests.support.openai_server import FakeOpenAI, error

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from rez_cli.decision import Decision
-from rez_cli.reasoning import protocol_memory
+from rez_cli.decision.model import Decision
+from rez_cli.llm import protocol_memory
 from rez_cli.reasoning.prompts import TEXT_FINAL_TURN_NOTE
 from tests.support.cli import Result, run
 from tests.support.openai_server import FakeOpenAI, error, reply, tool_calls
@@ -29,9 +29,9 @@ RSI_CALL = {"indicator": "rsi", "timeframe": "1h", "params": {"length": 14}, "lo
 def last_price() -> float:
     import asyncio
 
-    from rez_cli.context import load_context
+    from rez_cli.config.settings import load_settings
+    from rez_cli.cycle.context import load_context
     from rez_cli.market.candles import parse_time
-    from rez_cli.settings import load_settings
 
     settings = load_settings().value
     context = asyncio.run(
@@ -494,7 +494,7 @@ def test_arguments_that_fail_validation_say_which_field_in_both_protocols(
 
 def test_a_served_model_file_is_remembered_by_its_name_not_its_port() -> None:
     """The embedded llama.cpp gets a new port every run: the memory must not."""
-    from rez_cli.reasoning.openai_llm import OpenAIChat
+    from rez_cli.llm.openai_api import OpenAIChat
 
     client = OpenAIChat(
         api_key="",

@@ -16,12 +16,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rez_cli.decision import Decision
+from rez_cli.config.settings import load_profile, load_settings
+from rez_cli.cycle.orchestrator import Event, Orchestrator
+from rez_cli.decision.model import Decision
+from rez_cli.llm.client import ChatResponse, TokenUsage
 from rez_cli.market.candles import parse_time
 from rez_cli.market.view import open_source
-from rez_cli.orchestrator import Event, Orchestrator
-from rez_cli.reasoning.llm import ChatResponse, TokenUsage
-from rez_cli.settings import load_profile, load_settings
 
 AS_OF_MS = parse_time("2021-07-01T00:00")
 
@@ -125,7 +125,7 @@ def test_any_text_ends_in_a_valid_decision(first: str, repair: str) -> None:
 
 
 def _last_price() -> float:
-    from rez_cli.context import load_context
+    from rez_cli.cycle.context import load_context
 
     context = asyncio.run(
         load_context(load_settings().value, "BTC/USDT", timeframes=["1h"], exchange="sim", as_of_ms=AS_OF_MS)

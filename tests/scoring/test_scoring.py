@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 
 from rez_cli.backtest.fills import Candle
+from rez_cli.config.settings import load_settings
 from rez_cli.journal import Journal
 from rez_cli.journal import store as journal_store
 from rez_cli.journal.migrations import MIGRATIONS
-from rez_cli.scoring import (
+from rez_cli.scoring.run import (
     Score,
     ScoreReport,
     ScoreRequest,
@@ -26,7 +27,6 @@ from rez_cli.scoring import (
     judge_trade,
     score_journal,
 )
-from rez_cli.settings import load_settings
 
 T0 = 1_614_556_800_000  # 2021-03-01T00:00Z
 HOUR = 3_600_000

@@ -28,7 +28,8 @@ from pydantic import (
     field_validator,
 )
 
-from rez_cli import paths, redact
+from rez_cli import redact
+from rez_cli.config import paths
 from rez_cli.errors import ConfigError, UsageError
 from rez_cli.redact import credentials_in, is_secret_key, url_credentials
 from rez_cli.timeframes import timeframe_ms

@@ -67,9 +67,9 @@ from rez_cli.timeframes import timeframe_ms as parse_timeframe_ms
 if TYPE_CHECKING:
     import pandas as pd
 
+    from rez_cli.config.settings import Settings
     from rez_cli.journal.store import Journal
     from rez_cli.market.source import MarketSource
-    from rez_cli.settings import Settings
 
 __all__ = [
     "DEFAULT_FEE_PCT",

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from rez_cli.reasoning.llm import (
+from rez_cli.llm.client import (
     ChatResponse,
     LLMAuthFailed,
     LLMBadResponse,

@@ -17,8 +17,8 @@ import pandas as pd
 from pydantic import BaseModel
 
 from rez_cli import indicators
+from rez_cli.config.settings import Settings
 from rez_cli.market.candles import iso
-from rez_cli.settings import Settings
 from rez_cli.timeframes import timeframe_ms
 
 MAX_TEXT_CHARS = 4_800

@@ -28,24 +28,31 @@ import pandas as pd
 from pydantic import ValidationError
 
 from rez_cli import indicators
-from rez_cli.choice import DEFAULT_MODEL, choose_model
-from rez_cli.context import Context, build_context, context_text, context_timeframes
-from rez_cli.decision import ANSWER_FIELDS, Decision, ModelAnswer
+from rez_cli.config.settings import (
+    LLMSettings,
+    RiskProfile,
+    Settings,
+    load_profile,
+    load_settings,
+    secrets_of,
+)
+from rez_cli.cycle.choice import DEFAULT_MODEL, choose_model
+from rez_cli.cycle.context import Context, build_context, context_text, context_timeframes
+from rez_cli.cycle.recording import CycleRecorder
+from rez_cli.decision.model import ANSWER_FIELDS, Decision, ModelAnswer
+from rez_cli.decision.policy import evaluate
 from rez_cli.errors import ExchangeUnavailable
 from rez_cli.indicators import IndicatorMemo
+from rez_cli.llm.client import LLMClient
+from rez_cli.llm.meter import Meter, estimate_tokens
 from rez_cli.market.candles import iso
 from rez_cli.market.source import MarketSource
 from rez_cli.market.view import MarketView
-from rez_cli.policy import evaluate
-from rez_cli.reasoning.llm import LLMClient
 from rez_cli.reasoning.manager import CONSTRUCTION_FAILED, AdvisorySignal, MemoryAccessor, ReasoningManager
 from rez_cli.reasoning.modes import CycleServices, llm_endpoint, opening, react_mode, rules_mode, turn_dict
 from rez_cli.reasoning.react import Turn
 from rez_cli.reasoning.tools import ToolRegistry, fetch_indicator_tool
-from rez_cli.reasoning.usage import Meter, estimate_tokens
-from rez_cli.recording import CycleRecorder
 from rez_cli.redact import active
-from rez_cli.settings import LLMSettings, RiskProfile, Settings, load_profile, load_settings, secrets_of
 from rez_cli.symbols import normalize_symbol
 from rez_cli.timeframes import timeframe_ms
 

@@ -28,7 +28,7 @@ from rez_cli.errors import UsageError
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
-    from rez_cli.settings import LLMSettings
+    from rez_cli.config.settings import LLMSettings
 
 __all__ = [
     "GGUF_MAGIC",
@@ -237,7 +237,7 @@ def prepare(llm: LLMSettings, model_override: str | None) -> Path | None:
     Raises:
         UsageError: the file fails a check of ``check_gguf``, or xllamacpp is not installed.
     """
-    from rez_cli.choice import gguf_of
+    from rez_cli.cycle.choice import gguf_of
 
     path = gguf_of(llm, model_override)
     if path is None:

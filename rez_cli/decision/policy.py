@@ -12,8 +12,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from rez_cli.decision import ModelAnswer
-from rez_cli.settings import RiskProfile
+from rez_cli.config.settings import RiskProfile
+from rez_cli.decision.model import ModelAnswer
 
 
 @dataclass(frozen=True)

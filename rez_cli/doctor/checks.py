@@ -2,7 +2,7 @@
 
 The checks only look: the exchange is asked for its markets and one candle, the model endpoint for
 its model list and two tiny answers (one request with a tool, one with a strict ``json_schema``,
-``rez_cli.probes``), and the journal's directory gets a temporary file that is removed at once (with
+``rez_cli.doctor.probes``), and the journal's directory gets a temporary file that is removed at once (with
 any directory created for it). A check that depends on a valid config is skipped when the config is
 not. Every network check is bounded by a few seconds: an endpoint that hangs is a warning, not a wait.
 
@@ -30,7 +30,16 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from rez_cli import __version__, paths
+from rez_cli import __version__
+from rez_cli.config import paths
+from rez_cli.config.settings import (
+    ENV_PREFIX,
+    Settings,
+    _apply_env_overrides,
+    load_profile,
+    load_settings,
+    secrets_of,
+)
 from rez_cli.errors import (
     ConfigError,
     DataNotFound,
@@ -41,17 +50,9 @@ from rez_cli.errors import (
     UnknownExchange,
 )
 from rez_cli.redact import Redactor, active
-from rez_cli.settings import (
-    ENV_PREFIX,
-    Settings,
-    _apply_env_overrides,
-    load_profile,
-    load_settings,
-    secrets_of,
-)
 
 if TYPE_CHECKING:
-    from rez_cli.probes import SchemaProbe, ToolProbe
+    from rez_cli.doctor.probes import SchemaProbe, ToolProbe
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -310,8 +311,8 @@ class _Endpoint:
 
 def _endpoint(settings: Settings, environ: Mapping[str, str]) -> _Endpoint | Check:
     """The endpoint and model to ask, or the check that says why there is none to ask."""
-    from rez_cli.choice import choose_model
-    from rez_cli.reasoning.openai_llm import _OPENAI_BASE_URL, endpoint_label
+    from rez_cli.cycle.choice import choose_model
+    from rez_cli.llm.openai_api import _OPENAI_BASE_URL, endpoint_label
 
     llm = settings.llm
     choice = choose_model(llm, None, environ)
@@ -366,7 +367,7 @@ async def check_endpoint(
     target = await asyncio.to_thread(_endpoint, settings, environ)
     if isinstance(target, Check):
         return [target]
-    from rez_cli.probes import reported_tool_support
+    from rez_cli.doctor.probes import reported_tool_support
 
     started = time.monotonic()
     (model_check, listing), (tools, schema, fallback) = await asyncio.gather(
@@ -396,9 +397,9 @@ async def _probe(
     settings: Settings, target: _Endpoint, timeout_s: float
 ) -> tuple[ToolProbe | None, SchemaProbe, SchemaProbe | None]:
     """The tool probe (None: not asked), the format probe, and json_object after a refused schema."""
-    from rez_cli.probes import PROBE_OUTPUT_TOKENS, SchemaProbe, ToolProbe, probe_schema, probe_tools
-    from rez_cli.reasoning.llm import LLMError
-    from rez_cli.reasoning.openai_llm import OpenAIChat
+    from rez_cli.doctor.probes import PROBE_OUTPUT_TOKENS, SchemaProbe, ToolProbe, probe_schema, probe_tools
+    from rez_cli.llm.client import LLMError
+    from rez_cli.llm.openai_api import OpenAIChat
 
     llm = settings.llm
     started = time.monotonic()
@@ -446,7 +447,7 @@ async def _probe(
 
 def _list_models(target: _Endpoint, timeout_s: float) -> tuple[Check, bytes | None]:
     """``GET /models``: the model check, and the list's body when one came back."""
-    from rez_cli.probes import join_url
+    from rez_cli.doctor.probes import join_url
 
     label, model, key_note = target.label, target.model, target.key_note
     request = urllib.request.Request(join_url(target.url, "/models"), headers=target.headers, method="GET")
@@ -553,7 +554,7 @@ def _tools_check(
     alike: bool,
 ) -> Check:
     """The tool protocol Rez will use, and why; a missing capability says what Rez does instead."""
-    from rez_cli.reasoning.protocol_memory import memory_path, recall
+    from rez_cli.llm.protocol_memory import memory_path, recall
 
     configured = settings.llm.tool_protocol
     label, model = target.label, target.model
@@ -814,7 +815,7 @@ def _is_shipped(path: Path) -> bool:
 def check_gguf(settings: Settings, reason: str) -> Check:
     """The GGUF file of ``[llm] gguf`` passes the checks of a run and llama.cpp loads it."""
     from rez_cli.errors import UsageError
-    from rez_cli.reasoning import local_model
+    from rez_cli.llm import local_model
 
     try:
         path = local_model.prepare(settings.llm, None)

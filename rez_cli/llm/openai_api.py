@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
-from rez_cli.reasoning.llm import (
+from rez_cli.llm.client import (
     ChatResponse,
     LLMAuthFailed,
     LLMBadResponse,

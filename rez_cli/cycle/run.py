@@ -12,16 +12,16 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from rez_cli.choice import NO_MODEL, choose_model, require_price_for_limit
-from rez_cli.context import Context
+from rez_cli.config.settings import RiskProfile, Settings
+from rez_cli.cycle.choice import NO_MODEL, choose_model, require_price_for_limit
+from rez_cli.cycle.context import Context
+from rez_cli.cycle.orchestrator import DryRun, Event, EventResult, Orchestrator, model_configured
 from rez_cli.errors import ExitCode
+from rez_cli.llm.client import LLMClient, LLMNotConfigured
+from rez_cli.llm.local_model import LocalModel
 from rez_cli.market.candles import iso
 from rez_cli.market.view import open_source
-from rez_cli.orchestrator import DryRun, Event, EventResult, Orchestrator, model_configured
-from rez_cli.reasoning.llm import LLMClient, LLMNotConfigured
-from rez_cli.reasoning.local_model import LocalModel
 from rez_cli.reasoning.react import Turn
-from rez_cli.settings import RiskProfile, Settings
 from rez_cli.symbols import normalize_symbols
 
 
@@ -77,8 +77,8 @@ def make_llm(
 
     ``local``: the GGUF this run serves itself, which the client asks instead of any endpoint.
     """
-    from rez_cli.choice import DEFAULT_MODEL
-    from rez_cli.reasoning.openai_llm import OpenAIChat
+    from rez_cli.cycle.choice import DEFAULT_MODEL
+    from rez_cli.llm.openai_api import OpenAIChat
 
     llm = settings.llm
     model = model_override or llm.model or DEFAULT_MODEL
@@ -143,7 +143,7 @@ async def run_decide(
         RezError: bad inputs (unknown symbol, exchange or timeframe; invalid candles).
     """
     from rez_cli.journal.session import open_journal, start_run
-    from rez_cli.reasoning import local_model
+    from rez_cli.llm import local_model
 
     symbols = normalize_symbols(request.symbols)
     mode, notice, _ = _mode_and_model(settings, request)

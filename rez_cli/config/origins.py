@@ -22,10 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
-from rez_cli import paths
-from rez_cli.errors import ConfigError
-from rez_cli.redact import REDACTED, Redactor, is_secret_key, mask_secret_keys, redact_url
-from rez_cli.settings import (
+from rez_cli.config import paths
+from rez_cli.config.settings import (
     ENV_PREFIX,
     Settings,
     _apply_env_overrides,
@@ -37,6 +35,8 @@ from rez_cli.settings import (
     secrets_of,
     shipped_config_path,
 )
+from rez_cli.errors import ConfigError
+from rez_cli.redact import REDACTED, Redactor, is_secret_key, mask_secret_keys, redact_url
 
 DEFAULT_ORIGIN = "default"
 

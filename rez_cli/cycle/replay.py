@@ -14,10 +14,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from rez_cli.decision import ModelAnswer, answer_problem
-from rez_cli.policy import evaluate
+from rez_cli.config.settings import RiskProfile
+from rez_cli.decision.model import ModelAnswer, answer_problem
+from rez_cli.decision.policy import evaluate
 from rez_cli.reasoning.parse import numbers_in, parse_answer
-from rez_cli.settings import RiskProfile
 
 
 @dataclass(frozen=True)

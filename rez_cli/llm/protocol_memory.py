@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from rez_cli import paths
+from rez_cli.config import paths
 from rez_cli.redact import active
 
 __all__ = [

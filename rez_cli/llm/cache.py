@@ -28,11 +28,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rez_cli import paths
-from rez_cli.reasoning.llm import ChatResponse, LLMClient, TokenUsage, ToolCall
-from rez_cli.reasoning.usage import BudgetExceeded, Meter
+from rez_cli.config import paths
+from rez_cli.config.settings import ModelPrice
+from rez_cli.llm.client import ChatResponse, LLMClient, TokenUsage, ToolCall
+from rez_cli.llm.meter import BudgetExceeded, Meter
 from rez_cli.redact import active
-from rez_cli.settings import ModelPrice
 
 CACHE_FILENAME = "responses.jsonl"
 

@@ -9,9 +9,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from rez_cli.decision import Usage
-from rez_cli.reasoning.llm import TokenUsage
-from rez_cli.settings import ModelPrice
+from rez_cli.config.settings import ModelPrice
+from rez_cli.decision.model import Usage
+from rez_cli.llm.client import TokenUsage
 
 # Without a tokenizer for every model, four characters a token is the usual estimate for English + JSON.
 CHARS_PER_TOKEN = 4

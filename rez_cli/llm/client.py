@@ -1,6 +1,6 @@
 """The contract between the ReAct loop and a chat model.
 
-``OpenAIChat`` (``openai_llm.py``) is the real implementation and the only module that imports the
+``OpenAIChat`` (``rez_cli.llm.openai_api``) is the real implementation and the only module that imports the
 openai SDK; tests drive it against a scripted server on 127.0.0.1.
 
     LLMError                 ends the cycle in a hold whose ``error`` is ``code``

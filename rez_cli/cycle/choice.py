@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from rez_cli.config.settings import LLMSettings
 from rez_cli.errors import UsageError
-from rez_cli.settings import LLMSettings
 
 # The model name sent when an endpoint is configured without one (local servers ignore it).
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -87,7 +87,7 @@ def require_price_for_limit(
         UsageError: ``max_cost_usd`` is set and ``[llm.prices]`` has no price for ``model``: the
             cost would read $0 and the limit would silently do nothing.
     """
-    from rez_cli.reasoning.usage import Meter
+    from rez_cli.llm.meter import Meter
 
     if max_cost_usd is None or local or Meter(prices=llm.prices).price_of(model) is not None:
         return

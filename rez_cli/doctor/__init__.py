@@ -1,0 +1,1 @@
+"""``rez doctor``: the checks, and the tiny requests that find out what a model endpoint accepts."""
