@@ -41,7 +41,7 @@ from rez_cli.llm.client import (
     TokenUsage,
     ToolCall,
 )
-from rez_cli.reasoning.parse import split_thinking
+from rez_cli.llm.thinking import split_thinking
 from rez_cli.redact import active
 
 if TYPE_CHECKING:

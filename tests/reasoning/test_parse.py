@@ -461,7 +461,7 @@ def test_a_truncated_answer_never_carries_a_price_that_was_not_written_in_full(
     ).map("".join)
 )
 def test_thinking_never_stays_in_the_answer(text: str) -> None:
-    from rez_cli.reasoning.parse import split_thinking
+    from rez_cli.llm.thinking import split_thinking
 
     answer, thinking = split_thinking(text)
     assert answer is not None
@@ -473,7 +473,7 @@ def test_thinking_never_stays_in_the_answer(text: str) -> None:
 
 
 def test_an_answer_after_the_thinking_is_parsed_and_a_draft_inside_it_is_not() -> None:
-    from rez_cli.reasoning.parse import split_thinking
+    from rez_cli.llm.thinking import split_thinking
 
     answer, thinking = split_thinking('<think>draft {"action": "sell"}</think>\n{"action": "hold"}')
     assert thinking == 'draft {"action": "sell"}'
