@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rez_cli.config.settings import LLMSettings
 from rez_cli.errors import UsageError
+from rez_cli.llm.local_model import gguf_of
 
 # The model name sent when an endpoint is configured without one (local servers ignore it).
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -55,25 +56,6 @@ def choose_model(
             None, "no model configured (an API key alone does not choose one: set [llm] model or --model)"
         )
     return ModelChoice(None, NO_MODEL)
-
-
-def gguf_of(llm: LLMSettings, model_override: str | None) -> Path | None:
-    """The GGUF file Rez is to serve itself, if any: ``--model`` when it is a path, else ``[llm] gguf``.
-
-    A ``--model`` value is a path when it ends in ``.gguf`` or names an existing file: no endpoint's
-    model name is either, and a typo in a path should be reported as a missing file, not sent to an
-    endpoint as a model name. ``--model NAME`` overrides ``[llm] gguf`` as it overrides ``[llm] model``.
-    """
-    if model_override:
-        path = Path(os.path.expanduser(model_override))
-        try:
-            is_file = path.is_file()
-        except (OSError, ValueError):  # a NUL byte, a name too long: not a file
-            is_file = False
-        return path if model_override.lower().endswith(".gguf") or is_file else None
-    if llm.gguf is not None:
-        return Path(os.path.expanduser(llm.gguf))
-    return None
 
 
 def require_price_for_limit(

@@ -36,6 +36,7 @@ __all__ = [
     "available_memory",
     "check_gguf",
     "default_threads",
+    "gguf_of",
     "prepare",
     "require_xllamacpp",
     "serve",
@@ -229,6 +230,25 @@ def serve_gguf(
         del server
 
 
+def gguf_of(llm: LLMSettings, model_override: str | None) -> Path | None:
+    """The GGUF file Rez is to serve itself, if any: ``--model`` when it is a path, else ``[llm] gguf``.
+
+    A ``--model`` value is a path when it ends in ``.gguf`` or names an existing file: no endpoint's
+    model name is either, and a typo in a path should be reported as a missing file, not sent to an
+    endpoint as a model name. ``--model NAME`` overrides ``[llm] gguf`` as it overrides ``[llm] model``.
+    """
+    if model_override:
+        path = Path(os.path.expanduser(model_override))
+        try:
+            is_file = path.is_file()
+        except (OSError, ValueError):  # a NUL byte, a name too long: not a file
+            is_file = False
+        return path if model_override.lower().endswith(".gguf") or is_file else None
+    if llm.gguf is not None:
+        return Path(os.path.expanduser(llm.gguf))
+    return None
+
+
 def prepare(llm: LLMSettings, model_override: str | None) -> Path | None:
     """The GGUF file this run is to serve, checked; None when its model is behind an endpoint.
 
@@ -237,8 +257,6 @@ def prepare(llm: LLMSettings, model_override: str | None) -> Path | None:
     Raises:
         UsageError: the file fails a check of ``check_gguf``, or xllamacpp is not installed.
     """
-    from rez_cli.cycle.choice import gguf_of
-
     path = gguf_of(llm, model_override)
     if path is None:
         return None
