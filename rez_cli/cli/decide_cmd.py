@@ -94,10 +94,10 @@ def decide(
         turn_view,
     )
     from rez_cli.config.settings import load_profile, load_settings
-    from rez_cli.cycle.context import Context
     from rez_cli.cycle.run import DecideRequest, run_decide
     from rez_cli.errors import UsageError
     from rez_cli.market.candles import parse_time
+    from rez_cli.market.snapshot import Context
     from rez_cli.reasoning.modes import turn_dict
     from rez_cli.reasoning.react import Turn
     from rez_cli.redact import active
@@ -137,8 +137,8 @@ def decide(
         concurrency=concurrency,
     )
     if dry_run:
-        from rez_cli.cycle.choice import gguf_of
         from rez_cli.cycle.run import run_dry
+        from rez_cli.llm.local_model import gguf_of
         from rez_cli.llm.openai_api import endpoint_label
 
         gguf = gguf_of(settings.llm, model)

@@ -18,11 +18,11 @@ from rich.text import Text
 
 from rez_cli import indicators
 from rez_cli.config.settings import RiskProfile
-from rez_cli.cycle.context import Context
 from rez_cli.cycle.orchestrator import DryRun
 from rez_cli.decision.model import Decision
 from rez_cli.display import DataTable, display_text
 from rez_cli.market.candles import iso
+from rez_cli.market.snapshot import Context
 
 
 def _price(value: float | None, reference: float) -> str:

@@ -14,54 +14,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel
 
 from rez_cli import indicators
 from rez_cli.config.settings import Settings
 from rez_cli.market.candles import iso
+from rez_cli.market.snapshot import Context, TimeframeSnapshot
 from rez_cli.timeframes import timeframe_ms
 
 MAX_TEXT_CHARS = 4_800
 SLOPE_BARS = 5
 VOLUME_WINDOW = 20
-
-
-class TimeframeSnapshot(BaseModel):
-    """One timeframe of the context (prices in quote currency, percentages as 1.5 = 1.5%)."""
-
-    candles: int
-    first_open_ms: int
-    last_close_ms: int
-    last_close: float
-    change_pct: float
-    ema_20: float | None
-    ema_20_slope_pct: float | None
-    rsi_14: float | None
-    atr_14: float | None
-    high: float
-    low: float
-    from_high_pct: float
-    from_low_pct: float
-    volume_ratio: float | None
-    gaps: int
-
-
-class Context(BaseModel):
-    """What one cycle knows about the market when it starts."""
-
-    symbol: str
-    exchange: str
-    as_of: int
-    last_price: float
-    simulated: bool
-    primary_timeframe: str
-    timeframes: dict[str, TimeframeSnapshot]
-
-    @property
-    def primary_atr(self) -> float | None:
-        """ATR 14 of the primary timeframe: the yardstick for the profile's limits in ATRs."""
-        snapshot = self.timeframes.get(self.primary_timeframe)
-        return snapshot.atr_14 if snapshot is not None else None
 
 
 def _last(values: np.ndarray[Any, np.dtype[np.float64]]) -> float | None:

@@ -37,7 +37,7 @@ from rez_cli.config.settings import (
     secrets_of,
 )
 from rez_cli.cycle.choice import DEFAULT_MODEL, choose_model
-from rez_cli.cycle.context import Context, build_context, context_text, context_timeframes
+from rez_cli.cycle.context import build_context, context_text, context_timeframes
 from rez_cli.cycle.recording import CycleRecorder
 from rez_cli.decision.model import ANSWER_FIELDS, Decision, ModelAnswer
 from rez_cli.decision.policy import evaluate
@@ -46,6 +46,7 @@ from rez_cli.indicators import IndicatorMemo
 from rez_cli.llm.client import LLMClient
 from rez_cli.llm.meter import Meter, estimate_tokens
 from rez_cli.market.candles import iso
+from rez_cli.market.snapshot import Context
 from rez_cli.market.source import MarketSource
 from rez_cli.market.view import MarketView
 from rez_cli.reasoning.manager import CONSTRUCTION_FAILED, AdvisorySignal, MemoryAccessor, ReasoningManager

@@ -14,12 +14,12 @@ from pathlib import Path
 
 from rez_cli.config.settings import RiskProfile, Settings
 from rez_cli.cycle.choice import NO_MODEL, choose_model, require_price_for_limit
-from rez_cli.cycle.context import Context
 from rez_cli.cycle.orchestrator import DryRun, Event, EventResult, Orchestrator, model_configured
 from rez_cli.errors import ExitCode
 from rez_cli.llm.client import LLMClient, LLMNotConfigured
 from rez_cli.llm.local_model import LocalModel
 from rez_cli.market.candles import iso
+from rez_cli.market.snapshot import Context
 from rez_cli.market.view import open_source
 from rez_cli.reasoning.react import Turn
 from rez_cli.symbols import normalize_symbols

@@ -18,7 +18,6 @@ from typing import Any
 
 from rez_cli import indicators
 from rez_cli.config.settings import LLMSettings, RiskProfile
-from rez_cli.cycle.context import Context
 from rez_cli.decision.model import ModelAnswer, answer_json_schema, answer_problem
 from rez_cli.errors import RezError
 from rez_cli.llm import protocol_memory
@@ -26,6 +25,7 @@ from rez_cli.llm.client import LLMClient, LLMError
 from rez_cli.llm.meter import BudgetExceeded, Meter
 from rez_cli.llm.openai_api import endpoint_label
 from rez_cli.llm.protocol_memory import Remembered
+from rez_cli.market.snapshot import Context
 from rez_cli.reasoning.parse import numbers_in, parse_answer
 from rez_cli.reasoning.prompts import CALL_HINT, first_messages, repair_messages, with_system_addition
 from rez_cli.reasoning.react import ProtocolSwitch, ReactOutcome, ToolProtocol, Turn, react_loop

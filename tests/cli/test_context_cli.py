@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rez_cli.cycle.context import MAX_TEXT_CHARS, context_text
-from rez_cli.cycle.context import Context as ContextModel
+from rez_cli.market.snapshot import Context as ContextModel
 from tests.support.candles import make_candles
 from tests.support.cli import run
 

@@ -34,12 +34,12 @@ from rez_cli.cli.score_cmd import report_view
 from rez_cli.cli.traces_cmd import _stats_tables, list_table, replay_view
 from rez_cli.config.origins import ConfigReport, ConfigValue
 from rez_cli.config.settings import RiskProfile
-from rez_cli.cycle.context import Context
 from rez_cli.cycle.orchestrator import DryRun
 from rez_cli.cycle.replay import Replay
 from rez_cli.decision.model import Decision
 from rez_cli.display import DataTable, display_str, display_text
 from rez_cli.doctor.checks import Check
+from rez_cli.market.snapshot import Context
 from tests.support.cli import run
 from tests.support.openai_server import FakeOpenAI, error, reply
 
