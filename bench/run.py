@@ -21,7 +21,13 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("bench_fetch.py", "bench_indicators.py", "bench_decide.py", "bench_backtest.py")
+BENCHMARKS = (
+    "bench_startup.py",
+    "bench_fetch.py",
+    "bench_indicators.py",
+    "bench_decide.py",
+    "bench_backtest.py",
+)
 # Run only when a word given names them: they need what a plain checkout does not have.
 OPT_IN = ("bench_real_model.py",)
 
