@@ -39,6 +39,7 @@ from rez_cli.config.settings import RiskProfile, Settings
 from rez_cli.cycle.choice import DEFAULT_MODEL, choose_model, require_price_for_limit
 from rez_cli.cycle.context import context_timeframes
 from rez_cli.cycle.orchestrator import Event, EventResult, Orchestrator, model_configured
+from rez_cli.decision.codes import FATAL, TRANSIENT
 from rez_cli.errors import DataNotFound, ExitCode, UsageError
 from rez_cli.indicators import price_decimals
 from rez_cli.llm.cache import CachingLLM, ResponseCache, default_cache_path
@@ -54,10 +55,7 @@ MODES = ("react", "rules")
 DEFAULT_TRAINING_CUTOFF = "2023-10-01"
 # A cycle needs this many candles on every context timeframe before it can say anything useful.
 MIN_HISTORY = 50
-# Failures that end the walk at once: no later cycle can succeed.
-FATAL_ERRORS = ("budget_exceeded", "model_auth_failed", "model_not_configured")
-# Failures that end it when they keep coming: the endpoint is down, every cycle would be a hold.
-TRANSIENT_ERRORS = ("model_unreachable", "model_timeout", "model_rate_limited", "reasoning_timeout_exceeded")
+# Transient holds (codes.TRANSIENT) in a row that end the walk: the endpoint is down, every cycle would hold.
 MAX_FAILURES_IN_A_ROW = 5
 INTERRUPTED = "interrupted"
 
@@ -375,10 +373,10 @@ async def _walk(
             on_cycle(result)
         decision = dict(result.metadata["decision"])
         error = decision.get("error")
-        if error in FATAL_ERRORS:
+        if error in FATAL:
             walk.stopped, walk.stop_ms = str(error), moment
             return walk
-        failures_in_a_row = failures_in_a_row + 1 if error in TRANSIENT_ERRORS else 0
+        failures_in_a_row = failures_in_a_row + 1 if error in TRANSIENT else 0
         context = result.metadata.get("trace", {}).get("context") or {}
         row = {
             # When the decision was asked for, as ``decide --as-of`` stamps it; ``as_of`` is the close

@@ -19,6 +19,7 @@ from rich.text import Text
 from rez_cli import indicators
 from rez_cli.config.settings import RiskProfile
 from rez_cli.cycle.orchestrator import DryRun
+from rez_cli.decision.codes import Hold
 from rez_cli.decision.model import Decision
 from rez_cli.display import DataTable, display_text
 from rez_cli.market.candles import iso
@@ -105,23 +106,27 @@ def context_view(context: Context, *, profile: str | None = None) -> RenderableT
 
 ACTION_STYLE = {"buy": "green", "sell": "red", "hold": "yellow"}
 
-# Plain words for the codes a user meets most; every code is also shown as is.
-ERROR_WORDS = {
-    "model_not_configured": "no model is configured",
-    "model_timeout": "the model did not answer in time",
-    "model_rate_limited": "the endpoint kept rate-limiting after retries",
-    "model_unreachable": "the model endpoint could not be reached",
-    "model_auth_failed": "the endpoint refused the API key",
-    "model_bad_response": "the endpoint rejected the request",
-    "budget_exceeded": "the next call would have passed --max-cost",
-    "max_turns_exceeded": "the model kept calling tools and never answered",
-    "reasoning_timeout_exceeded": "the cycle ran out of time",
-    "exchange_unavailable": "the exchange could not be reached",
-    "no_json_found": "the model's answer held no decision JSON",
-    "invalid_decision_json": "the model's JSON was not a valid decision",
-    "repair_failed": "the resilience model could not produce a decision",
-    "repair_invented_prices": "the resilience model gave prices the model never wrote",
-}
+# The panel gives a code's plain words only for these, the failures of the model and the exchange a
+# user meets most; for a rule the "why" row beneath says more than words could. The code is always
+# shown as is.
+PANEL_EXPLAINS = frozenset(
+    {
+        Hold.MODEL_NOT_CONFIGURED,
+        Hold.MODEL_TIMEOUT,
+        Hold.MODEL_RATE_LIMITED,
+        Hold.MODEL_UNREACHABLE,
+        Hold.MODEL_AUTH_FAILED,
+        Hold.MODEL_BAD_RESPONSE,
+        Hold.BUDGET_EXCEEDED,
+        Hold.MAX_TURNS_EXCEEDED,
+        Hold.REASONING_TIMEOUT_EXCEEDED,
+        Hold.EXCHANGE_UNAVAILABLE,
+        Hold.NO_JSON_FOUND,
+        Hold.INVALID_DECISION_JSON,
+        Hold.REPAIR_FAILED,
+        Hold.REPAIR_INVENTED_PRICES,
+    }
+)
 
 
 def turn_view(symbol: str, turn: Mapping[str, Any]) -> RenderableType:
@@ -251,7 +256,8 @@ def decision_view(
     row("rationale", decision.rationale)
     row("mode / stage", f"{decision.mode} / {decision.source}")
     if decision.error:
-        row("error", f"{decision.error}: {ERROR_WORDS.get(decision.error, 'see the trace')}")
+        code = Hold.of(decision.error)
+        row("error", f"{decision.error}: {code.words if code in PANEL_EXPLAINS else 'see the trace'}")
         detail = trace.get("error_detail")
         row("why", detail)
     title = display_text(

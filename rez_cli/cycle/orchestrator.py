@@ -39,6 +39,7 @@ from rez_cli.config.settings import (
 from rez_cli.cycle.choice import DEFAULT_MODEL, choose_model
 from rez_cli.cycle.context import build_context, context_text, context_timeframes
 from rez_cli.cycle.recording import CycleRecorder
+from rez_cli.decision.codes import Hold
 from rez_cli.decision.model import ANSWER_FIELDS, Decision, ModelAnswer
 from rez_cli.decision.policy import evaluate
 from rez_cli.errors import ExchangeUnavailable
@@ -49,7 +50,7 @@ from rez_cli.market.candles import iso
 from rez_cli.market.snapshot import Context
 from rez_cli.market.source import MarketSource
 from rez_cli.market.view import MarketView
-from rez_cli.reasoning.manager import CONSTRUCTION_FAILED, AdvisorySignal, MemoryAccessor, ReasoningManager
+from rez_cli.reasoning.manager import AdvisorySignal, MemoryAccessor, ReasoningManager
 from rez_cli.reasoning.modes import CycleServices, llm_endpoint, opening, react_mode, rules_mode, turn_dict
 from rez_cli.reasoning.react import Turn
 from rez_cli.reasoning.tools import ToolRegistry, fetch_indicator_tool
@@ -277,7 +278,7 @@ async def _advice(
             for signal in signals
         ]
     except Exception as error:  # a manager of the caller's own that breaks its promise
-        message = f"reasoning_exception: {_problem(error)}"
+        message = Hold.REASONING_EXCEPTION.with_detail(_problem(error))
         return [
             {
                 "decision_id": decision_id,
@@ -418,7 +419,7 @@ class Orchestrator:
         except ExchangeUnavailable as error:
             # The exchange being away is a failure to hold on (cron keeps running); bad input is not.
             return self._held(
-                decision_id, symbol, mode, event, meter, "exchange_unavailable", error.one_line(), {}, []
+                decision_id, symbol, mode, event, meter, Hold.EXCHANGE_UNAVAILABLE, error.one_line(), {}, []
             )
         model = self.model if self.llm is not None else None
         if self.on_context is not None:
@@ -482,7 +483,7 @@ class Orchestrator:
                 uuid.uuid4().hex[:16],
                 _refused_plan(
                     self.profile,
-                    "invalid_event_payload",
+                    Hold.INVALID_EVENT_PAYLOAD,
                     f"the payload is a {type(raw).__name__}, not a dict",
                 ),
                 [],
@@ -493,7 +494,7 @@ class Orchestrator:
                 "rejected",
                 uuid.uuid4().hex[:16],
                 _refused_plan(
-                    self.profile, "missing_decision_id", "the payload needs an 'id': a non-empty string"
+                    self.profile, Hold.MISSING_DECISION_ID, "the payload needs an 'id': a non-empty string"
                 ),
                 [],
             )
@@ -528,12 +529,12 @@ class Orchestrator:
                 {name: fields[name] for name in ANSWER_FIELDS if name in fields}
             )
         except Exception as error:  # whatever the caller sent: any field may be any object
-            return _refused_plan(self.profile, "invalid_decision", _problem(error))
+            return _refused_plan(self.profile, Hold.INVALID_DECISION, _problem(error))
         given = fields.get("last_price")
         if given is not None:
             if not _positive_finite(given):
                 return _refused_plan(
-                    self.profile, "invalid_decision", "last_price must be a positive finite number"
+                    self.profile, Hold.INVALID_DECISION, "last_price must be a positive finite number"
                 )
             last_price = float(given)
         else:
@@ -677,10 +678,14 @@ class Orchestrator:
                     {"detail": f"the mode's decision signal is malformed: {read}"},
                     signal.plan_id,
                     reasoning_mode=signal.reasoning_mode,
-                    error=CONSTRUCTION_FAILED,
+                    error=Hold.SIGNAL_CONSTRUCTION_FAILED,
                 )
                 verdicts.append(
-                    {"decision_id": signal.decision_id, "error": CONSTRUCTION_FAILED, "detail": read}
+                    {
+                        "decision_id": signal.decision_id,
+                        "error": Hold.SIGNAL_CONSTRUCTION_FAILED,
+                        "detail": read,
+                    }
                 )
                 continue
             answer, source = read
@@ -701,7 +706,7 @@ class Orchestrator:
         trace = {**services.trace, "context_text": services.context_text, "verdicts": verdicts}
         if chosen is None:
             failed = next((signal for signal in signals if signal.error), malformed)
-            code = failed.error if failed and failed.error else "no_decision"
+            code = failed.error if failed and failed.error else Hold.NO_DECISION
             detail = str(failed.payload.get("detail", "")) if failed else "the mode returned no decision"
             return self._held(
                 decision_id,

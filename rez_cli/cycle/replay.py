@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from rez_cli.config.settings import RiskProfile
+from rez_cli.decision.codes import Hold
 from rez_cli.decision.model import ModelAnswer, answer_problem
 from rez_cli.decision.policy import evaluate
 from rez_cli.reasoning.parse import numbers_in, parse_answer
@@ -61,10 +62,10 @@ def _answer_again(
     trace = record.get("trace") or {}
     if record.get("mode") != "react":
         answer = _recorded_answer(record)
-        return answer, "native", None if answer else "no_decision"
+        return answer, "native", None if answer else Hold.NO_DECISION
     raw_text = trace.get("raw_text")
     if raw_text is None:
-        return None, "fallback", (record.get("decision") or {}).get("error") or "no_model_output"
+        return None, "fallback", (record.get("decision") or {}).get("error") or Hold.NO_MODEL_OUTPUT
     parsed = parse_answer(raw_text)
     truncated = (trace.get("parse") or {}).get("finish_reason") == "length"
     if (
@@ -76,7 +77,7 @@ def _answer_again(
     repair = trace.get("repair") or {}
     repaired = parse_answer(repair.get("raw_text")) if repair.get("raw_text") else None
     if repaired is None or repaired.answer is None:
-        return None, "fallback", "repair_failed" if repair else (parsed.error or "unparseable_output")
+        return None, "fallback", Hold.REPAIR_FAILED if repair else (parsed.error or Hold.UNPARSEABLE_OUTPUT)
     known = _known_numbers(record, raw_text)
     prices = (repaired.answer.entry_price, repaired.answer.tp_price, repaired.answer.sl_price)
     if any(
@@ -85,7 +86,7 @@ def _answer_again(
         and not any(math.isclose(price, n, rel_tol=1e-9, abs_tol=1e-12) for n in known)
         for price in prices
     ):
-        return None, "fallback", "repair_invented_prices"
+        return None, "fallback", Hold.REPAIR_INVENTED_PRICES
     return repaired.answer, "repaired", None
 
 

@@ -13,12 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rez_cli.config.settings import RiskProfile
+from rez_cli.decision.codes import Hold
 from rez_cli.decision.model import ModelAnswer
 
 
 @dataclass(frozen=True)
 class Check:
-    rule: str
+    rule: Hold
     passed: bool
     detail: str
 
@@ -27,7 +28,7 @@ class Check:
 class Verdict:
     """The outcome of the policy on one answer."""
 
-    error: str | None
+    error: Hold | None
     detail: str | None
     size_pct: float
     reward_risk: float | None
@@ -96,7 +97,7 @@ def evaluate(
     """
     checks: list[Check] = []
 
-    def check(rule: str, passed: bool, detail: str) -> bool:
+    def check(rule: Hold, passed: bool, detail: str) -> bool:
         checks.append(Check(rule, passed, detail))
         return passed
 
@@ -105,7 +106,7 @@ def evaluate(
         return Verdict(broken.rule, broken.detail, 0.0, None, checks)
 
     if not check(
-        "action_not_allowed",
+        Hold.ACTION_NOT_ALLOWED,
         answer.action in profile.allowed_actions,
         f"{answer.action!r} is not in the profile's allowed actions {profile.allowed_actions}",
     ):
@@ -118,56 +119,56 @@ def evaluate(
         "confidence": answer.confidence,
     }
     bad = [name for name, value in numbers.items() if value is not None and not math.isfinite(value)]
-    if not check("non_finite_number", not bad, f"{', '.join(bad)} must be finite numbers"):
+    if not check(Hold.NON_FINITE_NUMBER, not bad, f"{', '.join(bad)} must be finite numbers"):
         return fail()
     if answer.action == "hold":
         return Verdict(None, None, 0.0, None, checks)
 
     unstated = [name for name in ("leverage", "confidence") if getattr(answer, name) is None]
-    if not check("trade_incomplete", not unstated, f"a {answer.action} needs {', '.join(unstated)}"):
+    if not check(Hold.TRADE_INCOMPLETE, not unstated, f"a {answer.action} needs {', '.join(unstated)}"):
         return fail()
     entry, tp, sl = answer.entry_price, answer.tp_price, answer.sl_price
     leverage = answer.leverage_or_one
-    if not check("entry_price_required", entry is not None, f"a {answer.action} needs an entry price"):
+    if not check(Hold.ENTRY_PRICE_REQUIRED, entry is not None, f"a {answer.action} needs an entry price"):
         return fail()
     assert entry is not None
     prices = {"entry_price": entry, "tp_price": tp, "sl_price": sl}
     not_positive = [name for name, value in prices.items() if value is not None and value <= 0]
-    if not check("non_positive_price", not not_positive, f"{', '.join(not_positive)} must be above zero"):
+    if not check(Hold.NON_POSITIVE_PRICE, not not_positive, f"{', '.join(not_positive)} must be above zero"):
         return fail()
     if not check(
-        "stop_loss_required",
+        Hold.STOP_LOSS_REQUIRED,
         sl is not None or not profile.require_stop_loss,
         f"the {profile.name} profile requires a stop loss",
     ):
         return fail()
     if not check(
-        "take_profit_required",
+        Hold.TAKE_PROFIT_REQUIRED,
         tp is not None or profile.min_reward_risk <= 0,
         f"the {profile.name} profile needs a take profit to check reward/risk",
     ):
         return fail()
     if answer.action == "buy":
         if tp is not None and not check(
-            "tp_not_above_entry", tp > entry, f"buy: tp {tp:g} must be above entry {entry:g}"
+            Hold.TP_NOT_ABOVE_ENTRY, tp > entry, f"buy: tp {tp:g} must be above entry {entry:g}"
         ):
             return fail()
         if sl is not None and not check(
-            "sl_wrong_side", sl < entry, f"buy: sl {sl:g} must be below entry {entry:g}"
+            Hold.SL_WRONG_SIDE, sl < entry, f"buy: sl {sl:g} must be below entry {entry:g}"
         ):
             return fail()
     else:
         if tp is not None and not check(
-            "tp_not_below_entry", tp < entry, f"sell: tp {tp:g} must be below entry {entry:g}"
+            Hold.TP_NOT_BELOW_ENTRY, tp < entry, f"sell: tp {tp:g} must be below entry {entry:g}"
         ):
             return fail()
         if sl is not None and not check(
-            "sl_wrong_side", sl > entry, f"sell: sl {sl:g} must be above entry {entry:g}"
+            Hold.SL_WRONG_SIDE, sl > entry, f"sell: sl {sl:g} must be above entry {entry:g}"
         ):
             return fail()
     deviation = abs(entry / last_price - 1) * 100
     if not check(
-        "entry_too_far_from_market",
+        Hold.ENTRY_TOO_FAR_FROM_MARKET,
         deviation <= profile.max_entry_deviation_pct + 1e-9,
         f"entry {entry:g} is {deviation:.2f}% from the last close {last_price:g}, "
         f"more than the profile's {profile.max_entry_deviation_pct:g}%",
@@ -175,7 +176,7 @@ def evaluate(
         return fail()
     if tp is not None and not _within_reach(
         check,
-        "tp_too_far_from_market",
+        Hold.TP_TOO_FAR_FROM_MARKET,
         "tp",
         tp,
         last_price,
@@ -187,7 +188,7 @@ def evaluate(
     if sl is not None:
         if not _within_reach(
             check,
-            "sl_too_far_from_market",
+            Hold.SL_TOO_FAR_FROM_MARKET,
             "sl",
             sl,
             last_price,
@@ -198,16 +199,16 @@ def evaluate(
             return fail()
         stop_gap_pct = abs(entry - sl) / entry * 100
         if not check(
-            "sl_too_close_to_entry",
+            Hold.SL_TOO_CLOSE_TO_ENTRY,
             stop_gap_pct >= profile.min_stop_distance_pct - 1e-9,
             f"sl {sl:g} is {stop_gap_pct:.4f}% from entry {entry:g}, closer than the profile's "
             f"{profile.min_stop_distance_pct:g}%",
         ):
             return fail()
-    if not check("leverage_below_one", leverage >= 1, f"leverage {leverage:g} is below 1"):
+    if not check(Hold.LEVERAGE_BELOW_ONE, leverage >= 1, f"leverage {leverage:g} is below 1"):
         return fail()
     if not check(
-        "leverage_above_profile",
+        Hold.LEVERAGE_ABOVE_PROFILE,
         leverage <= profile.max_leverage,
         f"leverage {leverage:g} is above the profile's {profile.max_leverage:g}",
     ):
@@ -219,7 +220,7 @@ def evaluate(
         liquidation = liquidation_price(side, entry, leverage, profile.maintenance_margin_pct / 100)
         stop_pct = abs(entry - sl) / entry * 100
         if liquidation is not None and not check(
-            "stop_beyond_liquidation",
+            Hold.STOP_BEYOND_LIQUIDATION,
             side * (sl - liquidation) > 0,
             f"a {stop_pct:.2f}% stop at {leverage:g}x is past liquidation at {liquidation:g} "
             f"({abs(entry - liquidation) / entry * 100:.2f}% away with a "
@@ -228,17 +229,17 @@ def evaluate(
             return fail()
     ratio = reward_risk(entry, tp, sl)
     if ratio is not None:
-        if not check("non_finite_number", math.isfinite(ratio), "reward/risk is not a finite number"):
+        if not check(Hold.NON_FINITE_NUMBER, math.isfinite(ratio), "reward/risk is not a finite number"):
             return fail()
         if not check(
-            "reward_risk_below_profile",
+            Hold.REWARD_RISK_BELOW_PROFILE,
             ratio >= profile.min_reward_risk - REWARD_RISK_TOLERANCE,
             f"reward/risk {ratio:.2f} is below the profile's {profile.min_reward_risk:g}",
         ):
             return fail()
     size = position_size_pct(profile, entry, sl, leverage)
     if not check(
-        "non_finite_number",
+        Hold.NON_FINITE_NUMBER,
         math.isfinite(size) and 0 < size <= profile.max_position_pct,
         f"the position size {size:g}% is not a usable share of equity",
     ):
@@ -247,8 +248,8 @@ def evaluate(
 
 
 def _within_reach(
-    check: Callable[[str, bool, str], bool],
-    rule: str,
+    check: Callable[[Hold, bool, str], bool],
+    rule: Hold,
     label: str,
     level: float,
     last_price: float,

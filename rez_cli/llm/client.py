@@ -19,11 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from rez_cli.decision.codes import Hold
+
 
 class LLMError(Exception):
     """A model call that failed; ``code`` is the stable error code of the resulting hold."""
 
-    code = "model_error"
+    code: Hold = Hold.MODEL_ERROR
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -31,27 +33,27 @@ class LLMError(Exception):
 
 
 class LLMNotConfigured(LLMError):
-    code = "model_not_configured"
+    code = Hold.MODEL_NOT_CONFIGURED
 
 
 class LLMAuthFailed(LLMError):
-    code = "model_auth_failed"
+    code = Hold.MODEL_AUTH_FAILED
 
 
 class LLMTimeout(LLMError):
-    code = "model_timeout"
+    code = Hold.MODEL_TIMEOUT
 
 
 class LLMRateLimited(LLMError):
-    code = "model_rate_limited"
+    code = Hold.MODEL_RATE_LIMITED
 
 
 class LLMUnavailable(LLMError):
-    code = "model_unreachable"
+    code = Hold.MODEL_UNREACHABLE
 
 
 class LLMBadResponse(LLMError):
-    code = "model_bad_response"
+    code = Hold.MODEL_BAD_RESPONSE
 
 
 class LLMToolsRefused(LLMBadResponse):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rez_cli.config.settings import ModelPrice
+from rez_cli.decision.codes import Hold
 from rez_cli.decision.model import Usage
 from rez_cli.llm.client import TokenUsage
 
@@ -21,7 +22,7 @@ EXPECTED_COMPLETION_TOKENS = 800
 class BudgetExceeded(Exception):
     """The next call would take the cycle past ``--max-cost``."""
 
-    code = "budget_exceeded"
+    code: Hold = Hold.BUDGET_EXCEEDED
 
 
 def estimate_tokens(payload: Any) -> int:

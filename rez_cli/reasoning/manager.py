@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
+from rez_cli.decision.codes import Hold
+
 __all__ = [
     "DEFAULT_MODE",
     "AdvisorySignal",
@@ -50,12 +52,6 @@ __all__ = [
 ]
 
 DEFAULT_MODE = "default"
-
-INVALID_PAYLOAD = "invalid_event_payload_type"
-UNKNOWN_MODE = "unknown_reasoning_mode"
-TIMEOUT = "reasoning_timeout_exceeded"
-EXCEPTION = "reasoning_exception"
-CONSTRUCTION_FAILED = "signal_construction_failed"
 
 # How long a mode that overran its budget may take to clean up once cancelled. One that ignores
 # cancellation is left behind after this: the caller's time is bounded, whatever the mode does.
@@ -319,7 +315,7 @@ class ReasoningManager:
         except _BudgetSpent:
             signals = [
                 failure(
-                    TIMEOUT,
+                    Hold.REASONING_TIMEOUT_EXCEEDED,
                     f"the mode gave no answer within {self._timeout_ms:g} ms",
                     signal_type="timeout",
                     timeout_ms=self._timeout_ms,
@@ -329,10 +325,16 @@ class ReasoningManager:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise  # the caller is being cancelled: that is no failure of the mode's to report
-            signals = [failure(f"{EXCEPTION}: {_first_line(error)}", "the mode was cancelled")]
+            signals = [
+                failure(Hold.REASONING_EXCEPTION.with_detail(_first_line(error)), "the mode was cancelled")
+            ]
         except Exception as error:  # the contract: a mode's failure is a signal, never an exception
             message = _first_line(error)
-            signals = [failure(f"{EXCEPTION}: {message}", message, exception=type(error).__name__)]
+            signals = [
+                failure(
+                    Hold.REASONING_EXCEPTION.with_detail(message), message, exception=type(error).__name__
+                )
+            ]
         else:
             elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
             signals = self._signals(output, decision_id, label, plan_id, elapsed_ms, failure)
@@ -350,7 +352,7 @@ class ReasoningManager:
         """The mode and the copies it runs on, or the signal that says why there is nothing to run."""
         if not isinstance(event_payload, Mapping):
             return failure(
-                INVALID_PAYLOAD,
+                Hold.INVALID_EVENT_PAYLOAD_TYPE,
                 f"the event payload is a {type(event_payload).__name__}, not a dict",
                 payload_type=type(event_payload).__name__,
             )
@@ -360,14 +362,16 @@ class ReasoningManager:
             for key, item in event_payload.items():
                 payload[key] = _copied(item, memo)
         except Exception as error:  # a mapping that cannot be read, or nested beyond any use
-            return failure(INVALID_PAYLOAD, f"the event payload cannot be copied: {_first_line(error)}")
+            return failure(
+                Hold.INVALID_EVENT_PAYLOAD_TYPE, f"the event payload cannot be copied: {_first_line(error)}"
+            )
         try:
             mode = self._modes.get(reasoning_mode)
         except Exception:  # an unhashable name names no mode
             mode = None
         if mode is None:
             return failure(
-                f"{UNKNOWN_MODE}: {label}",
+                Hold.UNKNOWN_REASONING_MODE.with_detail(label),
                 f"no reasoning mode {label!r}; known: {', '.join(self.modes) or 'none'}",
                 available=self.modes,
             )
@@ -375,7 +379,7 @@ class ReasoningManager:
             context = {} if execution_context is None else _copied(execution_context, {})
         except Exception as error:
             return failure(
-                f"{EXCEPTION}: the execution context cannot be copied",
+                Hold.REASONING_EXCEPTION.with_detail("the execution context cannot be copied"),
                 _first_line(error),
                 exception=type(error).__name__,
             )
@@ -393,7 +397,8 @@ class ReasoningManager:
         if not isinstance(output, list | tuple):
             return [
                 failure(
-                    CONSTRUCTION_FAILED, f"the mode returned a {type(output).__name__}, not a list of signals"
+                    Hold.SIGNAL_CONSTRUCTION_FAILED,
+                    f"the mode returned a {type(output).__name__}, not a list of signals",
                 )
             ]
         signals = []
@@ -426,7 +431,9 @@ class ReasoningManager:
                     )
                 )
             except Exception as problem:  # a hostile mapping may fail anywhere in the reading
-                signals.append(failure(CONSTRUCTION_FAILED, f"signal {index}: {_first_line(problem)}"))
+                signals.append(
+                    failure(Hold.SIGNAL_CONSTRUCTION_FAILED, f"signal {index}: {_first_line(problem)}")
+                )
         return signals
 
     def _log(self, signals: list[AdvisorySignal]) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from rez_cli import indicators
 from rez_cli.config.settings import LLMSettings, RiskProfile
+from rez_cli.decision.codes import Hold
 from rez_cli.decision.model import ModelAnswer, answer_json_schema, answer_problem
 from rez_cli.errors import RezError
 from rez_cli.llm import protocol_memory
@@ -196,7 +197,7 @@ def _appears(value: float, known: set[float]) -> bool:
 
 async def _repair(
     services: CycleServices, raw_text: str, outcome: ReactOutcome, trace: dict[str, Any]
-) -> tuple[ModelAnswer | None, str | None, str | None]:
+) -> tuple[ModelAnswer | None, Hold | None, str | None]:
     """Ask the resilience model for the JSON; returns (answer, error code, detail)."""
     assert services.llm is not None
     model = services.llm_settings.resilience_model or services.model or ""
@@ -214,7 +215,7 @@ async def _repair(
             )
     except LLMError as error:
         trace["repair"] = {"model": model, "error": error.code, "detail": error.message}
-        return None, "repair_failed", f"the resilience model failed: {error.message}"
+        return None, Hold.REPAIR_FAILED, f"the resilience model failed: {error.message}"
     services.meter.record_call(model, response.usage)
     parsed = parse_answer(response.content)
     trace["repair"] = {
@@ -225,9 +226,9 @@ async def _repair(
         "finish_reason": response.finish_reason,
     }
     if parsed.answer is None:
-        return None, "repair_failed", f"the resilience model's answer is not a decision: {parsed.detail}"
+        return None, Hold.REPAIR_FAILED, f"the resilience model's answer is not a decision: {parsed.detail}"
     if response.finish_reason == "length" and parsed.answer.action != "hold":
-        return None, "repair_failed", "the resilience model's answer was cut off by the output limit"
+        return None, Hold.REPAIR_FAILED, "the resilience model's answer was cut off by the output limit"
     known = _known_numbers(services, raw_text, outcome)
     answer = parsed.answer
     invented = [
@@ -243,7 +244,7 @@ async def _repair(
         trace["repair"]["invented"] = invented
         return (
             None,
-            "repair_invented_prices",
+            Hold.REPAIR_INVENTED_PRICES,
             f"the repair gave prices the model never wrote: {', '.join(invented)}",
         )
     return answer, None, None
@@ -255,7 +256,7 @@ async def react_mode(payload: dict[str, Any], context: Any, timeout_ms: int) -> 
     trace = services.trace
     trace["mode"] = "react"
     if services.llm is None or not services.model:
-        return _failure("model_not_configured", "no model is configured", trace)
+        return _failure(Hold.MODEL_NOT_CONFIGURED, "no model is configured", trace)
     model = services.model
     endpoint = llm_endpoint(services.llm, services.llm_settings)
     start = opening(
@@ -319,7 +320,7 @@ async def react_mode(payload: dict[str, Any], context: Any, timeout_ms: int) -> 
     trace["raw_text"] = outcome.final_text
     if outcome.exhausted:
         return _failure(
-            "max_turns_exceeded",
+            Hold.MAX_TURNS_EXCEEDED,
             f"no answer after {services.max_turns} turns: the model kept calling tools",
             trace,
         )
@@ -327,7 +328,7 @@ async def react_mode(payload: dict[str, Any], context: Any, timeout_ms: int) -> 
         # Nothing to parse and nothing a repair could ground its prices in (a reasoning model may
         # have spent the whole cap thinking): a hold, not a call to the resilience model.
         thought = " (it wrote only its reasoning)" if outcome.turns and outcome.turns[-1].reasoning else ""
-        return _failure("empty_output", f"the model's answer was empty{thought}", trace)
+        return _failure(Hold.EMPTY_OUTPUT, f"the model's answer was empty{thought}", trace)
     with services.meter.stage("parse"):
         parsed = parse_answer(raw_text)
     truncated = outcome.finish_reason == "length"
@@ -349,7 +350,7 @@ async def react_mode(payload: dict[str, Any], context: Any, timeout_ms: int) -> 
     except BudgetExceeded as error:
         return _failure(error.code, str(error), trace)
     if answer is None:
-        return _failure(code or parsed.error or "unparseable_output", detail or parsed.detail or "", trace)
+        return _failure(code or parsed.error or Hold.UNPARSEABLE_OUTPUT, detail or parsed.detail or "", trace)
     return _decision(answer, "repaired", trace)
 
 

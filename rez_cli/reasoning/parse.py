@@ -28,6 +28,7 @@ from typing import Final, Literal, NamedTuple
 
 from pydantic import ValidationError
 
+from rez_cli.decision.codes import Hold
 from rez_cli.decision.model import ModelAnswer
 
 __all__ = [
@@ -40,7 +41,7 @@ __all__ = [
 ]
 
 ParseStage = Literal["native", "extracted"]
-ParseErrorCode = Literal["empty_output", "no_json_found", "invalid_decision_json"]
+ParseErrorCode = Literal[Hold.EMPTY_OUTPUT, Hold.NO_JSON_FOUND, Hold.INVALID_DECISION_JSON]
 
 # A final answer is a few hundred characters; a decision is at the end of the text, so its tail is
 # what matters, and the bound keeps a runaway generation from costing more than a cycle is worth.
@@ -75,7 +76,7 @@ def parse_answer(text: str | None) -> ParseOutcome:
     # One blank after the content is kept: it proves that a number at the very end is complete.
     body = text[: len(content) + 1][-MAX_TEXT_CHARS:].lstrip()
     if not content:
-        return ParseOutcome(None, None, "empty_output", "the model returned no text")
+        return ParseOutcome(None, None, Hold.EMPTY_OUTPUT, "the model returned no text")
     native = _native(body.rstrip())
     if native is not None:
         return ParseOutcome(native, "native", None, None)
@@ -157,13 +158,15 @@ def _extracted(body: str) -> ParseOutcome:
             first_error = first_error or _summarize(e)
     note = " (scan stopped early: the text is too irregular)" if exhausted else ""
     if first_error is not None:
-        return ParseOutcome(None, None, "invalid_decision_json", _clip(f"last decision: {first_error}{note}"))
+        return ParseOutcome(
+            None, None, Hold.INVALID_DECISION_JSON, _clip(f"last decision: {first_error}{note}")
+        )
     found = [obj for obj in objects if obj]
     if found:
         keys = ", ".join(str(key) for key in found[-1])
         detail = f"no object with an 'action' key; the last one has: {keys}{note}"
-        return ParseOutcome(None, None, "invalid_decision_json", _clip(detail))
-    return ParseOutcome(None, None, "no_json_found", f"no JSON object in {len(body)} characters{note}")
+        return ParseOutcome(None, None, Hold.INVALID_DECISION_JSON, _clip(detail))
+    return ParseOutcome(None, None, Hold.NO_JSON_FOUND, f"no JSON object in {len(body)} characters{note}")
 
 
 def _decision_candidates(objects: Iterator[dict[str, object]]) -> Iterator[dict[str, object]]:
