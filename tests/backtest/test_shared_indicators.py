@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 
-from rez_cli import indicators
-from rez_cli.indicators import IndicatorMemo
+from rez_cli.indicators import IndicatorMemo, runners, specs
 from tests.backtest.test_lookahead import DAYS, QUARTER, backtest, decision, inputs, write
 from tests.support.candles import make_candles
 
@@ -27,15 +26,28 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write(make_candles(DAYS * 96, seed=23, timeframe_ms=QUARTER), tmp_path_factory.mktemp("shared"))
 
 
-def from_scratch(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No numpy versions and a memo that remembers nothing: what a cycle computed before the shortcuts."""
-    specs = {name: dataclasses.replace(spec, fast=None) for name, spec in indicators.INDICATORS.items()}
-    monkeypatch.setattr(indicators, "INDICATORS", types.MappingProxyType(specs))
+def from_scratch(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """No numpy versions and a memo that remembers nothing: what a cycle computed before the shortcuts.
+
+    Returns the list that each use of pandas-ta adds to, to show that the patches took.
+    """
+    slow = {name: dataclasses.replace(spec, fast=None) for name, spec in specs.INDICATORS.items()}
+    # Where every look-up by name reads the allow-list, not the package's re-export of it.
+    monkeypatch.setattr(specs, "INDICATORS", types.MappingProxyType(slow))
 
     def forget(self: IndicatorMemo, key: Any) -> None:
         return None
 
     monkeypatch.setattr(IndicatorMemo, "_lookup", forget)
+    used: list[str] = []
+    library = runners.library
+
+    def counted() -> Any:
+        used.append("pandas-ta")
+        return library()
+
+    monkeypatch.setattr(runners, "library", counted)
+    return used
 
 
 @pytest.mark.parametrize(("mode", "every"), [("rules", 1), ("react", 4)])
@@ -44,8 +56,10 @@ def test_shortcuts_change_no_input_and_no_decision(
 ) -> None:
     fast_report, fast_cycles = backtest(data_dir, mode, every)
     with monkeypatch.context() as patched:
-        from_scratch(patched)
+        used = from_scratch(patched)
         slow_report, slow_cycles = backtest(data_dir, mode, every)
+    # pandas-ta ran; in rules mode, which asks only for EMA, RSI and ATR, because the patches took.
+    assert used
     assert len(fast_cycles) == len(slow_cycles) > 20
     assert {row["action"] for row in fast_report.strategy.decisions} >= {"hold", "buy"}
     for i, (fast, slow) in enumerate(zip(fast_cycles, slow_cycles, strict=True)):

@@ -16,6 +16,7 @@ from rez_cli.indicators import (
     IndicatorError,
     IndicatorMemo,
     compute,
+    fast,
     summarize,
     summary_rows,
     summary_table,
@@ -39,9 +40,9 @@ def _quiet_pandas_ta() -> Iterator[None]:
 def ewm_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run each test with pandas' EWM kernel and with the pure-Python fallback a pandas without it uses."""
     if request.param == "python":
-        monkeypatch.setattr(indicators, "_EWM_KERNEL", None)
+        monkeypatch.setattr(fast, "_EWM_KERNEL", None)
     else:
-        assert indicators._EWM_KERNEL is not None, "this pandas has no ewm kernel: only the fallback runs"
+        assert fast._EWM_KERNEL is not None, "this pandas has no ewm kernel: only the fallback runs"
     return str(request.param)
 
 

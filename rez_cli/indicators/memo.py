@@ -1,0 +1,296 @@
+"""``IndicatorMemo``: indicator results remembered by the window of candles they came from."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+
+from rez_cli.indicators import specs
+from rez_cli.indicators.computation import open_index, output_arrays, result_frame
+from rez_cli.indicators.fast import FloatArray
+from rez_cli.indicators.summary import rounded_rows, table_text
+
+
+@dataclass
+class _Window:
+    """One candle frame as the memo knows it: its numbers, taken out of pandas once."""
+
+    frame: pd.DataFrame  # held so that its id() is not reused while the window is remembered
+    array: np.ndarray[tuple[int, int], np.dtype[np.float64]] | None = None
+    finite: bool | None = None
+    span: tuple[Hashable, ...] | None = None
+    index: pd.Index | None = None
+
+
+@dataclass
+class _Entry:
+    outputs: dict[str, FloatArray]
+    spec: specs.IndicatorSpec[Any]
+    model: BaseModel
+    result: pd.DataFrame | None = None
+
+
+T = TypeVar("T")
+
+
+class IndicatorMemo:
+    """``compute`` results remembered by the window of candles they were computed over.
+
+    A backtest computes the same indicators on the same candles again and again: the context and the
+    tool calls of one cycle ask for the same EMA, and a 4h window stays the same for four 1h cycles.
+    A window is known by its timeframe, length, and first and last open times, which identify its
+    candles only where candles never change: share one memo within one symbol of one cycle's
+    ``MarketView`` or of one backtest's ``HistorySource``, never across sources or symbols. Every
+    value is still computed from that window alone, as ``compute`` would; ``derived`` remembers
+    anything else computed from a window alone the same way.
+
+    It also keeps the last few frames it saw as numpy arrays (pandas charges for every column
+    lookup), which ``array`` and ``column`` hand out. Frames are recognised by identity: a frame given
+    here must not be modified afterwards.
+
+    Results are shared between callers, not copied: treat them as read-only (the arrays are). Safe
+    to use from several threads (tool calls compute off the event loop).
+
+    Args:
+        capacity: results kept; the least recently used go first.
+        frames: frames whose arrays are kept.
+    """
+
+    def __init__(self, capacity: int = 256, frames: int = 16) -> None:
+        self.capacity = capacity
+        self.frames = frames
+        self.hits = 0
+        self.misses = 0
+        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
+        self._windows: OrderedDict[int, _Window] = OrderedDict()
+        self._params: dict[Hashable, tuple[specs.IndicatorSpec[Any], BaseModel, tuple[Any, ...]]] = {}
+        self._lock = threading.RLock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    # -- windows ----------------------------------------------------------------------------------
+
+    def _window(self, frame: pd.DataFrame) -> _Window:
+        with self._lock:
+            window = self._windows.get(id(frame))
+            if window is not None and window.frame is frame:
+                self._windows.move_to_end(id(frame))
+                return window
+            window = _Window(frame)
+            self._windows[id(frame)] = window
+            while len(self._windows) > self.frames:
+                self._windows.popitem(last=False)
+            return window
+
+    def _array(self, window: _Window) -> np.ndarray[tuple[int, int], np.dtype[np.float64]]:
+        if window.array is None:
+            # One conversion of the whole frame costs about what two column lookups do.
+            array = window.frame.to_numpy(dtype="float64")
+            array.flags.writeable = False
+            window.array = array
+        return window.array
+
+    def array(self, frame: pd.DataFrame) -> np.ndarray[tuple[int, int], np.dtype[np.float64]]:
+        """``frame.to_numpy(dtype="float64")``, read-only, converted once per frame."""
+        return self._array(self._window(frame))
+
+    def column(self, frame: pd.DataFrame, label: str) -> FloatArray:
+        """``frame[label]`` as read-only float64 (open times too: exact below 2**53 ms).
+
+        Raises:
+            KeyError: the frame has no such column.
+        """
+        window = self._window(frame)
+        return self._array(window)[:, frame.columns.get_loc(label)]
+
+    def _span(self, window: _Window, timeframe: str) -> tuple[Hashable, ...]:
+        if window.span is None or window.span[0] != timeframe:
+            opens = self._array(window)[:, window.frame.columns.get_loc("timestamp")]
+            size = len(opens)
+            window.span = (timeframe, size, int(opens[0]), int(opens[-1])) if size else (timeframe, 0)
+        return window.span
+
+    # -- results ----------------------------------------------------------------------------------
+
+    def _validated(
+        self, name: str, params: Mapping[str, Any] | BaseModel | None
+    ) -> tuple[specs.IndicatorSpec[Any], BaseModel, tuple[Any, ...]]:
+        if isinstance(params, BaseModel):
+            spec = specs.spec_for(name)
+            model = specs.validate_params(spec.name, params)
+            return spec, model, tuple(model.model_dump().items())
+        raw: Hashable = None
+        if params is None or isinstance(params, Mapping):
+            try:
+                # Types too: 1, 1.0 and True are equal keys, but not necessarily equally valid.
+                raw = (
+                    name,
+                    tuple(sorted((key, type(value), value) for key, value in (params or {}).items())),
+                )
+                hash(raw)
+            except TypeError:  # a list or dict among the values: validation will say what is wrong
+                raw = None
+        found = self._params.get(raw) if raw is not None else None
+        if found is None:
+            spec = specs.spec_for(name)
+            model = specs.validate_params(spec.name, params)
+            found = (spec, model, tuple(model.model_dump().items()))
+            if raw is not None:
+                if len(self._params) >= 1024:  # parameters come from a model: keep this bounded
+                    self._params.clear()
+                self._params[raw] = found
+        return found
+
+    def _lookup(self, key: Hashable) -> Any:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+                self.hits += 1
+            return found
+
+    def _store(self, key: Hashable, value: Any) -> None:
+        with self._lock:
+            self.misses += 1
+            self._entries[key] = value
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+
+    def _entry(
+        self,
+        frame: pd.DataFrame,
+        timeframe: str,
+        name: str,
+        params: Mapping[str, Any] | BaseModel | None,
+        *,
+        compute: bool,
+    ) -> tuple[_Window, _Entry | None]:
+        window = self._window(frame)
+        spec, model, settings = self._validated(name, params)
+        key = (self._span(window, timeframe), spec.name, settings)
+        entry: _Entry | None = self._lookup(key)
+        if entry is not None or not compute:
+            return window, entry
+        array = self._array(window)
+
+        def column(label: str) -> FloatArray:
+            return array[:, frame.columns.get_loc(label)]
+
+        if window.finite is None:
+            window.finite = bool(np.isfinite(array).all())
+        outputs = output_arrays(spec, model, frame, column, finite=window.finite)
+        for values in outputs.values():
+            values.flags.writeable = False
+        entry = _Entry(outputs, spec, model)
+        self._store(key, entry)
+        return window, entry
+
+    def _frame(self, window: _Window, entry: _Entry) -> pd.DataFrame:
+        if entry.result is None:
+            if window.index is None:
+                opens = self._array(window)[:, window.frame.columns.get_loc("timestamp")]
+                window.index = open_index(opens.astype("int64"))
+            entry.result = result_frame(entry.spec, entry.model, entry.outputs, window.index)
+        return entry.result
+
+    def values(
+        self,
+        frame: pd.DataFrame,
+        timeframe: str,
+        name: str,
+        params: Mapping[str, Any] | BaseModel | None = None,
+    ) -> Mapping[str, FloatArray]:
+        """The outputs ``compute`` would give, as read-only arrays by output name (no DataFrame).
+
+        Args:
+            frame: the window, a validated candle frame of ``timeframe``.
+            timeframe: the frame's candle interval (part of the window's identity).
+            name, params: as for ``compute``.
+
+        Raises:
+            IndicatorError: as ``validate_params``.
+        """
+        _, entry = self._entry(frame, timeframe, name, params, compute=True)
+        assert entry is not None
+        return entry.outputs
+
+    def compute(
+        self,
+        frame: pd.DataFrame,
+        timeframe: str,
+        name: str,
+        params: Mapping[str, Any] | BaseModel | None = None,
+    ) -> pd.DataFrame:
+        """``compute(frame, name, params)``, or its remembered result for the same window.
+
+        Raises:
+            IndicatorError: as ``validate_params``.
+        """
+        window, entry = self._entry(frame, timeframe, name, params, compute=True)
+        assert entry is not None
+        return self._frame(window, entry)
+
+    def known(
+        self,
+        frame: pd.DataFrame,
+        timeframe: str,
+        name: str,
+        params: Mapping[str, Any] | BaseModel | None = None,
+    ) -> bool:
+        """Whether this indicator of this window is remembered (so that asking for it computes nothing).
+
+        Raises:
+            IndicatorError: as ``validate_params``.
+        """
+        return self._entry(frame, timeframe, name, params, compute=False)[1] is not None
+
+    def summary_table(
+        self,
+        frame: pd.DataFrame,
+        timeframe: str,
+        name: str,
+        params: Mapping[str, Any] | BaseModel | None,
+        lookback: int,
+        reference_price: float,
+        timeframe_ms: int | None = None,
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """``summary_table(self.compute(...), ...)`` without building the result's DataFrame.
+
+        Raises:
+            IndicatorError: as ``validate_params``, or ``lookback`` is below 1.
+            ValueError: the reference price is not a positive finite number.
+        """
+        window, entry = self._entry(frame, timeframe, name, params, compute=True)
+        assert entry is not None
+        opens = self._array(window)[:, frame.columns.get_loc("timestamp")]
+        rows, decimals = rounded_rows(
+            opens[-lookback:].astype("int64").tolist() if lookback >= 1 else [],
+            {output: entry.outputs[output] for output in entry.spec.outputs},
+            entry.spec.outputs,
+            lookback,
+            reference_price,
+            timeframe_ms,
+        )
+        return table_text(rows, decimals), rows
+
+    def derived(self, frame: pd.DataFrame, timeframe: str, label: Hashable, make: Callable[[], T]) -> T:
+        """``make()``, remembered for this window under ``label``.
+
+        For anything computed from the window's candles alone (a context's snapshot of them, a
+        tool's summary): the same window gives the same value. The value is shared: return a copy
+        to callers that might change it.
+        """
+        key = (self._span(self._window(frame), timeframe), "derived", label)
+        found: T | None = self._lookup(key)
+        if found is None:
+            found = make()
+            self._store(key, found)
+        return found
