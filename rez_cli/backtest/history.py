@@ -22,9 +22,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from rez_cli.clock import iso
 from rez_cli.errors import DataNotFound, UsageError
 from rez_cli.indicators import IndicatorMemo
-from rez_cli.market.candles import iso
 from rez_cli.market.source import MarketSource
 from rez_cli.timeframes import timeframe_ms
 

@@ -18,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from rez_cli import clock
 from rez_cli.backtest.fills import (
     Account,
     Candle,
@@ -35,6 +35,7 @@ from rez_cli.backtest.fills import (
 )
 from rez_cli.backtest.history import HistorySource
 from rez_cli.backtest.metrics import Metrics, compute_metrics
+from rez_cli.clock import iso
 from rez_cli.config.settings import RiskProfile, Settings
 from rez_cli.cycle.choice import DEFAULT_MODEL, choose_model, require_price_for_limit
 from rez_cli.cycle.context import context_timeframes
@@ -44,7 +45,7 @@ from rez_cli.errors import DataNotFound, ExitCode, UsageError
 from rez_cli.indicators import price_decimals
 from rez_cli.llm.cache import CachingLLM, ResponseCache, default_cache_path
 from rez_cli.llm.client import LLMClient, LLMNotConfigured
-from rez_cli.market.candles import iso, parse_time
+from rez_cli.market.candles import parse_time
 from rez_cli.market.source import MarketSource
 from rez_cli.timeframes import timeframe_ms
 
@@ -535,7 +536,7 @@ async def _run_backtest(
         raise UsageError(f"unknown mode {mode!r}", hint="use --mode react or --mode rules")
     if request.mode is None and mode == "rules":
         notices.append("no model configured: backtesting the deterministic rules mode")
-    requested_end = request.end_ms if request.end_ms is not None else int(time.time() * 1000)
+    requested_end = request.end_ms if request.end_ms is not None else clock.now_ms()
     end = requested_end // step * step
     start = end - DEFAULT_SPAN_MS  # until the data says where it ends (below)
     if request.start_ms is not None:

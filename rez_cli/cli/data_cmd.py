@@ -48,10 +48,11 @@ def download(
     from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
     from rez_cli.cli.console import stderr_console, stdout_console
+    from rez_cli.clock import iso
     from rez_cli.config.settings import load_settings
     from rez_cli.display import display_str
     from rez_cli.errors import UsageError
-    from rez_cli.market.candles import iso, parse_time
+    from rez_cli.market.candles import parse_time
     from rez_cli.market.ccxt_source import CcxtSource
     from rez_cli.market.download import FORMATS, FileFormat
     from rez_cli.market.download import download as run_download

@@ -17,12 +17,12 @@ from rich.panel import Panel
 from rich.text import Text
 
 from rez_cli import indicators
+from rez_cli.clock import iso
 from rez_cli.config.settings import RiskProfile
 from rez_cli.cycle.orchestrator import DryRun
 from rez_cli.decision.codes import Hold
 from rez_cli.decision.model import Decision
 from rez_cli.display import DataTable, display_text
-from rez_cli.market.candles import iso
 from rez_cli.market.snapshot import Context
 
 

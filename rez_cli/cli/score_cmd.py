@@ -38,7 +38,7 @@ def report_view(report: Mapping[str, Any]) -> RenderableType:
     from rich.console import Group
     from rich.text import Text
 
-    from rez_cli.market.candles import iso
+    from rez_cli.clock import iso
 
     scores = report["scores"]
     simulated = sum(bool(score["simulated"]) for score in scores)

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from rez_cli import indicators
+from rez_cli.clock import iso
 from rez_cli.config.settings import Settings
-from rez_cli.market.candles import iso
 from rez_cli.market.snapshot import Context, TimeframeSnapshot
 from rez_cli.timeframes import timeframe_ms
 

@@ -28,6 +28,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from rez_cli import indicators
+from rez_cli.clock import iso
 from rez_cli.config.settings import (
     LLMSettings,
     RiskProfile,
@@ -46,7 +47,6 @@ from rez_cli.errors import ExchangeUnavailable
 from rez_cli.indicators import IndicatorMemo
 from rez_cli.llm.client import LLMClient
 from rez_cli.llm.meter import Meter, estimate_tokens
-from rez_cli.market.candles import iso
 from rez_cli.market.snapshot import Context
 from rez_cli.market.source import MarketSource
 from rez_cli.market.view import MarketView

@@ -6,19 +6,18 @@ Kept out of the CLI so tests and other programs can run a whole command's worth 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from rez_cli.clock import iso, now_ms
 from rez_cli.config.settings import RiskProfile, Settings
 from rez_cli.cycle.choice import NO_MODEL, choose_model, require_price_for_limit
 from rez_cli.cycle.orchestrator import DryRun, Event, EventResult, Orchestrator, model_configured
 from rez_cli.errors import ExitCode
 from rez_cli.llm.client import LLMClient, LLMNotConfigured
 from rez_cli.llm.local_model import LocalModel
-from rez_cli.market.candles import iso
 from rez_cli.market.snapshot import Context
 from rez_cli.market.view import open_source
 from rez_cli.reasoning.react import Turn
@@ -193,7 +192,7 @@ async def run_decide(
                     payload: dict[str, object] = {"symbol": symbol, "mode": mode}
                     if request.as_of_ms is not None:
                         payload["as_of"] = request.as_of_ms
-                    timestamp = request.as_of_ms if request.as_of_ms is not None else int(time.time() * 1000)
+                    timestamp = request.as_of_ms if request.as_of_ms is not None else now_ms()
                     return await orchestrator.handle_event(Event("decide", payload, timestamp, symbol))
 
             results = list(await asyncio.gather(*(one(symbol) for symbol in symbols)))

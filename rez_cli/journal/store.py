@@ -49,6 +49,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from rez_cli.clock import now_ms
 from rez_cli.config import paths
 from rez_cli.errors import ConfigError, DataError, DataNotFound, LockHeld, UsageError
 from rez_cli.journal.migrations import MIGRATIONS
@@ -100,10 +101,6 @@ def resolve_journal_path(explicit: Path | None, settings_path: Path | None) -> P
     if settings_path is not None:
         return paths.expand_user(settings_path)
     return default_journal_path()
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _finite(value: Any) -> float | None:
@@ -201,7 +198,7 @@ class Journal:
 
     def __init__(self, path: Path, *, create: bool = True, clock: Callable[[], int] | None = None) -> None:
         self.path = paths.expand_user(path)
-        self._clock = clock or _now_ms
+        self._clock = clock or now_ms
         self._redactor = Redactor()
         self._batch_size = 0
         self._batch_pending = 0

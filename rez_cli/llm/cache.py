@@ -23,11 +23,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from rez_cli.clock import now_ms
 from rez_cli.config import paths
 from rez_cli.config.settings import ModelPrice
 from rez_cli.llm.client import ChatResponse, LLMClient, TokenUsage, ToolCall
@@ -143,7 +143,7 @@ class ResponseCache:
         """Store an answer: in memory at once, on disk as one appended line."""
         data = _response_to_json(response)
         self._entries[key] = data
-        line = json.dumps({"key": key, "response": data, "saved_ms": int(time.time() * 1000)}) + "\n"
+        line = json.dumps({"key": key, "response": data, "saved_ms": now_ms()}) + "\n"
         # A model may echo a key: the disk copy is struck like the journal (the answer stays valid JSON).
         line = active().text(line)
         paths.private_dir(self.path.parent)

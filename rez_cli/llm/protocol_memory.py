@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from rez_cli import clock
 from rez_cli.config import paths
 from rez_cli.redact import active
 
@@ -82,7 +83,7 @@ def starting_protocol(setting: str, endpoint: str, model: str) -> tuple[Protocol
 
 def recall(endpoint: str, model: str, *, now_ms: int | None = None) -> Remembered | None:
     """The remembered switch for this endpoint and model, unless it is older than ``REMEMBER_DAYS``."""
-    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    now = now_ms if now_ms is not None else clock.now_ms()
     for entry in _entries(_read()):
         if entry.endpoint == endpoint and entry.model == model:
             fresh = now - entry.saved_ms < REMEMBER_DAYS * 86_400_000
@@ -92,7 +93,7 @@ def recall(endpoint: str, model: str, *, now_ms: int | None = None) -> Remembere
 
 def remember(endpoint: str, model: str, reason: str, *, protocol: Protocol = "text") -> None:
     """Record that ``auto`` switched this endpoint and model to ``protocol`` (replacing any earlier entry)."""
-    entry = Remembered(endpoint, model, protocol, reason, int(time.time() * 1000))
+    entry = Remembered(endpoint, model, protocol, reason, clock.now_ms())
     kept = [old for old in _entries(_read()) if (old.endpoint, old.model) != (endpoint, model)]
     _write([*kept[-(MAX_ENTRIES - 1) :], entry])
 

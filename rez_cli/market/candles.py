@@ -8,7 +8,6 @@ before handing a frame on: a bad row is an error that names it, never silently u
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +15,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
+from rez_cli import clock
+from rez_cli.clock import iso
 from rez_cli.errors import InvalidCandles, UsageError
 from rez_cli.timeframes import timeframe_ms
 
@@ -32,14 +33,6 @@ RowName = Callable[[int], str]
 def row_number(position: int) -> str:
     """The default ``RowName``: rows counted from 1, as the data's own order."""
     return f"row {position + 1}"
-
-
-def iso(ts_ms: int) -> str:
-    """A millisecond timestamp as compact ISO 8601 UTC, for messages; the number itself past year 9999."""
-    try:
-        return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    except (ValueError, OverflowError, OSError):
-        return f"{ts_ms} ms"  # a message about an absurd time must still be shown
 
 
 def _row_name(frame: pd.DataFrame, position: int, where: str, name: RowName) -> str:
@@ -246,7 +239,7 @@ def parse_time(text: str, *, option: str | None = None, past: bool = False) -> i
         raise UsageError(
             f"{prefix}{text!r} is not a date between 1970 and 9999", hint="use 2021-03-01 or 2021-03-01T12:00"
         )
-    now_ms = int(time.time() * 1000)
+    now_ms = clock.now_ms()
     if past and moment_ms > now_ms:
         raise UsageError(
             f"{prefix}{text!r} is in the future ({iso(moment_ms)}, now is {iso(now_ms)})",

@@ -21,13 +21,14 @@ import difflib
 import functools
 import math
 import re
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
 import pandas as pd
 
+from rez_cli import clock
+from rez_cli.clock import iso
 from rez_cli.errors import (
     ConfigError,
     DataNotFound,
@@ -39,7 +40,7 @@ from rez_cli.errors import (
     UsageError,
 )
 from rez_cli.market.cache import CandleCache, merge_candles
-from rez_cli.market.candles import COLUMNS, drop_unclosed, iso, validate_candles
+from rez_cli.market.candles import COLUMNS, drop_unclosed, validate_candles
 from rez_cli.redact import active, credentials_in
 from rez_cli.timeframes import timeframe_ms
 
@@ -53,10 +54,6 @@ _MAX_PAGES = 100_000
 
 ProgressCallback = Callable[[int, int], None]
 """Called as ``(fetched_until_ms, target_ms)`` after each page of candles."""
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _ccxt() -> Any:
@@ -139,7 +136,7 @@ class CcxtSource:
         self._retries = retries
         self._retry_delay_s = retry_delay_s
         self._cache = cache
-        self._now_ms = now_ms or _now_ms
+        self._now_ms = now_ms or clock.now_ms
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # lifecycle

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import time
 from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
+from rez_cli.clock import iso, now_ms
 from rez_cli.errors import DataNotFound, UsageError
-from rez_cli.market.candles import drop_unclosed, iso, resample, validate_candles
+from rez_cli.market.candles import drop_unclosed, resample, validate_candles
 from rez_cli.timeframes import timeframe_ms
 
 MINUTE_MS = 60_000
@@ -154,7 +154,7 @@ class SimSource:
     async def fetch(
         self, symbol: str, timeframes: Sequence[str], limit: int, *, until_ms: int | None = None
     ) -> dict[str, pd.DataFrame]:
-        now = int(time.time() * 1000)
+        now = now_ms()
         until = until_ms if until_ms is not None else self._now_ms or now
         if until > now:
             # The simulator would happily draw candles for any day until 2047: a future that never

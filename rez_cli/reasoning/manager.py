@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
+from rez_cli.clock import now_ms
 from rez_cli.decision.codes import Hold
 
 __all__ = [
@@ -56,10 +57,6 @@ DEFAULT_MODE = "default"
 # How long a mode that overran its budget may take to clean up once cancelled. One that ignores
 # cancellation is left behind after this: the caller's time is bounded, whatever the mode does.
 CANCEL_GRACE_S = 0.5
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def clip_confidence(value: object) -> float | None:

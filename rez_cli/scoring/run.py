@@ -45,12 +45,12 @@ Statistics:
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rez_cli import clock
 from rez_cli.backtest.fills import (
     BEYOND_LEVELS,
     Candle,
@@ -580,10 +580,6 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def _r_text(r_multiple: float | None) -> str:
     return "no R (no stop)" if r_multiple is None else f"{r_multiple:+.1f}R"
 
@@ -822,7 +818,7 @@ async def score_journal(
     Raises:
         ConfigError: the journal cannot be read or written.
     """
-    now = _now_ms() if now_ms is None else now_ms
+    now = clock.now_ms() if now_ms is None else now_ms
     cycles = journal.scorable_cycles(symbol=request.symbol, since_ms=request.since_ms)
     sources = _Sources(settings, request, now, source)
     scores: list[Score] = []

@@ -7,8 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from rez_cli.clock import iso
 from rez_cli.errors import DataNotFound, InvalidCandles, UsageError
-from rez_cli.market.candles import iso, resample
+from rez_cli.market.candles import resample
 from rez_cli.market.files import FileSource
 from tests.support.candles import make_candles
 
