@@ -16,7 +16,6 @@ from rez_cli.indicators import (
     IndicatorError,
     IndicatorMemo,
     compute,
-    fast,
     summarize,
     summary_rows,
     summary_table,
@@ -34,16 +33,6 @@ def _quiet_pandas_ta() -> Iterator[None]:
     logging.disable(logging.WARNING)
     yield
     logging.disable(logging.NOTSET)
-
-
-@pytest.fixture(params=["kernel", "python"])
-def ewm_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run each test with pandas' EWM kernel and with the pure-Python fallback a pandas without it uses."""
-    if request.param == "python":
-        monkeypatch.setattr(fast, "_EWM_KERNEL", None)
-    else:
-        assert fast._EWM_KERNEL is not None, "this pandas has no ewm kernel: only the fallback runs"
-    return str(request.param)
 
 
 def _frames() -> dict[str, pd.DataFrame]:
@@ -64,7 +53,7 @@ def test_the_context_indicators_have_numpy_versions() -> None:
 
 @pytest.mark.parametrize("market", sorted(FRAMES))
 @pytest.mark.parametrize("name", FAST)
-def test_numpy_versions_give_pandas_ta_bits(market: str, name: str, ewm_path: str) -> None:
+def test_numpy_versions_give_pandas_ta_bits(market: str, name: str) -> None:
     frame = FRAMES[market]
     for length in LENGTHS:
         params = {"length": length}
@@ -76,7 +65,7 @@ def test_numpy_versions_give_pandas_ta_bits(market: str, name: str, ewm_path: st
 
 
 @pytest.mark.parametrize("name", FAST)
-def test_numpy_versions_on_histories_around_their_length(name: str, ewm_path: str) -> None:
+def test_numpy_versions_on_histories_around_their_length(name: str) -> None:
     frame = FRAMES["btc"]
     for length in (2, 14, 20):
         for size in (0, 1, 2, length - 1, length, length + 1, length + 2, 3 * length):
