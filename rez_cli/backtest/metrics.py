@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from rez_cli.backtest.fills import LIQUIDATION, Trade
+from rez_cli.formatting import share, signed_pct
 
 YEAR_MS = 365 * 86_400_000
 
@@ -184,11 +185,11 @@ def format_metric(value: Any, kind: str) -> str:
     if value is None:
         return "n/a"
     if kind == "signed_pct":
-        return f"{value:+.2f}%"
+        return signed_pct(value)
     if kind == "pct":
         return f"{value:.2f}%"
     if kind == "share":
-        return f"{value * 100:.1f}%"
+        return share(value)
     if kind == "count":
         return str(value)
     if kind == "money":

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -42,7 +41,7 @@ from rez_cli.cycle.context import context_timeframes
 from rez_cli.cycle.orchestrator import Event, EventResult, Orchestrator, model_configured
 from rez_cli.decision.codes import FATAL, TRANSIENT
 from rez_cli.errors import DataNotFound, ExitCode, UsageError
-from rez_cli.indicators import price_decimals
+from rez_cli.formatting import json_ready, price
 from rez_cli.llm.cache import CachingLLM, ResponseCache, default_cache_path
 from rez_cli.llm.client import LLMClient, LLMNotConfigured
 from rez_cli.market.candles import parse_time
@@ -186,10 +185,12 @@ class BacktestReport:
                 "maintenance_margin_pct": self.fills.maintenance_margin_pct,
             },
             "initial_equity": self.initial_equity,
-            "metrics": _clean(self.strategy.metrics.as_dict()),
+            "metrics": json_ready(self.strategy.metrics.as_dict()),
             "baselines": {
-                "buy_and_hold": _clean(self.buy_and_hold.metrics.as_dict()) if self.buy_and_hold else None,
-                "rules": _clean(self.rules.metrics.as_dict()) if self.rules else None,
+                "buy_and_hold": json_ready(self.buy_and_hold.metrics.as_dict())
+                if self.buy_and_hold
+                else None,
+                "rules": json_ready(self.rules.metrics.as_dict()) if self.rules else None,
             },
             "trades": [_trade_json(trade) for trade in self.strategy.trades],
             "decisions": self.strategy.decisions,
@@ -200,16 +201,8 @@ class BacktestReport:
         }
 
 
-def _clean(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {key: _clean(item) for key, item in value.items()}
-    return value
-
-
 def _trade_json(trade: Trade) -> dict[str, Any]:
-    cleaned: dict[str, Any] = _clean(
+    cleaned: dict[str, Any] = json_ready(
         {
             "trace_id": trade.ref or None,
             "side": "long" if trade.side > 0 else "short",
@@ -241,9 +234,7 @@ def training_cutoff_notice(start_ms: int, end_ms: int, cutoff_ms: int | None) ->
 
 
 def _fmt(value: float | None) -> str:
-    if value is None:
-        return "none"
-    return f"{value:,.{price_decimals(value)}f}"
+    return price(value, missing="none")
 
 
 class WalkMemory:

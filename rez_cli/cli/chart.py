@@ -7,10 +7,10 @@ from typing import Any
 
 from rich.text import Text
 
-from rez_cli import indicators
 from rez_cli.decision.model import Decision
 from rez_cli.display import display_str
 from rez_cli.errors import UsageError
+from rez_cli.formatting import price
 
 CHART_HEIGHT = 18
 
@@ -43,7 +43,7 @@ def price_chart(series: Mapping[str, Any], decision: Decision, *, width: int) ->
     ):
         if value is not None:
             plt.hline(value, color)
-            levels.append(f"{name} {value:,.{indicators.price_decimals(value)}f}")
+            levels.append(f"{name} {price(value)}")
     # Labels drawn inside the plot collide with the legend; the title names the lines instead. The
     # drawing is read back as ANSI: the symbol is cleaned first, so it cannot smuggle in a link.
     plt.title(

@@ -16,7 +16,7 @@ from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.text import Text
 
-from rez_cli import indicators
+from rez_cli import formatting
 from rez_cli.clock import iso
 from rez_cli.config.settings import RiskProfile
 from rez_cli.cycle.orchestrator import DryRun
@@ -26,16 +26,12 @@ from rez_cli.display import DataTable, display_text
 from rez_cli.market.snapshot import Context
 
 
-def _price(value: float | None, reference: float) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:,.{indicators.price_decimals(reference)}f}"
-
-
 def _pct(value: float | None, digits: int = 2) -> Text:
     if value is None:
         return Text("n/a", style="dim")
-    return Text(f"{value:+.{digits}f}%", style="green" if value > 0 else "red" if value < 0 else "")
+    return Text(
+        formatting.signed_pct(value, digits), style="green" if value > 0 else "red" if value < 0 else ""
+    )
 
 
 def simulated_banner() -> Text:
@@ -48,7 +44,7 @@ def context_view(context: Context, *, profile: str | None = None) -> RenderableT
     header = Text.assemble(
         display_text(context.symbol, "bold", multiline=False),
         display_text(
-            f" on {context.exchange} · as of {iso(context.as_of)} · last {_price(price, price)}"
+            f" on {context.exchange} · as of {iso(context.as_of)} · last {formatting.price(price, price)}"
             f" · primary {context.primary_timeframe}" + (f" · profile {profile}" if profile else ""),
             multiline=False,
         ),
@@ -78,12 +74,12 @@ def context_view(context: Context, *, profile: str | None = None) -> RenderableT
         )
         table.add_row(
             timeframe + ("*" if item.gaps else ""),
-            _price(item.last_close, price),
+            formatting.price(item.last_close, price),
             _pct(item.change_pct),
-            _price(item.ema_20, price),
+            formatting.price(item.ema_20, price),
             _pct(item.ema_20_slope_pct, 3),
             Text(rsi, style=rsi_style),
-            _price(item.atr_14, price),
+            formatting.price(item.atr_14, price),
             _pct(item.from_high_pct),
             _pct(item.from_low_pct),
             "n/a" if item.volume_ratio is None else f"{item.volume_ratio:.2f}x",
@@ -243,9 +239,9 @@ def decision_view(
 
     row("action", decision.action.upper())
     if decision.action != "hold":
-        row("entry", _price(decision.entry_price, reference))
-        row("take profit", _price(decision.tp_price, reference))
-        row("stop loss", _price(decision.sl_price, reference))
+        row("entry", formatting.price(decision.entry_price, reference))
+        row("take profit", formatting.price(decision.tp_price, reference))
+        row("stop loss", formatting.price(decision.sl_price, reference))
         row("leverage", f"{decision.leverage:g}x")
         row("size", f"{decision.size_pct:g}% of equity")
         verdicts = trace.get("verdicts") or []
@@ -354,9 +350,9 @@ def summary_table(decisions: list[Decision]) -> DataTable:
         table.add_row(
             item.symbol,
             Text(item.action.upper(), style="magenta" if item.error else ACTION_STYLE[item.action]),
-            _price(item.entry_price, reference),
-            _price(item.tp_price, reference),
-            _price(item.sl_price, reference),
+            formatting.price(item.entry_price, reference),
+            formatting.price(item.tp_price, reference),
+            formatting.price(item.sl_price, reference),
             f"{item.leverage:g}x",
             f"{item.size_pct:g}%",
             f"{item.confidence:.2f}",

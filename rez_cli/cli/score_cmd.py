@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from rez_cli.cli.options import ConfigOption, DataOption, JournalOption, JsonOption, NoCacheOption
+from rez_cli.formatting import share
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -27,10 +28,6 @@ def _table(*columns: str, right: tuple[str, ...] = ()) -> DataTable:
 
 def _r(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.2f}R"
-
-
-def _share(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1%}"
 
 
 def report_view(report: Mapping[str, Any]) -> RenderableType:
@@ -70,7 +67,7 @@ def report_view(report: Mapping[str, Any]) -> RenderableType:
             f"{group['profile'] or '-'}",
             str(group["decisions"]),
             f"{group['tp_first']}/{group['sl_first']}/{group['neither']}",
-            _share(group["hit_rate"]),
+            share(group["hit_rate"]),
             _r(group["avg_r"]),
             _r(group["total_r"]) if group["trades"] else "n/a",
             str(group["holds"]),
@@ -90,7 +87,7 @@ def report_view(report: Mapping[str, Any]) -> RenderableType:
             f"{bucket['low']:.1f}-{bucket['high']:.1f}",
             str(bucket["count"]),
             str(bucket["hits"]),
-            _share(bucket["hit_rate"]),
+            share(bucket["hit_rate"]),
             "n/a" if bucket["mean_confidence"] is None else f"{bucket['mean_confidence']:.2f}",
         )
     brier = calibration["brier"]

@@ -18,6 +18,7 @@ import pandas as pd
 from rez_cli import indicators
 from rez_cli.clock import iso
 from rez_cli.config.settings import Settings
+from rez_cli.formatting import price, signed_pct
 from rez_cli.market.snapshot import Context, TimeframeSnapshot
 from rez_cli.timeframes import timeframe_ms
 
@@ -134,22 +135,12 @@ def build_context(
     )
 
 
-def _fmt(value: float | None, reference: float) -> str:
-    if value is None:
-        return "n/a"
-    return f"{indicators.round_value(value, reference):,.{indicators.price_decimals(reference)}f}"
-
-
-def _signed(value: float | None, digits: int = 2) -> str:
-    return "n/a" if value is None else f"{value:+.{digits}f}%"
-
-
 def context_text(context: Context) -> str:
     """The context as the model reads it: one header line, one line per timeframe, a legend."""
-    price = context.last_price
+    last = context.last_price
     lines = [
         f"{context.symbol} on {context.exchange}{' (SIMULATED market)' if context.simulated else ''}, "
-        f"as of {iso(context.as_of)} (close of the last closed candle). Last price {_fmt(price, price)}. "
+        f"as of {iso(context.as_of)} (close of the last closed candle). Last price {price(last, last)}. "
         f"Primary timeframe {context.primary_timeframe}.",
         "tf | candles | close | chg% window | EMA20 | EMA20 slope 5 bars | RSI14 | ATR14 | "
         "window high (dist) | window low (dist) | vol/avg20",
@@ -158,10 +149,11 @@ def context_text(context: Context) -> str:
         vol = "n/a" if item.volume_ratio is None else f"{item.volume_ratio:.2f}x"
         rsi = "n/a" if item.rsi_14 is None else f"{item.rsi_14:.1f}"
         lines.append(
-            f"{timeframe} | {item.candles} | {_fmt(item.last_close, price)} | {_signed(item.change_pct)} | "
-            f"{_fmt(item.ema_20, price)} | {_signed(item.ema_20_slope_pct, 3)} | {rsi} | "
-            f"{_fmt(item.atr_14, price)} | {_fmt(item.high, price)} ({_signed(item.from_high_pct)}) | "
-            f"{_fmt(item.low, price)} ({_signed(item.from_low_pct)}) | {vol}"
+            f"{timeframe} | {item.candles} | {price(item.last_close, last)} | "
+            f"{signed_pct(item.change_pct)} | {price(item.ema_20, last)} | "
+            f"{signed_pct(item.ema_20_slope_pct, 3)} | {rsi} | "
+            f"{price(item.atr_14, last)} | {price(item.high, last)} ({signed_pct(item.from_high_pct)}) | "
+            f"{price(item.low, last)} ({signed_pct(item.from_low_pct)}) | {vol}"
             + (f" | {item.gaps} missing candles" if item.gaps else "")
         )
     return "\n".join(lines)

@@ -18,6 +18,7 @@ What other modules use is re-exported here; import from ``rez_cli.indicators``, 
 
 from __future__ import annotations
 
+from rez_cli.formatting import price_decimals
 from rez_cli.indicators.computation import compute
 from rez_cli.indicators.memo import IndicatorMemo
 from rez_cli.indicators.params import IndicatorError
@@ -30,7 +31,7 @@ from rez_cli.indicators.specs import (
     validate_params,
     warmup_bars,
 )
-from rez_cli.indicators.summary import price_decimals, round_value, summarize, summary_rows, summary_table
+from rez_cli.indicators.summary import round_value, summarize, summary_rows, summary_table
 
 __all__ = [
     "INDICATORS",

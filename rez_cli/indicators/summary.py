@@ -15,22 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rez_cli.formatting import price_decimals
 from rez_cli.indicators.params import IndicatorError
 from rez_cli.indicators.specs import DAY_MS, Unit
-
-
-def price_decimals(reference_price: float) -> int:
-    """Decimals that show a price of this size to about 5 significant digits, and never fewer than 2.
-
-    ``35123.4567`` -> 2, ``1.9534`` -> 4, ``0.00001234`` -> 9 (``0.000012340``).
-
-    Raises:
-        ValueError: the reference price is not a positive finite number.
-    """
-    if not math.isfinite(reference_price) or reference_price <= 0:
-        raise ValueError(f"reference price must be positive and finite, got {reference_price!r}")
-    magnitude = math.floor(math.log10(reference_price))
-    return min(12, max(2, 4 - magnitude))
 
 
 def round_value(value: float, reference_price: float) -> float:

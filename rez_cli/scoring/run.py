@@ -62,6 +62,7 @@ from rez_cli.backtest.fills import (
     exit_on,
 )
 from rez_cli.errors import ExitCode, RezError, UsageError
+from rez_cli.formatting import json_ready
 from rez_cli.timeframes import timeframe_ms as parse_timeframe_ms
 
 if TYPE_CHECKING:
@@ -417,7 +418,7 @@ class Score:
         return str(self.details.get("summary") or self.outcome)
 
     def to_json(self) -> dict[str, Any]:
-        return {key: _clean(value) for key, value in asdict(self).items()}
+        return {key: json_ready(value) for key, value in asdict(self).items()}
 
 
 @dataclass(frozen=True)
@@ -565,19 +566,11 @@ class ScoreReport:
             "scores": [score.to_json() for score in self.scores],
             "pending": [asdict(item) for item in self.pending],
             "failures": [asdict(item) for item in self.failures],
-            "groups": [{key: _clean(value) for key, value in asdict(group).items()} for group in self.groups],
-            "calibration": _clean(self.calibration.to_json()),
+            "groups": [
+                {key: json_ready(value) for key, value in asdict(group).items()} for group in self.groups
+            ],
+            "calibration": json_ready(self.calibration.to_json()),
         }
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {key: _clean(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(item) for item in value]
-    return value
 
 
 def _r_text(r_multiple: float | None) -> str:
