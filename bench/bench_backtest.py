@@ -102,7 +102,8 @@ def run(candles: int, every: int) -> Measured:
     def on_cycle(result: EventResult) -> None:
         if not first_cycle:
             first_cycle.append(time.perf_counter())
-        for stage, ms in result.metadata["decision"]["usage"]["timings_ms"].items():
+        assert result.decision is not None
+        for stage, ms in result.decision.usage.timings_ms.items():
             stages[stage] += ms
 
     request = BacktestRequest(

@@ -43,7 +43,10 @@ import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rez_cli.cycle.orchestrator import EventResult
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -87,23 +90,24 @@ class _TracebackCounter(logging.Handler):
             self.run.tracebacks.append(self.format(record))
 
 
-def _cycle(result: Any) -> Cycle:
-    decision = result.metadata["decision"]
-    trace = result.metadata.get("trace") or {}
-    usage = decision.get("usage") or {}
-    switched = trace.get("tool_protocol_switch")
+def _cycle(result: EventResult) -> Cycle:
+    decision, trace = result.decision, result.trace
+    assert decision is not None
+    assert trace is not None
+    usage = decision.usage
+    switched = trace.reasoning.tool_protocol_switch
     return Cycle(
-        seconds=float((usage.get("timings_ms") or {}).get("total", 0.0)) / 1000,
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-        completion_tokens=int(usage.get("completion_tokens") or 0),
-        llm_calls=int(usage.get("llm_calls") or 0),
-        tool_calls=int(usage.get("tool_calls") or 0),
-        source=str(decision.get("source")),
-        error=decision.get("error"),
-        action=str(decision.get("action")),
-        # Cycles journaled before the text protocol existed had only the native one.
-        protocol=str(trace.get("tool_protocol") or "native"),
-        switch=str(switched.get("reason")) if isinstance(switched, dict) else None,
+        seconds=usage.timings_ms.get("total", 0.0) / 1000,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        llm_calls=usage.llm_calls,
+        tool_calls=usage.tool_calls,
+        source=decision.source,
+        error=decision.error,
+        action=decision.action,
+        # A cycle that failed before its first request chose no protocol; it would have been native.
+        protocol=trace.reasoning.tool_protocol or "native",
+        switch=switched.reason if switched is not None else None,
     )
 
 

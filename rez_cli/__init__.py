@@ -11,8 +11,9 @@ The library API is importable from here, each name imported on first use so that
     result = await orchestrator.handle_event(event)
 
 ``ReasoningManager``, ``AdvisorySignal``, ``Orchestrator``, ``Event`` and ``EventResult`` follow the
-reasoning-manager specification; ``Decision`` is what every cycle ends in; ``run_backtest`` walks a
-``BacktestRequest`` over history into a ``BacktestReport``.
+reasoning-manager specification; ``Decision`` is what every cycle ends in, ``Trace`` (its turns
+``TurnRecord``) what it did; ``register_mode`` adds a reasoning mode to ``available_modes()``;
+``run_backtest`` walks a ``BacktestRequest`` over history into a ``BacktestReport``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ _HOMES = {
     "EventResult": "rez_cli.cycle.orchestrator",
     "Orchestrator": "rez_cli.cycle.orchestrator",
     "Decision": "rez_cli.decision.model",
+    "Trace": "rez_cli.cycle.trace",
+    "TurnRecord": "rez_cli.reasoning.trace",
+    "available_modes": "rez_cli.reasoning.registry",
+    "register_mode": "rez_cli.reasoning.registry",
+    "unregister_mode": "rez_cli.reasoning.registry",
     "Settings": "rez_cli.config.settings",
     "RiskProfile": "rez_cli.config.settings",
     "load_settings": "rez_cli.config.settings",
@@ -50,18 +56,26 @@ __all__ = [
     "ReasoningManager",
     "RiskProfile",
     "Settings",
+    "Trace",
+    "TurnRecord",
     "__version__",
+    "available_modes",
     "load_profile",
     "load_settings",
+    "register_mode",
     "run_backtest",
+    "unregister_mode",
 ]
 
 if TYPE_CHECKING:
     from rez_cli.backtest.walk import BacktestReport, BacktestRequest, run_backtest
     from rez_cli.config.settings import RiskProfile, Settings, load_profile, load_settings
     from rez_cli.cycle.orchestrator import Event, EventResult, Orchestrator
+    from rez_cli.cycle.trace import Trace
     from rez_cli.decision.model import Decision
     from rez_cli.reasoning.manager import AdvisorySignal, ReasoningManager
+    from rez_cli.reasoning.registry import available_modes, register_mode, unregister_mode
+    from rez_cli.reasoning.trace import TurnRecord
 
 
 def __getattr__(name: str) -> Any:

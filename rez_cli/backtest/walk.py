@@ -36,22 +36,23 @@ from rez_cli.backtest.history import HistorySource
 from rez_cli.backtest.metrics import Metrics, compute_metrics
 from rez_cli.clock import iso
 from rez_cli.config.settings import RiskProfile, Settings
-from rez_cli.cycle.choice import DEFAULT_MODEL, choose_model, require_price_for_limit
+from rez_cli.cycle.choice import DEFAULT_MODEL, choose, require_price_for_limit
 from rez_cli.cycle.context import context_timeframes
-from rez_cli.cycle.orchestrator import Event, EventResult, Orchestrator, model_configured
+from rez_cli.cycle.orchestrator import Event, EventResult, Orchestrator
 from rez_cli.decision.codes import FATAL, TRANSIENT
+from rez_cli.decision.model import Decision
 from rez_cli.errors import DataNotFound, ExitCode, UsageError
 from rez_cli.formatting import json_ready, price
 from rez_cli.llm.cache import CachingLLM, ResponseCache, default_cache_path
 from rez_cli.llm.client import LLMClient, LLMNotConfigured
 from rez_cli.market.candles import parse_time
 from rez_cli.market.source import MarketSource
+from rez_cli.reasoning.registry import OFFLINE_MODE
 from rez_cli.timeframes import timeframe_ms
 
 # Without --from, a backtest covers the 30 days before its end: --to (or now), or the last candle of
 # the data when that comes first.
 DEFAULT_SPAN_MS = 30 * 86_400_000
-MODES = ("react", "rules")
 DEFAULT_TRAINING_CUTOFF = "2023-10-01"
 # A cycle needs this many candles on every context timeframe before it can say anything useful.
 MIN_HISTORY = 50
@@ -305,19 +306,18 @@ def _order_fate(state: OrderState) -> str:
     }.get(state.status, state.status)
 
 
-def _order(decision: Mapping[str, Any], placed_ms: int) -> Order | None:
-    action = decision.get("action")
-    if action not in ("buy", "sell"):
+def _order(decision: Decision, placed_ms: int) -> Order | None:
+    if decision.action == "hold":
         return None
     return Order(
-        side=1 if action == "buy" else -1,
-        entry_price=decision.get("entry_price"),
-        tp_price=decision.get("tp_price"),
-        sl_price=decision.get("sl_price"),
-        leverage=float(decision.get("leverage") or 1.0),
-        size_pct=float(decision.get("size_pct") or 0.0),
+        side=1 if decision.action == "buy" else -1,
+        entry_price=decision.entry_price,
+        tp_price=decision.tp_price,
+        sl_price=decision.sl_price,
+        leverage=decision.leverage,
+        size_pct=decision.size_pct,
         placed_ms=placed_ms,
-        ref=str(decision.get("trace_id") or ""),
+        ref=decision.trace_id or "",
     )
 
 
@@ -363,30 +363,30 @@ async def _walk(
             return walk
         if on_cycle is not None:
             on_cycle(result)
-        decision = dict(result.metadata["decision"])
-        error = decision.get("error")
+        decision = result.decision
+        assert decision is not None  # a decide event always ends in one
+        error = decision.error
         if error in FATAL:
             walk.stopped, walk.stop_ms = str(error), moment
             return walk
         failures_in_a_row = failures_in_a_row + 1 if error in TRANSIENT else 0
-        context = result.metadata.get("trace", {}).get("context") or {}
         row = {
             # When the decision was asked for, as ``decide --as-of`` stamps it; ``as_of`` is the close
             # of the last candle it saw, earlier when the data has a gap there.
             "timestamp": moment,
-            "as_of": int(context.get("as_of") or moment),
-            "action": decision["action"],
-            "entry_price": decision["entry_price"],
-            "tp_price": decision["tp_price"],
-            "sl_price": decision["sl_price"],
-            "leverage": decision["leverage"],
-            "size_pct": decision["size_pct"],
-            "confidence": decision["confidence"],
-            "rationale": decision["rationale"],
-            "invalidation": decision["invalidation"],
-            "source": decision["source"],
+            "as_of": decision.as_of or moment,
+            "action": decision.action,
+            "entry_price": decision.entry_price,
+            "tp_price": decision.tp_price,
+            "sl_price": decision.sl_price,
+            "leverage": decision.leverage,
+            "size_pct": decision.size_pct,
+            "confidence": decision.confidence,
+            "rationale": decision.rationale,
+            "invalidation": decision.invalidation,
+            "source": decision.source,
             "error": error,
-            "trace_id": decision["trace_id"],
+            "trace_id": decision.trace_id,
         }
         order = _order(decision, moment)
         state = account.submit(order) if order is not None else None
@@ -522,11 +522,11 @@ async def _run_backtest(
     fills = replace(request.fills, maintenance_margin_pct=profile.maintenance_margin_pct)
     notices: list[str] = []
     warnings: list[str] = []
-    mode = request.mode or ("react" if model_configured(settings.llm, request.model) else "rules")
-    if mode not in MODES:
-        raise UsageError(f"unknown mode {mode!r}", hint="use --mode react or --mode rules")
-    if request.mode is None and mode == "rules":
-        notices.append("no model configured: backtesting the deterministic rules mode")
+    choice = choose(settings.llm, request.mode, request.model)
+    mode = choice.mode.name
+    needs_model = choice.mode.needs_model
+    if not choice.asked and mode == OFFLINE_MODE:
+        notices.append(f"no model configured: backtesting the deterministic {mode} mode")
     requested_end = request.end_ms if request.end_ms is not None else clock.now_ms()
     end = requested_end // step * step
     start = end - DEFAULT_SPAN_MS  # until the data says where it ends (below)
@@ -539,15 +539,15 @@ async def _run_backtest(
             )
     model: str | None = None
     client: CachingLLM | None = None
-    if mode == "react":
-        choice = choose_model(settings.llm, request.model)
-        model = choice.model or DEFAULT_MODEL
+    if needs_model:
+        model = choice.model.model or DEFAULT_MODEL
         inner = llm
         if inner is None:
-            if not choice.configured:
+            if not choice.model.configured:
                 raise UsageError(
-                    "--mode react needs a model, and none is configured",
-                    hint="set [llm] model and OPENAI_API_KEY, or [llm] base_url; or use --mode rules",
+                    f"--mode {mode} needs a model, and none is configured",
+                    hint="set [llm] model and OPENAI_API_KEY, or [llm] base_url; "
+                    f"or use --mode {OFFLINE_MODE}",
                 )
             gguf = local_model.prepare(settings.llm, request.model)
             # Before the model loads: a limit that cannot hold is refused first.
@@ -594,7 +594,7 @@ async def _run_backtest(
                 f"no {timeframe} candle of {request.symbol} between {iso(start)} and {iso(end)} to trade on",
                 hint="widen the span between --from and --to",
             )
-        if mode == "react":
+        if needs_model:
             notice = training_cutoff_notice(start, end, request.training_cutoff_ms)
             if notice:
                 warnings.append(notice)
@@ -649,8 +649,8 @@ async def _run_backtest(
 
         # Thousands of rules cycles in a row: commit in batches (and whatever is pending on Ctrl-C).
         # A model's cycles are slow anyway, and a batch must not hold the lock across model calls.
-        with journal.batched() if mode == "rules" else contextlib.nullcontext():
-            main = await walk(mode, client, times, backtest_id, "strategy" if mode == "react" else "rules")
+        with journal.batched() if not needs_model else contextlib.nullcontext():
+            main = await walk(mode, client, times, backtest_id, "rules" if mode == "rules" else "strategy")
         stop_ms = main.stop_ms
         strategy = _settle(main, step)
         buy_and_hold: StrategyRun | None = None

@@ -16,6 +16,7 @@ from rez_cli.cli.options import (
     JournalOption,
     JsonOption,
     ModelOption,
+    ModeOption,
     NoCacheOption,
     ProfileOption,
     TimeframeOption,
@@ -132,15 +133,7 @@ def backtest(
         int,
         typer.Option("--every", min=1, help="One decision cycle every N closed candles of the timeframe."),
     ] = 1,
-    mode: Annotated[
-        str | None,
-        typer.Option(
-            "--mode",
-            help="react (the model decides) or rules (deterministic baseline). "
-            "Default: react when a model is configured, else rules.",
-            show_default=False,
-        ),
-    ] = None,
+    mode: ModeOption = None,
     exchange: ExchangeOption = None,
     data: DataOption = None,
     profile: ProfileOption = None,
@@ -243,14 +236,15 @@ def backtest(
     from rez_cli.config.settings import load_profile, load_settings
     from rez_cli.errors import UsageError
     from rez_cli.market.candles import parse_time
+    from rez_cli.reasoning.registry import mode_spec
     from rez_cli.symbols import normalize_symbol
     from rez_cli.timeframes import parse_timeframes
 
     symbol = normalize_symbol(symbol)
     start_ms = parse_time(from_, option="--from", past=True) if from_ is not None else None
     end_ms = parse_time(to, option="--to", past=True) if to is not None else None
-    if mode is not None and mode not in ("react", "rules"):
-        raise UsageError(f"unknown mode {mode!r}", hint="use --mode react or --mode rules")
+    if mode is not None:
+        mode_spec(mode)  # an unknown mode is refused before anything is loaded
     if entry not in ("open", "limit"):
         raise UsageError(f"unknown entry rule {entry!r}", hint="use --entry open or --entry limit")
     if report_path is not None:

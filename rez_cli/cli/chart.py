@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from rich.text import Text
 
+from rez_cli.cycle.trace import ChartSeries
 from rez_cli.decision.model import Decision
 from rez_cli.display import display_str
 from rez_cli.errors import UsageError
@@ -15,7 +13,7 @@ from rez_cli.formatting import price
 CHART_HEIGHT = 18
 
 
-def price_chart(series: Mapping[str, Any], decision: Decision, *, width: int) -> Text:
+def price_chart(series: ChartSeries, decision: Decision, *, width: int) -> Text:
     """Closes and EMA 20 with the entry, take-profit and stop-loss as horizontal lines.
 
     Raises:
@@ -25,12 +23,12 @@ def price_chart(series: Mapping[str, Any], decision: Decision, *, width: int) ->
         import plotext as plt
     except ImportError:
         raise UsageError("--chart needs plotext", hint="pip install 'rez-cli[chart]'") from None
-    closes = list(series.get("close") or [])
-    ema = list(series.get("ema_20") or [])
+    closes = series.close
+    ema = series.ema_20
     plt.clear_figure()
     plt.plotsize(max(40, width), CHART_HEIGHT)
     plt.theme("clear")
-    timeframe = display_str(series.get("timeframe", ""), multiline=False)
+    timeframe = display_str(series.timeframe, multiline=False)
     plt.plot(closes, label=f"close {timeframe}", color="white")
     first = next((i for i, value in enumerate(ema) if value is not None), len(ema))
     if first < len(ema):

@@ -14,6 +14,7 @@ from rez_cli.cli.options import (
     JournalOption,
     JsonOption,
     ModelOption,
+    ModeOption,
     NoCacheOption,
     ProfileOption,
     TimeframeOption,
@@ -28,15 +29,7 @@ def decide(
     profile: ProfileOption = None,
     config: ConfigOption = None,
     model: ModelOption = None,
-    mode: Annotated[
-        str | None,
-        typer.Option(
-            "--mode",
-            help="react (the model reasons with tools) or rules (deterministic baseline). "
-            "Default: react when a model is configured, else rules.",
-            show_default=False,
-        ),
-    ] = None,
+    mode: ModeOption = None,
     max_turns: Annotated[
         int | None,
         typer.Option(
@@ -95,17 +88,16 @@ def decide(
     )
     from rez_cli.config.settings import load_profile, load_settings
     from rez_cli.cycle.run import DecideRequest, run_decide
-    from rez_cli.errors import UsageError
     from rez_cli.market.candles import parse_time
     from rez_cli.market.snapshot import Context
-    from rez_cli.reasoning.modes import turn_dict
-    from rez_cli.reasoning.react import Turn
+    from rez_cli.reasoning.registry import mode_spec
+    from rez_cli.reasoning.trace import TurnRecord
     from rez_cli.redact import active
     from rez_cli.symbols import normalize_symbols
 
     symbols = normalize_symbols(symbols)
-    if mode is not None and mode not in ("react", "rules"):
-        raise UsageError(f"unknown mode {mode!r}", hint="use --mode react or --mode rules")
+    if mode is not None:
+        mode_spec(mode)  # an unknown mode is refused before anything is loaded
     as_of_ms = parse_time(as_of, option="--as-of", past=True) if as_of is not None else None
     from rez_cli.timeframes import parse_timeframes
 
@@ -117,10 +109,10 @@ def decide(
     aside = stderr_console()
     show_trace = not quiet and not json_output
 
-    def on_turn(symbol: str, turn: Turn) -> None:
+    def on_turn(symbol: str, turn: TurnRecord) -> None:
         if show_trace:
             # Shown live, before the cycle's result is redacted: a turn may echo a configured key.
-            console.print(turn_view(symbol, active().value(turn_dict(turn))))
+            console.print(turn_view(symbol, active().value(turn.to_json())))
 
     request = DecideRequest(
         symbols=symbols,
@@ -151,11 +143,10 @@ def decide(
                 console.print(dry_run_view(item, endpoint=endpoint, key_set=key_set))
         return
     single = len(symbols) == 1
-    from rez_cli.cycle.choice import DEFAULT_MODEL, choose_model
+    from rez_cli.cycle.choice import DEFAULT_MODEL, choose
 
-    choice = choose_model(settings.llm, model)
-    mode_name = mode or ("react" if choice.configured else "rules")
-    model_name = (choice.model or DEFAULT_MODEL) if mode_name == "react" else None
+    choice = choose(settings.llm, mode, model)
+    model_name = (choice.model.model or DEFAULT_MODEL) if choice.mode.needs_model else None
     live = show_trace and single
 
     def on_context(snapshot: Context) -> None:
@@ -166,8 +157,8 @@ def decide(
                     snapshot.exchange,
                     profile=risk.name,
                     model=model_name,
-                    mode=mode_name,
-                    why=choice.reason,
+                    mode=choice.mode.name,
+                    why=choice.model.reason,
                 )
             )
             console.print(context_view(snapshot, profile=risk.name))
@@ -193,21 +184,24 @@ def decide(
         if json_output:
             print_json_line(decision.model_dump(mode="json"))
             continue
+        trace = result.trace
+        assert trace is not None
         if show_trace and not single:
             # Cycles ran concurrently: each trace is printed whole, one after the other.
-            trace = result.metadata.get("trace", {})
-            if trace.get("context"):
-                console.print(context_view(Context.model_validate(trace["context"]), profile=risk.name))
-            for turn in trace.get("turns") or []:
+            if trace.context is not None:
+                console.print(context_view(trace.context, profile=risk.name))
+            for turn in trace.reasoning.turns or []:
                 console.print(turn_view(decision.symbol, turn))
-        if chart and result.metadata.get("trace", {}).get("chart"):
+        if chart and trace.chart is not None:
             from rez_cli.cli.chart import price_chart
 
-            console.print(price_chart(result.metadata["trace"]["chart"], decision, width=console.width - 2))
+            console.print(price_chart(trace.chart, decision, width=console.width - 2))
         console.print(
             decision_view(
                 decision,
-                result.metadata,
+                context=trace.context,
+                reward_risk=trace.reward_risk,
+                error_detail=trace.error_detail,
                 profile=risk,
                 model=run.model,
                 with_context=False,

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.models import OptionInfo
 
 ConfigOption = Annotated[
     Path | None,
@@ -95,3 +96,25 @@ ModelOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+class _ModeOptionInfo(OptionInfo):
+    """``--mode``, whose help lists the modes registered when the command line is built (typer builds
+    it on every invocation), so that a mode a plugin registers shows up like Rez's own."""
+
+    def __init__(self) -> None:
+        super().__init__(default=..., param_decls=("--mode",), show_default=False)
+
+    @property
+    def help(self) -> str:
+        from rez_cli.reasoning.registry import MODEL_MODE, OFFLINE_MODE, modes_help
+
+        return f"{modes_help()}. Default: {MODEL_MODE} when a model is configured, else {OFFLINE_MODE}."
+
+    @help.setter
+    def help(self, value: str | None) -> None:
+        # OptionInfo.__init__ sets it; the registry, not a fixed text, is what this help says.
+        pass
+
+
+ModeOption = Annotated[str | None, _ModeOptionInfo()]

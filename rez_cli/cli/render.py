@@ -24,6 +24,7 @@ from rez_cli.decision.codes import Hold
 from rez_cli.decision.model import Decision
 from rez_cli.display import DataTable, display_text
 from rez_cli.market.snapshot import Context
+from rez_cli.reasoning.trace import TurnRecord
 
 
 def _pct(value: float | None, digits: int = 2) -> Text:
@@ -125,9 +126,10 @@ PANEL_EXPLAINS = frozenset(
 )
 
 
-def turn_view(symbol: str, turn: Mapping[str, Any]) -> RenderableType:
-    """One model turn (``reasoning.modes.turn_dict``, live or from the journal): its reasoning text
-    and a line per tool call with what came back."""
+def turn_view(symbol: str, record: TurnRecord | Mapping[str, Any]) -> RenderableType:
+    """One model turn, live or as the journal stores it (``TurnRecord.to_json``, perhaps from an
+    older or damaged journal): its reasoning text and a line per tool call with what came back."""
+    turn = record.to_json() if isinstance(record, TurnRecord) else record
     offered = turn.get("tools_offered")
     parts: list[RenderableType] = [
         display_text(
@@ -184,11 +186,20 @@ def trace_view(record: Mapping[str, Any], *, profile: RiskProfile | None = None)
     decision_data = record.get("decision")
     decision = _stored(Decision, decision_data) if decision_data else None
     if decision is not None:
-        trace = dict(record.get("trace") or {})
-        trace.setdefault("context", record.get("context"))
-        shown_profile = profile or _stored(RiskProfile, record.get("profile"))
+        trace = record.get("trace")
+        trace = trace if isinstance(trace, Mapping) else {}
+        context_data = trace["context"] if "context" in trace else record.get("context")
+        verdicts = trace.get("verdicts") or []
+        detail = trace.get("error_detail")
         parts.append(
-            decision_view(decision, {"trace": trace}, profile=shown_profile, model=record.get("model"))
+            decision_view(
+                decision,
+                context=_stored(Context, context_data) if context_data else None,
+                reward_risk=verdicts[0].get("reward_risk") if verdicts else None,
+                error_detail=None if detail is None else str(detail),
+                profile=profile or _stored(RiskProfile, record.get("profile")),
+                model=record.get("model"),
+            )
         )
     else:
         if decision_data:
@@ -213,21 +224,24 @@ def _stored(model: type[_Stored], data: Any) -> _Stored | None:
 
 def decision_view(
     decision: Decision,
-    metadata: Mapping[str, Any],
     *,
+    context: Context | None,
+    reward_risk: float | None,
+    error_detail: str | None,
     profile: RiskProfile | None,
     model: str | None,
     with_context: bool = True,
     with_footer: bool = True,
 ) -> RenderableType:
-    """The decision panel, coloured by action; with the context above and the usage footer below."""
-    trace = metadata.get("trace", {})
-    context_data = trace.get("context")
+    """The decision panel, coloured by action; with the context above and the usage footer below.
+
+    ``reward_risk``: the policy's, of the answer decided on; ``error_detail``: why a forced hold was
+    forced.
+    """
     parts: list[RenderableType] = []
-    context = _stored(Context, context_data) if context_data and with_context else None
-    if context is not None:
+    if context is not None and with_context:
         parts.append(context_view(context, profile=profile.name if profile else None))
-    reference = decision.entry_price or (context_data or {}).get("last_price") or 1.0
+    reference = decision.entry_price or (context.last_price if context is not None else None) or 1.0
     table = DataTable.grid(padding=(0, 2))
     table.add_column(style="bold", overflow="fold")
     table.add_column(overflow="fold")
@@ -244,9 +258,8 @@ def decision_view(
         row("stop loss", formatting.price(decision.sl_price, reference))
         row("leverage", f"{decision.leverage:g}x")
         row("size", f"{decision.size_pct:g}% of equity")
-        verdicts = trace.get("verdicts") or []
-        if verdicts and verdicts[0].get("reward_risk") is not None:
-            row("reward/risk", f"{verdicts[0]['reward_risk']:.2f}")
+        if reward_risk is not None:
+            row("reward/risk", f"{reward_risk:.2f}")
     row("confidence", f"{decision.confidence:.2f}")
     row("invalidation", decision.invalidation)
     row("rationale", decision.rationale)
@@ -254,8 +267,7 @@ def decision_view(
     if decision.error:
         code = Hold.of(decision.error)
         row("error", f"{decision.error}: {code.words if code in PANEL_EXPLAINS else 'see the trace'}")
-        detail = trace.get("error_detail")
-        row("why", detail)
+        row("why", error_detail)
     title = display_text(
         f"{decision.symbol} · {decision.action.upper()}"
         + (" (forced by a failure)" if decision.error else ""),

@@ -315,6 +315,7 @@ def replay(
     rerun: dict[str, Any] | None = None
     if model is not None:
         from rez_cli.cycle.run import DecideRequest, run_decide
+        from rez_cli.reasoning.registry import MODEL_MODE
 
         exchange = record.get("exchange")
         if data is None and exchange in (None, "files", "memory"):
@@ -328,7 +329,7 @@ def replay(
             exchange=None if data is not None else exchange,
             data=data,
             model=model,
-            mode="react",
+            mode=MODEL_MODE,
             as_of_ms=record["as_of_ms"],
             journal=opened.path,
             argv=["traces", "replay", trace_id, "--model", model],

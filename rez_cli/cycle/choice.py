@@ -1,4 +1,8 @@
-"""Which model a cycle asks, and why: decided here once for decide, backtest, dry-run and doctor.
+"""Which mode a cycle runs and which model it asks, and why: decided here once for decide, backtest,
+dry-run, replay and doctor.
+
+The mode is the one asked for (``--mode``, any name in ``reasoning.registry``), else ``react`` when a
+model is configured and the offline ``rules`` baseline when none is.
 
 A model is used only when the user named one for Rez: ``--model``, ``[llm] model``, an endpoint of
 their own in ``[llm] base_url``, or a GGUF file for Rez to serve itself (``[llm] gguf``, or a path given
@@ -16,6 +20,7 @@ from pathlib import Path
 from rez_cli.config.settings import LLMSettings
 from rez_cli.errors import UsageError
 from rez_cli.llm.local_model import gguf_of
+from rez_cli.reasoning.registry import MODEL_MODE, OFFLINE_MODE, ModeSpec, mode_spec
 
 # The model name sent when an endpoint is configured without one (local servers ignore it).
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -56,6 +61,40 @@ def choose_model(
             None, "no model configured (an API key alone does not choose one: set [llm] model or --model)"
         )
     return ModelChoice(None, NO_MODEL)
+
+
+def default_mode(model_configured: bool) -> str:
+    return MODEL_MODE if model_configured else OFFLINE_MODE
+
+
+@dataclass(frozen=True)
+class CycleChoice:
+    """The mode a run's cycles run and the model it may ask, decided once per run."""
+
+    mode: ModeSpec
+    model: ModelChoice
+    # The mode was asked for by name, rather than chosen by whether a model is configured.
+    asked: bool
+
+    @property
+    def uses_model(self) -> bool:
+        """The mode asks a model and one is configured: the run needs a model client."""
+        return self.mode.needs_model and self.model.configured
+
+
+def choose(
+    llm: LLMSettings,
+    mode: str | None,
+    model_override: str | None,
+    environ: Mapping[str, str] | None = None,
+) -> CycleChoice:
+    """The mode (``mode``, else the default for whether a model is configured) and the model.
+
+    Raises:
+        UsageError: no mode is registered under ``mode``.
+    """
+    model = choose_model(llm, model_override, environ)
+    return CycleChoice(mode_spec(mode or default_mode(model.configured)), model, bool(mode))
 
 
 def require_price_for_limit(

@@ -16,13 +16,15 @@ Two kinds of event:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import math
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from pydantic import ValidationError
@@ -30,16 +32,16 @@ from pydantic import ValidationError
 from rez_cli import indicators
 from rez_cli.clock import iso
 from rez_cli.config.settings import (
-    LLMSettings,
     RiskProfile,
     Settings,
     load_profile,
     load_settings,
     secrets_of,
 )
-from rez_cli.cycle.choice import DEFAULT_MODEL, choose_model
+from rez_cli.cycle.choice import DEFAULT_MODEL, choose_model, default_mode
 from rez_cli.cycle.context import build_context, context_text, context_timeframes
 from rez_cli.cycle.recording import CycleRecorder
+from rez_cli.cycle.trace import ChartSeries, Trace, VerdictRecord, redacted
 from rez_cli.decision.codes import Hold
 from rez_cli.decision.model import ANSWER_FIELDS, Decision, ModelAnswer
 from rez_cli.decision.policy import evaluate
@@ -51,14 +53,13 @@ from rez_cli.market.snapshot import Context
 from rez_cli.market.source import MarketSource
 from rez_cli.market.view import MarketView
 from rez_cli.reasoning.manager import AdvisorySignal, MemoryAccessor, ReasoningManager
-from rez_cli.reasoning.modes import CycleServices, llm_endpoint, opening, react_mode, rules_mode, turn_dict
-from rez_cli.reasoning.react import Turn
+from rez_cli.reasoning.modes import CycleServices, llm_endpoint, opening
+from rez_cli.reasoning.registry import OFFLINE_MODE, registered_modes
 from rez_cli.reasoning.tools import ToolRegistry, fetch_indicator_tool
+from rez_cli.reasoning.trace import ReasoningTrace, TurnRecord
 from rez_cli.redact import active
 from rez_cli.symbols import normalize_symbol
 from rez_cli.timeframes import timeframe_ms
-
-BUILTIN_MODES = {"react": react_mode, "rules": rules_mode}
 
 
 @dataclass(frozen=True)
@@ -97,13 +98,13 @@ class _Prepared:
     tools: ToolRegistry
     candles: dict[str, dict[str, Any]]
     memory_text: str | None
-    chart: dict[str, Any] | None
+    chart: ChartSeries | None
 
 
 CHART_CANDLES = 100
 
 
-def chart_series(frame: pd.DataFrame, timeframe: str, memo: IndicatorMemo | None = None) -> dict[str, Any]:
+def chart_series(frame: pd.DataFrame, timeframe: str, memo: IndicatorMemo | None = None) -> ChartSeries:
     """The primary timeframe's recent closes and EMA 20, kept in the trace for ``--chart``.
 
     ``memo``: the cycle's indicators, where the context has already computed this EMA.
@@ -113,12 +114,12 @@ def chart_series(frame: pd.DataFrame, timeframe: str, memo: IndicatorMemo | None
         ema = indicators.compute(frame, "ema", params)["ema"].to_numpy()
     else:
         ema = memo.values(frame, timeframe, "ema", params)["ema"]
-    return {
-        "timeframe": timeframe,
-        "open_ms": [int(value) for value in frame["timestamp"].to_numpy()[-CHART_CANDLES:].tolist()],
-        "close": [float(value) for value in frame["close"].to_numpy()[-CHART_CANDLES:].tolist()],
-        "ema_20": [None if math.isnan(value) else value for value in ema[-CHART_CANDLES:].tolist()],
-    }
+    return ChartSeries(
+        timeframe,
+        open_ms=[int(value) for value in frame["timestamp"].to_numpy()[-CHART_CANDLES:].tolist()],
+        close=[float(value) for value in frame["close"].to_numpy()[-CHART_CANDLES:].tolist()],
+        ema_20=[None if math.isnan(value) else value for value in ema[-CHART_CANDLES:].tolist()],
+    )
 
 
 def candles_fingerprint(
@@ -164,20 +165,26 @@ def memory_text(past: Mapping[str, Any]) -> str:
     return "; ".join(parts)
 
 
+EventStatus = Literal["decided", "held", "rejected", "accepted"]
+
+
 @dataclass(frozen=True)
 class EventResult:
     """``status``: ``decided`` (a decision, a chosen hold included), ``held`` (a hold forced by a
     failure), or ``rejected`` (an event Rez does not handle, or a ``decision`` event the policy or
-    its validation refused); ``accepted``: a ``decision`` event the policy let through."""
+    its validation refused); ``accepted``: a ``decision`` event the policy let through.
 
-    status: str
+    A ``decide`` event's result carries its ``decision``, its ``trace`` and the mode's ``signals``
+    (``rejected``: none of them, and ``metadata`` says why); a ``decision`` event's, the
+    specification's ``metadata`` (``plan_result``, ``advisory_signals``).
+    """
+
+    status: EventStatus
     decision_id: str
     metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def decision(self) -> Decision | None:
-        raw = self.metadata.get("decision")
-        return Decision.model_validate(raw) if raw is not None else None
+    decision: Decision | None = None
+    trace: Trace | None = None
+    signals: tuple[AdvisorySignal, ...] = ()
 
 
 # A mode's decision comes from the model's text, one way or another; a fallback is Rez's own hold.
@@ -204,12 +211,19 @@ def _positive_finite(value: Any) -> bool:
 
 
 def _proposed(payload: Mapping[str, Any]) -> tuple[ModelAnswer, str] | str:
-    """The answer and its source that a mode's ``decision`` signal carries, or what is wrong with it."""
+    """The answer and its source that a mode's ``decision`` signal carries, or what is wrong with it.
+
+    Rez's modes hand over the ``ModelAnswer`` they made, taken as it is; a mode of the caller's may
+    give the answer's fields as a dict instead.
+    """
     try:
         raw = payload.get("answer")
-        if not isinstance(raw, Mapping):
+        if isinstance(raw, ModelAnswer):
+            answer = raw
+        elif isinstance(raw, Mapping):
+            answer = ModelAnswer.model_validate(dict(raw))
+        else:
             return "its payload has no 'answer' object"
-        answer = ModelAnswer.model_validate(dict(raw))
         source = payload.get("source", "native")
         if not isinstance(source, str) or source not in _MODE_SOURCES:
             return f"its source must be one of {', '.join(_MODE_SOURCES)}"
@@ -242,7 +256,10 @@ def _refused_plan(profile: RiskProfile, error: str, detail: str) -> dict[str, An
 
 
 def _vet_result(
-    status: str, decision_id: str, plan_result: dict[str, Any], advisory: list[dict[str, Any]]
+    status: Literal["accepted", "rejected"],
+    decision_id: str,
+    plan_result: dict[str, Any],
+    advisory: list[dict[str, Any]],
 ) -> EventResult:
     return EventResult(
         status=status,
@@ -289,29 +306,19 @@ async def _advice(
         ]
 
 
-def model_configured(
-    llm: LLMSettings, model_override: str | None, environ: Mapping[str, str] | None = None
-) -> bool:
-    """Whether a model was named for Rez (``choice.choose_model`` says which and why)."""
-    return choose_model(llm, model_override, environ).configured
-
-
-def default_mode(llm: LLMSettings, model_override: str | None) -> str:
-    """``react`` when a model is configured; otherwise the offline ``rules`` baseline."""
-    return "react" if model_configured(llm, model_override) else "rules"
-
-
 class Orchestrator:
     """Runs decision cycles for one settings + profile, over one market source.
 
     ``Orchestrator()`` is the offline default: the settings Rez reads from its config file, their
     risk profile, the seeded ``sim`` market, no model (so ``decide`` events run the ``rules`` mode).
-    ``manager`` runs Rez's modes (``react``, ``rules``) for ``decide`` events; ``reasoning_manager``
-    (None until set) advises on ``decision`` events and never changes their outcome.
+    ``manager`` runs the modes of ``decide`` events: by default one holding every mode registered
+    (``reasoning.registry``: ``react``, ``rules`` and any a plugin added) when the orchestrator is
+    made. ``reasoning_manager`` (None until set) advises on ``decision`` events and never changes
+    their outcome.
 
     ``memo``: indicator results shared by every cycle, only for a source whose candles never change
     (a backtest's ``HistorySource``); by default each cycle has its own. ``chart``: keep the primary
-    timeframe's closes and EMA in the trace (``trace["chart"]``, for ``rez decide --chart``); a
+    timeframe's closes and EMA in the trace (``Trace.chart``, for ``rez decide --chart``); a
     backtest, which draws no chart, turns it off.
 
     Raises:
@@ -330,7 +337,7 @@ class Orchestrator:
         memory: MemoryAccessor | None = None,
         max_turns: int | None = None,
         max_cost_usd: float | None = None,
-        on_turn: Callable[[Turn], None] | None = None,
+        on_turn: Callable[[TurnRecord], None] | None = None,
         on_context: Callable[[Context], None] | None = None,
         recorder: CycleRecorder | None = None,
         memo: IndicatorMemo | None = None,
@@ -350,7 +357,7 @@ class Orchestrator:
         self.llm = llm
         self.model = model or settings.llm.model or (DEFAULT_MODEL if llm is not None else None)
         self.manager = manager or ReasoningManager(
-            BUILTIN_MODES,
+            {spec.name: spec.factory() for spec in registered_modes()},
             memory_accessor=memory,
             timeout_ms=settings.llm.cycle_timeout_s * 1000,
         )
@@ -409,8 +416,12 @@ class Orchestrator:
             )
         # Library callers get the spelling run_decide and the lock use: one market, one symbol.
         symbol = normalize_symbol(str(payload["symbol"]))
-        # Without a model client only the rules mode can run: the offline default.
-        fallback = default_mode(self.settings.llm, self.model) if self.llm is not None else "rules"
+        # Without a model client only the offline mode can run.
+        fallback = (
+            default_mode(choose_model(self.settings.llm, self.model).configured)
+            if self.llm is not None
+            else OFFLINE_MODE
+        )
         mode = str(payload.get("mode") or fallback)
         meter = Meter(prices=self.settings.llm.prices, max_cost_usd=self.max_cost_usd)
         started = time.perf_counter()
@@ -418,16 +429,21 @@ class Orchestrator:
             prepared = await self._prepare(symbol, as_of, meter)
         except ExchangeUnavailable as error:
             # The exchange being away is a failure to hold on (cron keeps running); bad input is not.
+            unread = Trace(context=None, context_text=None, reasoning=ReasoningTrace())
             return self._held(
-                decision_id, symbol, mode, event, meter, Hold.EXCHANGE_UNAVAILABLE, error.one_line(), {}, []
+                decision_id,
+                symbol,
+                mode,
+                event,
+                meter,
+                Hold.EXCHANGE_UNAVAILABLE,
+                error.one_line(),
+                unread,
+                [],
             )
         model = self.model if self.llm is not None else None
         if self.on_context is not None:
             self.on_context(prepared.context)
-        # Dumped once per cycle and shared: the recorder writes them at once, the trace is the
-        # cycle's own, and the manager hands the mode a copy of the payload.
-        context_json = prepared.context.model_dump(mode="json")
-        profile_json = self.profile.model_dump(mode="json")
         if self.recorder is not None:
             self.recorder.cycle_started(
                 decision_id,
@@ -436,10 +452,10 @@ class Orchestrator:
                 simulated=self.source.simulated,
                 mode=mode,
                 model=model,
-                profile=profile_json,
+                profile=self.profile,
                 as_of_ms=prepared.context.as_of,
                 candles=prepared.candles,
-                context=context_json,
+                context=prepared.context,
                 context_text=prepared.text,
             )
         services = CycleServices(
@@ -455,19 +471,19 @@ class Orchestrator:
             memory_text=prepared.memory_text,
             on_turn=self._turn_observer(decision_id),
         )
-        services.trace["context"] = context_json
-        if prepared.chart is not None:
-            services.trace["chart"] = prepared.chart
-        mode_payload = {"symbol": symbol, "context": context_json, "profile": profile_json}
+        # The reasoning-manager contract hands a mode a payload of plain data (a mode of the caller's
+        # may read it); Rez's modes read the typed context and profile from their services.
+        mode_payload = {
+            "symbol": symbol,
+            "context": prepared.context.model_dump(mode="json"),
+            "profile": self.profile.model_dump(mode="json"),
+        }
         with meter.stage("reasoning"):
             signals = await self.manager.reason(
                 decision_id, mode_payload, services, reasoning_mode=mode, plan_id=event.correlation_id
             )
         meter.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 3)
-        result = self._conclude(
-            decision_id, symbol, mode, event, meter, prepared.context.last_price, signals, services
-        )
-        return result
+        return self._conclude(decision_id, symbol, mode, event, meter, signals, services, prepared)
 
     async def _vet_decision(self, event: Event) -> EventResult:
         raw = getattr(event, "payload", None)
@@ -499,7 +515,7 @@ class Orchestrator:
                 [],
             )
         plan_result = self._plan_result(fields)
-        status = "accepted" if plan_result["passed"] else "rejected"
+        status: Literal["accepted", "rejected"] = "accepted" if plan_result["passed"] else "rejected"
         advisory: list[dict[str, Any]] = []
         if self.reasoning_manager is not None:
             reasoning_context = {
@@ -640,13 +656,13 @@ class Orchestrator:
                 break  # there are no more
         return None
 
-    def _turn_observer(self, decision_id: str) -> Callable[[Turn], None] | None:
+    def _turn_observer(self, decision_id: str) -> Callable[[TurnRecord], None] | None:
         if self.recorder is None and self.on_turn is None:
             return None
 
-        def observe(turn: Turn) -> None:
+        def observe(turn: TurnRecord) -> None:
             if self.recorder is not None:
-                self.recorder.turn_recorded(decision_id, turn_dict(turn))
+                self.recorder.turn_recorded(decision_id, turn)
             if self.on_turn is not None:
                 self.on_turn(turn)
 
@@ -659,11 +675,11 @@ class Orchestrator:
         mode: str,
         event: Event,
         meter: Meter,
-        last_price: float,
         signals: list[AdvisorySignal],
         services: CycleServices,
+        prepared: _Prepared,
     ) -> EventResult:
-        verdicts: list[dict[str, Any]] = []
+        verdicts: list[VerdictRecord] = []
         chosen: tuple[AdvisorySignal, ModelAnswer, Any, str] | None = None
         malformed: AdvisorySignal | None = None
         for signal in signals:
@@ -680,30 +696,29 @@ class Orchestrator:
                     reasoning_mode=signal.reasoning_mode,
                     error=Hold.SIGNAL_CONSTRUCTION_FAILED,
                 )
-                verdicts.append(
-                    {
-                        "decision_id": signal.decision_id,
-                        "error": Hold.SIGNAL_CONSTRUCTION_FAILED,
-                        "detail": read,
-                    }
-                )
+                verdicts.append(VerdictRecord(signal.decision_id, Hold.SIGNAL_CONSTRUCTION_FAILED, read))
                 continue
             answer, source = read
-            verdict = evaluate(answer, self.profile, last_price, atr=services.context.primary_atr)
+            context = prepared.context
+            verdict = evaluate(answer, self.profile, context.last_price, atr=context.primary_atr)
             verdicts.append(
-                {
-                    "decision_id": signal.decision_id,
-                    "error": verdict.error,
-                    "detail": verdict.detail,
-                    "reward_risk": verdict.reward_risk,
-                    "checks": [
-                        {"rule": c.rule, "passed": c.passed, "detail": c.detail} for c in verdict.checks
-                    ],
-                }
+                VerdictRecord(
+                    signal.decision_id,
+                    verdict.error,
+                    verdict.detail,
+                    reward_risk=verdict.reward_risk,
+                    checks=tuple(verdict.checks),
+                )
             )
             if chosen is None:
                 chosen = (signal, answer, verdict, source)
-        trace = {**services.trace, "context_text": services.context_text, "verdicts": verdicts}
+        trace = Trace(
+            context=prepared.context,
+            context_text=prepared.text,
+            reasoning=services.trace,
+            chart=prepared.chart,
+            verdicts=tuple(verdicts),
+        )
         if chosen is None:
             failed = next((signal for signal in signals if signal.error), malformed)
             code = failed.error if failed and failed.error else Hold.NO_DECISION
@@ -755,7 +770,7 @@ class Orchestrator:
             timestamp=event.timestamp,
             **self._market_fields(services.context, event),
         )
-        return self._finish(EventResult("decided", decision_id, self._metadata(decision, signals, trace)))
+        return self._finish("decided", decision, trace, signals)
 
     def _held(
         self,
@@ -766,12 +781,13 @@ class Orchestrator:
         meter: Meter,
         code: str | None,
         detail: str | None,
-        trace: dict[str, Any],
+        trace: Trace,
         signals: list[AdvisorySignal],
         answer: ModelAnswer | None = None,
         source: str = "fallback",
         context: Context | None = None,
     ) -> EventResult:
+        """A hold forced by a failure; ``answer``: the mode's answer that the policy refused."""
         rationale = f"Hold forced by a failure: {detail}" if detail else "Hold forced by a failure."
         decision = Decision(
             symbol=symbol,
@@ -792,10 +808,7 @@ class Orchestrator:
             timestamp=event.timestamp,
             **self._market_fields(context, event),
         )
-        metadata = self._metadata(decision, signals, {**trace, "error_detail": detail})
-        if answer is not None:
-            metadata["rejected_answer"] = answer.model_dump()
-        return self._finish(EventResult("held", decision_id, metadata))
+        return self._finish("held", decision, dataclasses.replace(trace, error_detail=detail), signals)
 
     def _market_fields(self, context: Context | None, event: Event) -> dict[str, Any]:
         """What the decision says about the market it saw: where, when, at what price, how fresh."""
@@ -812,24 +825,28 @@ class Orchestrator:
             "stale": live and lag_ms > 2 * timeframe_ms(context.primary_timeframe),
         }
 
-    def _finish(self, result: EventResult) -> EventResult:
+    def _finish(
+        self,
+        status: Literal["decided", "held"],
+        decision: Decision,
+        trace: Trace,
+        signals: list[AdvisorySignal],
+    ) -> EventResult:
         # A model may echo a key into its rationale, a server error may quote one: the decision and
-        # its trace leave the cycle (for the journal, stdout, the caller) without them.
-        result = EventResult(result.status, result.decision_id, self._redactor.value(result.metadata))
+        # its trace leave the cycle (for the journal, stdout, the caller) without them. The check
+        # reads the trace's JSON, which the journal then stores as it is.
+        summaries = [signal.summary() for signal in signals]
+        text = trace.json_text() or json.dumps(trace.to_json(), ensure_ascii=False, default=repr)
+        if (
+            self._redactor.touches(text)
+            or self._redactor.touches(decision.model_dump_json())
+            or self._redactor.touches(json.dumps(summaries, ensure_ascii=False, default=repr))
+        ):
+            decision = redacted(decision, self._redactor)
+            trace = redacted(trace, self._redactor)
+            signals = redacted(signals, self._redactor)
         if self.recorder is not None:
             self.recorder.cycle_finished(
-                result.decision_id,
-                status=result.status,
-                decision=result.metadata["decision"],
-                trace=result.metadata["trace"],
-                signals=result.metadata["signals"],
+                decision.trace_id, status=status, decision=decision, trace=trace, signals=signals
             )
-        return result
-
-    @staticmethod
-    def _metadata(decision: Decision, signals: list[AdvisorySignal], trace: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "decision": decision.model_dump(mode="json"),
-            "signals": [signal.summary() for signal in signals],
-            "trace": trace,
-        }
+        return EventResult(status, decision.trace_id, decision=decision, trace=trace, signals=tuple(signals))

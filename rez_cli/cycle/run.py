@@ -13,14 +13,14 @@ from pathlib import Path
 
 from rez_cli.clock import iso, now_ms
 from rez_cli.config.settings import RiskProfile, Settings
-from rez_cli.cycle.choice import NO_MODEL, choose_model, require_price_for_limit
-from rez_cli.cycle.orchestrator import DryRun, Event, EventResult, Orchestrator, model_configured
+from rez_cli.cycle.choice import NO_MODEL, CycleChoice, choose, require_price_for_limit
+from rez_cli.cycle.orchestrator import DryRun, Event, EventResult, Orchestrator
 from rez_cli.errors import ExitCode
 from rez_cli.llm.client import LLMClient, LLMNotConfigured
 from rez_cli.llm.local_model import LocalModel
 from rez_cli.market.snapshot import Context
 from rez_cli.market.view import open_source
-from rez_cli.reasoning.react import Turn
+from rez_cli.reasoning.trace import TurnRecord
 from rez_cli.symbols import normalize_symbols
 
 
@@ -101,27 +101,25 @@ def make_llm(
     return client, model
 
 
-def _mode_and_model(settings: Settings, request: DecideRequest) -> tuple[str, str | None, str | None]:
-    """The mode, a note for the user when the choice deserves one, and the model name.
+def _mode_and_model(settings: Settings, request: DecideRequest) -> tuple[CycleChoice, str | None, str | None]:
+    """The mode and model, a note for the user when the choice deserves one, and the model name.
 
     Raises:
-        UsageError: ``--max-cost`` was given for a model whose price is unknown: the limit could not
-            be enforced, and a limit that silently does nothing is worse than none.
+        UsageError: an unknown mode; or ``--max-cost`` was given for a model whose price is unknown:
+            the limit could not be enforced, and a limit that silently does nothing is worse than none.
     """
-    choice = choose_model(settings.llm, request.model)
-    mode = request.mode or ("react" if choice.configured else "rules")
+    choice = choose(settings.llm, request.mode, request.model)
+    model = choice.model
     notice = None
-    if mode == "rules" and request.mode is None:
+    if not choice.asked and not choice.mode.needs_model:
         # One line on an 80-column terminal when nothing more needs saying.
-        hint = " (set [llm] model or base_url, or give --model)" if choice.reason == NO_MODEL else ""
-        notice = f"{choice.reason}: running the rules mode{hint}"
-    elif mode == "react" and not choice.configured:
-        notice = "a model was asked for (--mode react) but none is configured"
-    if mode == "react" and choice.model is not None:
-        require_price_for_limit(
-            settings.llm, choice.model, request.max_cost_usd, local=choice.gguf is not None
-        )
-    return mode, notice, choice.model if choice.gguf else request.model or settings.llm.model
+        hint = " (set [llm] model or base_url, or give --model)" if model.reason == NO_MODEL else ""
+        notice = f"{model.reason}: running the {choice.mode.name} mode{hint}"
+    elif choice.mode.needs_model and not model.configured:
+        notice = f"a model was asked for (--mode {choice.mode.name}) but none is configured"
+    if choice.mode.needs_model and model.model is not None:
+        require_price_for_limit(settings.llm, model.model, request.max_cost_usd, local=model.gguf is not None)
+    return choice, notice, model.model if model.gguf else request.model or settings.llm.model
 
 
 async def run_decide(
@@ -129,7 +127,7 @@ async def run_decide(
     profile: RiskProfile,
     request: DecideRequest,
     *,
-    on_turn: Callable[[str, Turn], None] | None = None,
+    on_turn: Callable[[str, TurnRecord], None] | None = None,
     on_context: Callable[[Context], None] | None = None,
 ) -> DecideRun:
     """One cycle per symbol, concurrently within ``request.concurrency``, over one market source.
@@ -145,8 +143,9 @@ async def run_decide(
     from rez_cli.llm import local_model
 
     symbols = normalize_symbols(request.symbols)
-    mode, notice, _ = _mode_and_model(settings, request)
-    gguf = local_model.prepare(settings.llm, request.model) if mode == "react" else None
+    choice, notice, _ = _mode_and_model(settings, request)
+    mode = choice.mode.name
+    gguf = local_model.prepare(settings.llm, request.model) if choice.mode.needs_model else None
     journal = open_journal(settings, request.journal)
     with ExitStack() as locks:
         for symbol in symbols:
@@ -156,7 +155,7 @@ async def run_decide(
         run_id = start_run(journal, "decide", request.argv, settings, profile)
         llm: LLMClient | None = None
         model: str | None = None
-        if mode == "react" and model_configured(settings.llm, request.model):
+        if choice.uses_model:
             try:
                 llm, model = make_llm(settings, request.model, local)
             except LLMNotConfigured as error:

@@ -47,10 +47,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+from pydantic import BaseModel
 
 from rez_cli.clock import now_ms
 from rez_cli.config import paths
+from rez_cli.decision.model import Decision
 from rez_cli.errors import ConfigError, DataError, DataNotFound, LockHeld, UsageError
 from rez_cli.journal.migrations import MIGRATIONS
 from rez_cli.redact import Redactor
@@ -393,15 +396,18 @@ class Journal:
             return None
         return self._redact(value if isinstance(value, str) else json.dumps(self._clean(value)))
 
-    def _json(self, value: Any) -> str | None:
+    def _json(self, value: Any, *, text: str | None = None) -> str | None:
+        """``value`` as stored JSON. ``text``: ``value`` already written as the journal writes it
+        (compact, UTF-8, finite numbers only), so as not to write it twice."""
         if value is None:
             return None
         # Fast path: most values are plain finite JSON with no secret in them. Walking every value in
         # Python first cost more than the SQLite write; the walk now runs only when it is needed.
-        try:
-            text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        except (ValueError, TypeError):
-            text = None
+        if text is None:
+            try:
+                text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+            except (ValueError, TypeError):
+                text = None
         if text is not None and not self._redactor.touches(text):
             return text
         return json.dumps(self._clean(value), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
@@ -956,10 +962,34 @@ class Journal:
         return found[0]
 
 
+class JsonRecord(Protocol):
+    """A typed record of the cycle's (``TurnRecord``, ``Trace``) that knows its own JSON."""
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+class SignalRecord(Protocol):
+    """An ``AdvisorySignal``: what the journal keeps of it."""
+
+    def summary(self) -> dict[str, Any]: ...
+
+
+def _record_json(value: BaseModel | JsonRecord | SignalRecord | Mapping[str, Any]) -> Any:
+    """A typed value of the cycle's as the JSON the journal stores; plain data (from a tool, a test,
+    an older caller) as it is."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, Mapping):
+        return value
+    to_json = getattr(value, "to_json", None) or getattr(value, "summary", None)
+    return to_json() if callable(to_json) else value
+
+
 class JournalRecorder:
     """Writes one run's cycles as they happen; each call is committed before it returns.
 
-    Implements ``rez_cli.cycle.recording.CycleRecorder``.
+    Implements ``rez_cli.cycle.recording.CycleRecorder``: it is handed the cycle's typed objects and
+    is where they become JSON. Plain JSON data is taken as well, as it is.
     """
 
     def __init__(self, journal: Journal, run_id: int | None, *, backtest_id: str | None = None) -> None:
@@ -976,10 +1006,10 @@ class JournalRecorder:
         simulated: bool,
         mode: str,
         model: str | None,
-        profile: dict[str, Any],
+        profile: BaseModel | Mapping[str, Any],
         as_of_ms: int,
         candles: dict[str, dict[str, Any]],
-        context: dict[str, Any],
+        context: BaseModel | Mapping[str, Any],
         context_text: str,
     ) -> None:
         """Insert the cycle row with its inputs; ``finished_ms`` stays NULL until ``cycle_finished``."""
@@ -997,29 +1027,29 @@ class JournalRecorder:
                     int(simulated),
                     j._text(mode),
                     j._text(model),
-                    j._json(profile),
+                    j._json(_record_json(profile)),
                     _int(as_of_ms),
                     j._json(candles),
-                    j._json(context),
+                    j._json(_record_json(context)),
                     j._text(context_text),
                     j._clock(),
                     self.backtest_id,
                 ),
             )
 
-    def turn_recorded(self, trace_id: str, turn: dict[str, Any]) -> None:
-        """Insert one model turn and its tool calls (``reasoning.modes.turn_dict``)."""
+    def turn_recorded(self, trace_id: str, turn: JsonRecord | Mapping[str, Any]) -> None:
+        """Insert one model turn and its tool calls."""
         with self.journal._write() as db:
-            self._insert_turn(db, trace_id, turn)
+            self._insert_turn(db, trace_id, _record_json(turn))
 
     def cycle_finished(
         self,
         trace_id: str,
         *,
         status: str,
-        decision: dict[str, Any],
-        trace: dict[str, Any],
-        signals: list[dict[str, Any]],
+        decision: Decision | Mapping[str, Any],
+        trace: JsonRecord | Mapping[str, Any],
+        signals: Sequence[SignalRecord | Mapping[str, Any]],
     ) -> None:
         """Fill the decision columns, store the trace, and insert one verdict row per policy check.
 
@@ -1028,7 +1058,12 @@ class JournalRecorder:
         what the previous call wrote.
         """
         j = self.journal
-        raw_usage = decision.get("usage")
+        stored: Mapping[str, Any] = _record_json(decision)
+        trace_json = _record_json(trace)
+        # The cycle's Trace has its JSON written already (the cycle's own secret check read it).
+        json_text = getattr(trace, "json_text", None)
+        trace_text = json_text() if callable(json_text) else None
+        raw_usage = stored.get("usage")
         usage: Mapping[str, Any] = raw_usage if isinstance(raw_usage, Mapping) else {}
         now = j._clock()
         with j._write() as db:
@@ -1039,15 +1074,15 @@ class JournalRecorder:
                     (
                         trace_id,
                         self.run_id,
-                        j._text(str(decision.get("symbol", ""))),
-                        j._text(decision.get("mode")),
-                        _int(decision.get("timestamp")),
+                        j._text(str(stored.get("symbol", ""))),
+                        j._text(stored.get("mode")),
+                        _int(stored.get("timestamp")),
                         now,
                         self.backtest_id,
                     ),
                 )
             recorded = {row[0] for row in db.execute("SELECT idx FROM turns WHERE trace_id = ?", (trace_id,))}
-            for turn in trace.get("turns") or []:
+            for turn in trace_json.get("turns") or []:
                 if isinstance(turn, Mapping) and _int(turn.get("index")) not in recorded | {None}:
                     self._insert_turn(db, trace_id, turn)
             turn_count = db.execute("SELECT COUNT(*) FROM turns WHERE trace_id = ?", (trace_id,)).fetchone()[
@@ -1060,13 +1095,13 @@ class JournalRecorder:
                 (
                     now,
                     j._text(status),
-                    j._text(decision.get("action")),
-                    j._text(decision.get("error")),
-                    j._text(decision.get("source")),
-                    _finite(decision.get("confidence")),
-                    j._json(decision),
-                    j._json(trace),
-                    j._json(signals),
+                    j._text(stored.get("action")),
+                    j._text(stored.get("error")),
+                    j._text(stored.get("source")),
+                    _finite(stored.get("confidence")),
+                    j._json(stored),
+                    j._json(trace_json, text=trace_text),
+                    j._json([_record_json(signal) for signal in signals]),
                     j._json(usage),
                     _finite(usage.get("cost_usd")),
                     _int(usage.get("llm_calls")),
@@ -1076,7 +1111,7 @@ class JournalRecorder:
                 ),
             )
             db.execute("DELETE FROM verdicts WHERE trace_id = ?", (trace_id,))
-            for verdict_idx, verdict in enumerate(trace.get("verdicts") or []):
+            for verdict_idx, verdict in enumerate(trace_json.get("verdicts") or []):
                 checks = verdict.get("checks") if isinstance(verdict, Mapping) else None
                 for seq, check in enumerate(checks or []):
                     db.execute(

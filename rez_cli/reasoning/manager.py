@@ -102,15 +102,22 @@ class AdvisorySignal:
         super().__setattr__(name, value)
 
     def summary(self) -> dict[str, Any]:
-        """What Rez's cycle keeps of a signal in ``EventResult.metadata["signals"]`` and the journal."""
+        """What the journal keeps of a signal, as plain data: a typed value in the payload (the
+        ``ModelAnswer`` of Rez's modes) as its JSON."""
         return {
             "decision_id": self.decision_id,
             "signal_type": self.signal_type,
-            "payload": dict(self.payload),
+            "payload": {key: _plain_data(value) for key, value in self.payload.items()},
             "confidence": self.confidence,
             "error": self.error,
             "reasoning_mode": self.reasoning_mode,
         }
+
+
+def _plain_data(value: Any) -> Any:
+    # Duck-typed: this module stays free of pydantic (``import rez_cli`` loads none of it).
+    dump = getattr(value, "model_dump", None)
+    return dump(mode="json") if callable(dump) and not isinstance(value, type) else value
 
 
 class MemoryAccessor(Protocol):

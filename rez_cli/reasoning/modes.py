@@ -3,8 +3,9 @@
 They are modes of the reasoning manager's contract, ``async def mode(payload, context, timeout_ms)``
 returning signal dicts, with the cycle's ``CycleServices`` as the context (market view, tool registry,
 profile, model, meter, trace). Both return the same signal: ``signal_type`` ``decision`` with the
-payload ``{"answer": ModelAnswer, "source": ...}`` and the trace in its ``metadata``. Failures the
-mode can name (the model timed out, the budget ran out, the exchange went away) are ``error``
+payload ``{"answer": ModelAnswer, "source": ...}`` (the answer itself, which the cycle takes as it
+is) and in its ``metadata`` the ``ReasoningTrace`` they write as they go (``services.trace``).
+Failures the mode can name (the model timed out, the budget ran out, the exchange went away) are ``error``
 signals with a stable code in ``error``. The manager's own time bound covers the whole mode, so
 they leave ``timeout_ms`` to it.
 """
@@ -29,9 +30,18 @@ from rez_cli.llm.protocol_memory import Remembered
 from rez_cli.market.snapshot import Context
 from rez_cli.reasoning.parse import numbers_in, parse_answer
 from rez_cli.reasoning.prompts import CALL_HINT, first_messages, repair_messages, with_system_addition
-from rez_cli.reasoning.react import ProtocolSwitch, ReactOutcome, ToolProtocol, Turn, react_loop
+from rez_cli.reasoning.react import ReactOutcome, react_loop
 from rez_cli.reasoning.text_protocol import text_opening
 from rez_cli.reasoning.tools import ToolRegistry, ToolResult
+from rez_cli.reasoning.trace import (
+    ParseRecord,
+    ProtocolSwitch,
+    ReasoningTrace,
+    RememberedProtocol,
+    RepairRecord,
+    ToolProtocol,
+    TurnRecord,
+)
 
 
 @dataclass
@@ -53,8 +63,8 @@ class CycleServices:
     model: str | None = None
     max_turns: int = 6
     memory_text: str | None = None
-    on_turn: Callable[[Turn], None] | None = None
-    trace: dict[str, Any] = field(default_factory=dict)
+    on_turn: Callable[[TurnRecord], None] | None = None
+    trace: ReasoningTrace = field(default_factory=ReasoningTrace)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> CycleServices:
         return self
@@ -68,33 +78,7 @@ def _services(context: Any) -> CycleServices:
     return context
 
 
-def _tool_result_dict(result: ToolResult) -> dict[str, Any]:
-    return {
-        "id": result.call_id,
-        "name": result.name,
-        "arguments": result.arguments,
-        "ok": result.ok,
-        "content": result.content,
-        "rows": result.rows,
-        "cached": result.cached,
-        "duration_ms": round(result.duration_ms, 3),
-    }
-
-
-def turn_dict(turn: Turn) -> dict[str, Any]:
-    return {
-        "index": turn.index,
-        "content": turn.content,
-        **({"reasoning": turn.reasoning} if turn.reasoning else {}),
-        "tools_offered": turn.tools_offered,
-        "tool_calls": [_tool_result_dict(result) for result in turn.tool_results],
-        "prompt_tokens": turn.usage.prompt_tokens,
-        "completion_tokens": turn.usage.completion_tokens,
-        "duration_ms": round(turn.duration_ms, 3),
-    }
-
-
-def _failure(code: str, detail: str, trace: dict[str, Any]) -> list[dict[str, Any]]:
+def _failure(code: str, detail: str, trace: ReasoningTrace) -> list[dict[str, Any]]:
     return [
         {
             "signal_type": "error",
@@ -106,15 +90,15 @@ def _failure(code: str, detail: str, trace: dict[str, Any]) -> list[dict[str, An
     ]
 
 
-def _decision(answer: ModelAnswer, source: str, trace: dict[str, Any]) -> list[dict[str, Any]]:
+def _decision(answer: ModelAnswer, source: str, trace: ReasoningTrace) -> list[dict[str, Any]]:
     if answer.confidence_percent is not None:
-        trace.setdefault("notes", []).append(
+        trace.notes.append(
             f"confidence {answer.confidence_percent:g} read as a percent: {answer.confidence_or_zero:g}"
         )
     return [
         {
             "signal_type": "decision",
-            "payload": {"answer": answer.model_dump(), "source": source},
+            "payload": {"answer": answer, "source": source},
             "confidence": answer.confidence_or_zero,
             "metadata": {"trace": trace},
         }
@@ -196,7 +180,7 @@ def _appears(value: float, known: set[float]) -> bool:
 
 
 async def _repair(
-    services: CycleServices, raw_text: str, outcome: ReactOutcome, trace: dict[str, Any]
+    services: CycleServices, raw_text: str, outcome: ReactOutcome, trace: ReasoningTrace
 ) -> tuple[ModelAnswer | None, Hold | None, str | None]:
     """Ask the resilience model for the JSON; returns (answer, error code, detail)."""
     assert services.llm is not None
@@ -214,17 +198,18 @@ async def _repair(
                 temperature=0.0,
             )
     except LLMError as error:
-        trace["repair"] = {"model": model, "error": error.code, "detail": error.message}
+        trace.repair = RepairRecord(model, error.code, detail=error.message)
         return None, Hold.REPAIR_FAILED, f"the resilience model failed: {error.message}"
     services.meter.record_call(model, response.usage)
     parsed = parse_answer(response.content)
-    trace["repair"] = {
-        "model": model,
-        "raw_text": response.content,
-        "stage": parsed.stage,
-        "error": parsed.error,
-        "finish_reason": response.finish_reason,
-    }
+    repair = trace.repair = RepairRecord(
+        model,
+        parsed.error,
+        answered=True,
+        raw_text=response.content,
+        stage=parsed.stage,
+        finish_reason=response.finish_reason,
+    )
     if parsed.answer is None:
         return None, Hold.REPAIR_FAILED, f"the resilience model's answer is not a decision: {parsed.detail}"
     if response.finish_reason == "length" and parsed.answer.action != "hold":
@@ -241,7 +226,7 @@ async def _repair(
         if value is not None and math.isfinite(value) and not _appears(value, known)
     ]
     if invented:
-        trace["repair"]["invented"] = invented
+        trace.repair = repair.with_invented(invented)
         return (
             None,
             Hold.REPAIR_INVENTED_PRICES,
@@ -254,7 +239,7 @@ async def react_mode(payload: dict[str, Any], context: Any, timeout_ms: int) -> 
     """The LLM reasons over the context, may call tools, and ends with a decision."""
     services = _services(context)
     trace = services.trace
-    trace["mode"] = "react"
+    trace.mode = "react"
     if services.llm is None or not services.model:
         return _failure(Hold.MODEL_NOT_CONFIGURED, "no model is configured", trace)
     model = services.model
@@ -269,28 +254,22 @@ async def react_mode(payload: dict[str, Any], context: Any, timeout_ms: int) -> 
         services.tools.schemas(),
     )
     messages = start.messages
-    trace["messages"] = messages
-    trace["tool_protocol"] = start.protocol
+    trace.messages = messages
+    trace.tool_protocol = start.protocol
     if start.remembered is not None:
-        trace["tool_protocol_remembered"] = {
-            "endpoint": endpoint,
-            "reason": start.remembered.reason,
-            "saved_ms": start.remembered.saved_ms,
-        }
-    turns: list[dict[str, Any]] = trace.setdefault("turns", [])
+        trace.tool_protocol_remembered = RememberedProtocol(
+            endpoint, start.remembered.reason, start.remembered.saved_ms
+        )
+    turns = trace.turns = []
 
     def on_switch(switch: ProtocolSwitch) -> None:
-        trace["tool_protocol"] = "text"
-        trace["tool_protocol_switch"] = {
-            "turn": switch.turn,
-            "reason": switch.reason,
-            "detail": switch.detail,
-        }
+        trace.tool_protocol = "text"
+        trace.tool_protocol_switch = switch
         # Remembered at once: the next run starts in text even if this cycle fails after the switch.
         protocol_memory.remember(endpoint, model, f"{switch.reason}: {switch.detail}")
 
-    def on_turn(turn: Turn) -> None:
-        turns.append(turn_dict(turn))
+    def on_turn(turn: TurnRecord) -> None:
+        turns.append(turn)
         if services.on_turn is not None:
             services.on_turn(turn)
 
@@ -317,7 +296,7 @@ async def react_mode(payload: dict[str, Any], context: Any, timeout_ms: int) -> 
     except RezError as error:
         return _failure(error.reference, error.one_line(), trace)
     raw_text = outcome.final_text or ""
-    trace["raw_text"] = outcome.final_text
+    trace.answered, trace.raw_text = True, outcome.final_text
     if outcome.exhausted:
         return _failure(
             Hold.MAX_TURNS_EXCEEDED,
@@ -337,12 +316,7 @@ async def react_mode(payload: dict[str, Any], context: Any, timeout_ms: int) -> 
         if parsed.answer is not None
         else None
     )
-    trace["parse"] = {
-        "stage": parsed.stage,
-        "error": parsed.error,
-        "detail": problem or parsed.detail,
-        "finish_reason": outcome.finish_reason,
-    }
+    trace.parse = ParseRecord(parsed.stage, parsed.error, problem or parsed.detail, outcome.finish_reason)
     if parsed.answer is not None and parsed.stage is not None and problem is None:
         return _decision(parsed.answer, parsed.stage, trace)
     try:
@@ -384,7 +358,7 @@ async def rules_mode(payload: dict[str, Any], context: Any, timeout_ms: int) -> 
     """A deterministic baseline over the same tools, with the same output shape as ``react``."""
     services = _services(context)
     trace = services.trace
-    trace["mode"] = "rules"
+    trace.mode = "rules"
     timeframes = list(services.context.timeframes)
     slow, fast, primary = timeframes[-1], timeframes[0], services.context.primary_timeframe
     calls = [
@@ -401,7 +375,7 @@ async def rules_mode(payload: dict[str, Any], context: Any, timeout_ms: int) -> 
     except RezError as error:
         return _failure(error.reference, error.one_line(), trace)
     services.meter.tool_calls += len(results)
-    trace["tool_calls"] = [_tool_result_dict(result) for result in results]
+    trace.tool_calls = results
     ema_rows = [row for row in results[0].rows if isinstance(row.get("ema"), int | float)]
     rsi = _last_value(results[1], "rsi")
     atr = _last_value(results[2], "atr")

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rez_cli.llm.client import LLMClient, LLMToolsRefused, TokenUsage
+from rez_cli.llm.client import LLMClient, LLMToolsRefused
 from rez_cli.llm.meter import Meter
 from rez_cli.reasoning.prompts import (
     FINAL_TURN_NOTE,
@@ -40,36 +40,13 @@ from rez_cli.reasoning.text_protocol import (
     without_calls,
 )
 from rez_cli.reasoning.tools import ToolRegistry, ToolResult
-
-ToolProtocol = Literal["native", "text"]
-
-
-@dataclass(frozen=True)
-class Turn:
-    """One model call and the tool calls it made."""
-
-    index: int
-    content: str | None
-    tools_offered: bool
-    tool_results: list[ToolResult]
-    usage: TokenUsage
-    duration_ms: float
-    reasoning: str | None = None
-
-
-@dataclass(frozen=True)
-class ProtocolSwitch:
-    """Why a cycle went from the native tool protocol to the text one, and on which turn."""
-
-    turn: int
-    reason: Literal["tools_refused", "call_lines"]
-    detail: str
+from rez_cli.reasoning.trace import ProtocolSwitch, ToolProtocol, TurnRecord
 
 
 @dataclass
 class ReactOutcome:
     final_text: str | None
-    turns: list[Turn] = field(default_factory=list)
+    turns: list[TurnRecord] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
     exhausted: bool = False
     """True when the last turn still asked for tools instead of answering."""
@@ -89,7 +66,7 @@ async def react_loop(
     max_turns: int,
     parallel_tool_calls: bool,
     meter: Meter,
-    on_turn: Callable[[Turn], None] | None = None,
+    on_turn: Callable[[TurnRecord], None] | None = None,
     final_response_format: dict[str, Any] | None = None,
     protocol: ToolProtocol = "native",
     auto_switch: bool = False,
@@ -207,7 +184,7 @@ async def react_loop(
                         ),
                     }
                 )
-        turn = Turn(
+        turn = TurnRecord(
             index,
             response.content,
             may_call,

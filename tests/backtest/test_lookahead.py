@@ -123,9 +123,15 @@ def backtest(data: Path, mode: str, every: int) -> tuple[BacktestReport, list[Ev
     return report, results
 
 
+def trace_json(result: EventResult) -> dict[str, Any]:
+    """The cycle's trace as the journal stores it."""
+    assert result.trace is not None
+    return result.trace.to_json()
+
+
 def inputs(result: EventResult) -> str:
     """Everything a cycle read, as text: context, tool calls and results, messages, turns."""
-    trace = result.metadata["trace"]
+    trace = trace_json(result)
     tool_calls = trace.get("tool_calls", []) + [
         call for turn in trace.get("turns", []) for call in turn["tool_calls"]
     ]
@@ -164,7 +170,7 @@ def test_changing_the_future_changes_nothing_before_it(
     if mode == "react":
         offered = {
             json.loads(call["arguments"])["timeframe"]
-            for turn in base_cycles[before[0]].metadata["trace"]["turns"]
+            for turn in trace_json(base_cycles[before[0]])["turns"]
             for call in turn["tool_calls"]
             if call["ok"]
         }

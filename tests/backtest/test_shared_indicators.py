@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from rez_cli.indicators import IndicatorMemo, runners, specs
-from tests.backtest.test_lookahead import DAYS, QUARTER, backtest, decision, inputs, write
+from tests.backtest.test_lookahead import DAYS, QUARTER, backtest, decision, inputs, trace_json, write
 from tests.support.candles import make_candles
 
 
@@ -66,7 +66,7 @@ def test_shortcuts_change_no_input_and_no_decision(
         assert inputs(fast) == inputs(slow), f"cycle {i} saw other inputs"
         assert decision(fast_report.strategy.decisions[i]) == decision(slow_report.strategy.decisions[i])
         # The candles each cycle saw, as journaled, are the same too.
-        assert json.dumps(fast.metadata["trace"]["context"]) == json.dumps(slow.metadata["trace"]["context"])
+        assert json.dumps(trace_json(fast)["context"]) == json.dumps(trace_json(slow)["context"])
     metrics = fast_report.strategy.metrics.as_dict(), slow_report.strategy.metrics.as_dict()
     assert json.dumps(metrics[0]) == json.dumps(metrics[1])
 
@@ -75,4 +75,4 @@ def test_backtest_cycles_keep_no_chart(data_dir: Path) -> None:
     # Nothing draws a backtest cycle's chart, so neither the trace nor the journal carries one.
     _, cycles = backtest(data_dir, "rules", 24)
     assert cycles
-    assert all("chart" not in cycle.metadata["trace"] for cycle in cycles)
+    assert all("chart" not in trace_json(cycle) for cycle in cycles)

@@ -200,10 +200,16 @@ def _views(samples: dict[str, Any], text: str) -> Iterator[tuple[str, Renderable
     decision = _decision(samples, text)
     yield "context", render.context_view(Context.model_validate(context), profile=text)
     yield "turn", render.turn_view(text, _turn(text))
-    metadata = {"trace": {"context": context, "error_detail": text, "verdicts": [{"reward_risk": 2.0}]}}
     yield (
         "decision",
-        render.decision_view(Decision.model_validate(decision), metadata, profile=profile, model=text),
+        render.decision_view(
+            Decision.model_validate(decision),
+            context=Context.model_validate(context),
+            reward_risk=2.0,
+            error_detail=text,
+            profile=profile,
+            model=text,
+        ),
     )
     record = copy.deepcopy(samples["record"]) | {
         "trace_id": text,

@@ -18,7 +18,7 @@ from rez_cli.cycle.orchestrator import Event, Orchestrator
 from rez_cli.decision.model import Decision
 from rez_cli.llm.client import ChatResponse
 from rez_cli.market.candles import drop_unclosed, resample
-from rez_cli.reasoning.manager import ReasoningManager
+from rez_cli.reasoning.manager import AdvisorySignal, ReasoningManager
 from rez_cli.reasoning.modes import react_mode, rules_mode
 from tests.support.candles import make_candles
 
@@ -72,7 +72,9 @@ def source() -> FrameSource:
     return FrameSource(make_candles(4 * 24 * 60, seed=31, timeframe_ms=900_000))
 
 
-def cycle(source: FrameSource, texts: list[str], **options: Any) -> tuple[str, Decision, dict[str, Any]]:
+def cycle(
+    source: FrameSource, texts: list[str], **options: Any
+) -> tuple[str, Decision, tuple[AdvisorySignal, ...]]:
     orchestrator = Orchestrator(
         load_settings().value,
         load_profile("moderate").value,
@@ -84,7 +86,7 @@ def cycle(source: FrameSource, texts: list[str], **options: Any) -> tuple[str, D
     result = asyncio.run(orchestrator.handle_event(Event("decide", {"symbol": "BTC/USDT"}, 1, "c1")))
     decision = result.decision
     assert decision is not None
-    return result.status, decision, result.metadata
+    return result.status, decision, result.signals
 
 
 text_fragments = st.one_of(
@@ -134,13 +136,13 @@ def test_works_the_same_with_or_without_a_manager_attached(source: FrameSource) 
     manager = ReasoningManager({"react": react_mode, "rules": rules_mode}, timeout_ms=5_000)
     without = cycle(source, [answer])
     with_manager = cycle(source, [answer], manager=manager)
-    for status, decision, metadata in (without, with_manager):
+    for status, decision, signals in (without, with_manager):
         assert status == "decided"
         assert decision.action == "sell"
         assert decision.source == "native"
-        [signal] = metadata["signals"]
-        assert set(signal) >= {"decision_id", "signal_type", "payload", "confidence"}
-        assert signal["signal_type"] == "decision"
+        [signal] = signals
+        assert set(signal.summary()) >= {"decision_id", "signal_type", "payload", "confidence"}
+        assert signal.signal_type == "decision"
     assert settings_.llm.cycle_timeout_s > 0
 
 
@@ -156,7 +158,7 @@ def test_rules_mode_is_valid_and_reproducible_on_real_looking_data(source: Frame
             result = await orchestrator.handle_event(
                 Event("decide", {"symbol": "BTC/USDT", "as_of": until_ms}, until_ms, "r")
             )
-            assert result.status == "decided", result.metadata["trace"].get("error_detail")
+            assert result.status == "decided", result.trace and result.trace.error_detail
             assert result.decision is not None
             return result.decision
 
