@@ -10,7 +10,7 @@ import pytest
 from rez_cli.journal.store import Journal
 from rez_cli.market.candles import parse_time
 from rez_cli.market.sim import SimSource
-from rez_cli.scoring.run import judge_hold, judge_trade, to_candles
+from rez_cli.scoring.judge import judge_hold, judge_trade, to_candles
 from tests.support.candles import START_MS, make_candles
 from tests.support.cli import run
 

@@ -16,17 +16,9 @@ from rez_cli.config.settings import load_settings
 from rez_cli.journal import Journal
 from rez_cli.journal import store as journal_store
 from rez_cli.journal.migrations import MIGRATIONS
-from rez_cli.scoring.run import (
-    Score,
-    ScoreReport,
-    ScoreRequest,
-    brier_score,
-    calibration,
-    group_stats,
-    judge_hold,
-    judge_trade,
-    score_journal,
-)
+from rez_cli.scoring.judge import Score, judge_hold, judge_trade
+from rez_cli.scoring.run import ScoreReport, ScoreRequest, score_journal
+from rez_cli.scoring.stats import brier_score, calibration, group_stats
 
 T0 = 1_614_556_800_000  # 2021-03-01T00:00Z
 HOUR = 3_600_000
