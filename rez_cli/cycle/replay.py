@@ -7,7 +7,6 @@ today's invented-price check, and the answer through today's policy with the cho
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,9 +15,10 @@ from pydantic import ValidationError
 
 from rez_cli.config.settings import RiskProfile
 from rez_cli.decision.codes import Hold
+from rez_cli.decision.grounding import invented_prices
 from rez_cli.decision.model import ModelAnswer, answer_problem
 from rez_cli.decision.policy import evaluate
-from rez_cli.reasoning.parse import numbers_in, parse_answer
+from rez_cli.reasoning.parse import parse_answer
 
 
 @dataclass(frozen=True)
@@ -44,15 +44,13 @@ def _recorded_answer(record: Mapping[str, Any]) -> ModelAnswer | None:
     return None
 
 
-def _known_numbers(record: Mapping[str, Any], raw_text: str) -> set[float]:
+def _seen(record: Mapping[str, Any], raw_text: str) -> list[str]:
+    """What the recorded cycle's model wrote or read: where a recorded repair's prices must be."""
     texts = [raw_text, str(record.get("context_text") or "")]
     for turn in record.get("turns") or []:
         texts.append(str(turn.get("content") or ""))
         texts += [str(call.get("content") or "") for call in turn.get("tool_calls") or []]
-    known: set[float] = set()
-    for text in texts:
-        known |= numbers_in(text)
-    return known
+    return texts
 
 
 def _answer_again(
@@ -78,14 +76,7 @@ def _answer_again(
     repaired = parse_answer(repair.get("raw_text")) if repair.get("raw_text") else None
     if repaired is None or repaired.answer is None:
         return None, "fallback", Hold.REPAIR_FAILED if repair else (parsed.error or Hold.UNPARSEABLE_OUTPUT)
-    known = _known_numbers(record, raw_text)
-    prices = (repaired.answer.entry_price, repaired.answer.tp_price, repaired.answer.sl_price)
-    if any(
-        price is not None
-        and math.isfinite(price)
-        and not any(math.isclose(price, n, rel_tol=1e-9, abs_tol=1e-12) for n in known)
-        for price in prices
-    ):
+    if invented_prices(repaired.answer, _seen(record, raw_text)):
         return None, "fallback", Hold.REPAIR_INVENTED_PRICES
     return repaired.answer, "repaired", None
 

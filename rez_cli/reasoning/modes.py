@@ -20,6 +20,7 @@ from typing import Any
 from rez_cli import indicators
 from rez_cli.config.settings import LLMSettings, RiskProfile
 from rez_cli.decision.codes import Hold
+from rez_cli.decision.grounding import invented_prices
 from rez_cli.decision.model import ModelAnswer, answer_json_schema, answer_problem
 from rez_cli.errors import RezError
 from rez_cli.llm import protocol_memory
@@ -28,7 +29,7 @@ from rez_cli.llm.meter import BudgetExceeded, Meter
 from rez_cli.llm.openai_api import endpoint_label
 from rez_cli.llm.protocol_memory import Remembered
 from rez_cli.market.snapshot import Context
-from rez_cli.reasoning.parse import numbers_in, parse_answer
+from rez_cli.reasoning.parse import parse_answer
 from rez_cli.reasoning.prompts import CALL_HINT, first_messages, repair_messages, with_system_addition
 from rez_cli.reasoning.react import ReactOutcome, react_loop
 from rez_cli.reasoning.text_protocol import text_opening
@@ -165,18 +166,12 @@ def opening(
     return Opening(messages, protocol, remembered)
 
 
-def _known_numbers(services: CycleServices, raw_text: str, outcome: ReactOutcome) -> set[float]:
+def _seen(services: CycleServices, raw_text: str, outcome: ReactOutcome) -> list[str]:
+    """Everything the reasoning model wrote or read in the cycle: where a repair's prices must be."""
     texts = [raw_text, services.context_text]
     texts += [turn.content or "" for turn in outcome.turns]
     texts += [result.content for turn in outcome.turns for result in turn.tool_results]
-    known: set[float] = set()
-    for text in texts:
-        known |= numbers_in(text)
-    return known
-
-
-def _appears(value: float, known: set[float]) -> bool:
-    return any(math.isclose(value, number, rel_tol=1e-9, abs_tol=1e-12) for number in known)
+    return texts
 
 
 async def _repair(
@@ -214,17 +209,8 @@ async def _repair(
         return None, Hold.REPAIR_FAILED, f"the resilience model's answer is not a decision: {parsed.detail}"
     if response.finish_reason == "length" and parsed.answer.action != "hold":
         return None, Hold.REPAIR_FAILED, "the resilience model's answer was cut off by the output limit"
-    known = _known_numbers(services, raw_text, outcome)
     answer = parsed.answer
-    invented = [
-        f"{name}={value}"
-        for name, value in (
-            ("entry_price", answer.entry_price),
-            ("tp_price", answer.tp_price),
-            ("sl_price", answer.sl_price),
-        )
-        if value is not None and math.isfinite(value) and not _appears(value, known)
-    ]
+    invented = invented_prices(answer, _seen(services, raw_text, outcome))
     if invented:
         trace.repair = repair.with_invented(invented)
         return (

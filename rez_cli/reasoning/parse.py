@@ -36,7 +36,6 @@ __all__ = [
     "ParseErrorCode",
     "ParseOutcome",
     "ParseStage",
-    "numbers_in",
     "parse_answer",
 ]
 
@@ -81,43 +80,6 @@ def parse_answer(text: str | None) -> ParseOutcome:
     if native is not None:
         return ParseOutcome(native, "native", None, None)
     return _extracted(body)
-
-
-_NUMBER_IN_TEXT: Final = re.compile(
-    r"""
-    (?<![\w.])[-+]?                             # a sign only where it cannot be a hyphen: "5-10"
-    (?:
-        [0-9]{1,3}(?:,[0-9]{3})+(?![0-9])(?:\.[0-9]+)?   # 35,123.45
-        | [0-9]+(?:\.[0-9]*)?                            # 35123.45, 35123.
-        | \.[0-9]+                                       # .5
-    )
-    (?:[eE][-+]?[0-9]+)?
-    """,
-    re.VERBOSE | re.ASCII,
-)
-
-
-def numbers_in(text: str) -> set[float]:
-    """Every finite number written in ``text``, to check that a repair invented no price.
-
-    ``35,123.45``, ``35123.45``, ``3.5e4``, ``-1.2`` and ``.5`` are read; ``35 123`` is two numbers.
-    A comma group is ambiguous (``[100,200]`` is a list, ``100,200`` a thousands-separated
-    number), so both readings are returned: the result is an allow-list, and a missing reading
-    would reject an honest repair.
-    """
-    found: set[float] = set()
-    for match in _NUMBER_IN_TEXT.finditer(text):
-        token = match.group()
-        readings = [token.replace(",", "")]
-        if "," in token:
-            sign = "-" if token.startswith("-") else ""
-            parts = token.lstrip("+-").split(",")
-            readings += [sign + parts[0], *parts[1:]]
-        for reading in readings:
-            value = float(reading)
-            if math.isfinite(value):
-                found.add(value)
-    return found
 
 
 # --- stage 1: native -----------------------------------------------------------------------------

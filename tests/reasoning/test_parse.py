@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rez_cli.decision.grounding import numbers_in
 from rez_cli.decision.model import ModelAnswer
-from rez_cli.reasoning.parse import MAX_TEXT_CHARS, ParseOutcome, numbers_in, parse_answer
+from rez_cli.reasoning.parse import MAX_TEXT_CHARS, ParseOutcome, parse_answer
 
 BUY = '{"action": "buy", "entry_price": 35000.5, "tp_price": 36500, "sl_price": 34200, "leverage": 2}'
 
