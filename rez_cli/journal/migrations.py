@@ -6,7 +6,7 @@ a change of schema is a new entry at the end. Each is a tuple of statements rath
 that the store can run it inside one ``BEGIN IMMEDIATE`` transaction (two processes opening a new
 journal at once must not both create the tables).
 
-This module holds SQL text only; ``journal.store`` is the one module that talks to sqlite3.
+This module holds SQL text only; ``journal.db`` is the one module that talks to sqlite3.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import pytest
 from rez_cli.backtest.fills import Candle
 from rez_cli.config.settings import load_settings
 from rez_cli.journal import Journal
-from rez_cli.journal import store as journal_store
+from rez_cli.journal import db as journal_db
 from rez_cli.journal.migrations import MIGRATIONS
 from rez_cli.scoring.judge import Score, judge_hold, judge_trade
 from rez_cli.scoring.run import ScoreReport, ScoreRequest, score_journal
@@ -479,7 +479,7 @@ def test_a_journal_made_before_scores_existed_is_upgraded(
 ) -> None:
     path = tmp_path / "old.sqlite"
     with monkeypatch.context() as patch:
-        patch.setattr(journal_store, "MIGRATIONS", MIGRATIONS[:1])
+        patch.setattr(journal_db, "MIGRATIONS", MIGRATIONS[:1])
         old = Journal(path)
         record(old, "buy0000000000000")
         assert old.migrations() == ["m001_initial"]
