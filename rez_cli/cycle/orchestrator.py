@@ -44,7 +44,7 @@ from rez_cli.cycle.recording import CycleRecorder
 from rez_cli.cycle.trace import ChartSeries, Trace, VerdictRecord, redacted
 from rez_cli.decision.codes import Hold
 from rez_cli.decision.model import ANSWER_FIELDS, Decision, ModelAnswer
-from rez_cli.decision.policy import evaluate
+from rez_cli.decision.policy import Verdict, evaluate
 from rez_cli.errors import ExchangeUnavailable
 from rez_cli.indicators import IndicatorMemo
 from rez_cli.llm.client import LLMClient
@@ -680,7 +680,7 @@ class Orchestrator:
         prepared: _Prepared,
     ) -> EventResult:
         verdicts: list[VerdictRecord] = []
-        chosen: tuple[AdvisorySignal, ModelAnswer, Any, str] | None = None
+        chosen: tuple[AdvisorySignal, ModelAnswer, Verdict, str] | None = None
         malformed: AdvisorySignal | None = None
         for signal in signals:
             if signal.signal_type != "decision":
