@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from rez_cli import redact
+from rez_cli.actions import ACTIONS, Action
 from rez_cli.config import paths
 from rez_cli.errors import ConfigError, UsageError
 from rez_cli.redact import credentials_in, is_secret_key, url_credentials
@@ -36,8 +37,6 @@ from rez_cli.timeframes import timeframe_ms
 
 ENV_PREFIX = "REZ__"
 DEFAULT_PROFILE = "moderate"
-Action = Literal["buy", "sell", "hold"]
-ALL_ACTIONS: tuple[Action, ...] = ("buy", "sell", "hold")
 
 
 def _check_timeframe(value: str) -> None:
@@ -201,7 +200,7 @@ class RiskProfile(_Section):
     # The backtest's liquidation price: the maintenance margin rate, in % of the notional (Binance
     # starts at 0.4-0.5% for the majors and raises it for large positions).
     maintenance_margin_pct: Annotated[float, Field(ge=0, le=50)] = 0.5
-    allowed_actions: list[Action] = Field(default_factory=lambda: list(ALL_ACTIONS))
+    allowed_actions: list[Action] = Field(default_factory=lambda: list(ACTIONS))
 
     @field_validator("maintenance_margin_pct")
     @classmethod

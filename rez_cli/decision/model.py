@@ -6,7 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Action = Literal["buy", "sell", "hold"]
+from rez_cli.actions import ACTIONS, Action
+
 Source = Literal["native", "extracted", "repaired", "fallback"]
 
 
@@ -118,7 +119,7 @@ def answer_json_schema() -> dict[str, Any]:
         "additionalProperties": False,
         "required": list(ANSWER_FIELDS),
         "properties": {
-            "action": {"type": "string", "enum": ["buy", "sell", "hold"]},
+            "action": {"type": "string", "enum": list(ACTIONS)},
             "entry_price": number_or_null,
             "tp_price": number_or_null,
             "sl_price": number_or_null,

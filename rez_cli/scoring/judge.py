@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from rez_cli.actions import TRADE_ACTIONS
 from rez_cli.backtest.fills import (
     BEYOND_LEVELS,
     Candle,
@@ -353,7 +354,7 @@ def judge_cycle(
         else int(cycle["as_of_ms"]) + horizon * step,
     }
     action = cycle["action"]
-    if action in ("buy", "sell"):
+    if action in TRADE_ACTIONS:
         decision = cycle.get("decision") or {}
         trade = judge_trade(
             1 if action == "buy" else -1,
@@ -420,7 +421,7 @@ class Score:
 
     @property
     def is_trade(self) -> bool:
-        return self.action in ("buy", "sell")
+        return self.action in TRADE_ACTIONS
 
     @property
     def summary(self) -> str:
