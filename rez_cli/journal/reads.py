@@ -12,14 +12,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from rez_cli.actions import ACTIONS
 from rez_cli.errors import DataNotFound, UsageError
 from rez_cli.journal.db import Database, Row
 from rez_cli.journal.encoding import Codec, JsonKind, finite, integer, parse_stored
 
-__all__ = ["ACTIONS", "INCOMPLETE", "CycleReads"]
+__all__ = ["INCOMPLETE", "CycleReads"]
 
 INCOMPLETE = "incomplete"
-ACTIONS = ("buy", "sell", "hold")
 # What each JSON column of ``cycles`` holds.
 _JSON_COLUMNS: dict[str, JsonKind] = {
     "profile": dict,
