@@ -263,6 +263,10 @@ class Redactor:
         """Whether ``text`` may hold something to strike (cheap: substring tests, no regex)."""
         return "://" in text or any(form in text for form in self._forms)
 
+    def holds_secret(self, text: str) -> bool:
+        """Whether one of the secrets, in any of its spellings, occurs in ``text`` (URLs aside)."""
+        return any(form in text for form in self._forms)
+
     def text(self, text: str) -> str:
         """``text`` with URL credentials and every secret replaced by ``***``."""
         text = strip_url_credentials(text)

@@ -51,6 +51,10 @@ def test_a_secret_is_struck_whole_in_every_spelling_the_journal_or_a_server_may_
         repr(secret)[1:-1],
     ):
         assert redactor.text(f"<{spelled}>") == f"<{REDACTED}>"
+        assert redactor.holds_secret(f"<{spelled}>")
+    # A URL is no secret of its own: holds_secret answers for the registered secrets only.
+    assert not redactor.holds_secret("https://example.com/v1")
+    assert not Redactor(["short"]).holds_secret("short")
 
 
 def test_striking_a_secret_never_leaves_a_new_one_behind() -> None:

@@ -293,8 +293,10 @@ def _may_show(model: type[BaseModel], loc: tuple[str | int, ...], value: Any, kn
         return False
     texts: list[str] = []
     _texts(value, texts)
-    long_ones = [secret for secret in known if len(secret) >= redact.MIN_SECRET_CHARS]
-    return not any(text in known or any(secret in text for secret in long_ones) for text in texts)
+    # A value that is a whole credential is hidden however short; one that contains a credential is
+    # hidden when the redactor would strike it there.
+    redactor = redact.Redactor(known)
+    return not any(text in known or redactor.holds_secret(text) for text in texts)
 
 
 def _texts(value: Any, into: list[str]) -> None:
