@@ -226,9 +226,11 @@ def report(measured: Run, args: argparse.Namespace) -> int:
         + (f" ({', '.join(f'{name} {count}' for name, count in verdicts.most_common())})" if answered else "")
     )
 
-    timeouts = errors.get("model_timeout", 0)
+    from rez_cli.decision.codes import Hold
+
+    timeouts = errors.get(Hold.MODEL_TIMEOUT, 0)
     goals = [
-        (f"goal <= 0 model_timeout: {timeouts}", timeouts == 0),
+        (f"goal <= 0 {Hold.MODEL_TIMEOUT}: {timeouts}", timeouts == 0),
         (f"goal <= 0 tracebacks: {len(measured.tracebacks)}", not measured.tracebacks),
         (f"goal <= {MEDIAN_GOAL_S:g} s median cycle: {median:.1f} s", median <= MEDIAN_GOAL_S),
         (
