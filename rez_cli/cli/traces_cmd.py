@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from rez_cli.cli.options import ConfigOption, DataOption, JournalOption, JsonOption, ProfileOption
+from rez_cli.formatting import share
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -77,10 +78,6 @@ def _when(ts_ms: int | None) -> str:
         return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
     except (ValueError, OverflowError, OSError, TypeError):
         return str(ts_ms)  # a damaged row still lists, showing what it holds
-
-
-def _pct(rate: float | None) -> str:
-    return "n/a" if rate is None else f"{rate:.1%}"
 
 
 def _cost(value: float | None) -> str:
@@ -217,8 +214,8 @@ def _stats_tables(summary: dict[str, Any]) -> list[tuple[str, DataTable]]:
         ("cycles", str(summary["cycles"])),
         ("finished", str(summary["finished"])),
         ("incomplete", str(summary["incomplete"])),
-        ("hold rate", _pct(summary["hold_rate"])),
-        ("failure rate", _pct(summary["failure_rate"])),
+        ("hold rate", share(summary["hold_rate"])),
+        ("failure rate", share(summary["failure_rate"])),
         ("average cost", "n/a" if summary["avg_cost_usd"] is None else _cost(summary["avg_cost_usd"])),
         ("average turns", "n/a" if average_turns is None else f"{average_turns:.2f}"),
     ):
@@ -227,7 +224,7 @@ def _stats_tables(summary: dict[str, Any]) -> list[tuple[str, DataTable]]:
     if summary["failures"]:
         failures = _table("error", "count", "rate", right=("count", "rate"))
         for code, item in summary["failures"].items():
-            failures.add_row(str(code), str(item["count"]), _pct(item["rate"]))
+            failures.add_row(str(code), str(item["count"]), share(item["rate"]))
         tables.append(("failures by error code", failures))
     if summary["repair_rate_by_model"]:
         repairs = _table(
@@ -238,7 +235,7 @@ def _stats_tables(summary: dict[str, Any]) -> list[tuple[str, DataTable]]:
             right=("cycles", "repaired", "rate"),
         )
         for model, item in summary["repair_rate_by_model"].items():
-            repairs.add_row(str(model), str(item["cycles"]), str(item["repaired"]), _pct(item["rate"]))
+            repairs.add_row(str(model), str(item["cycles"]), str(item["repaired"]), share(item["rate"]))
         tables.append(("repairs by model", repairs))
     if summary["by_mode"]:
         modes = _table("mode", "cycles", right=("cycles",))
