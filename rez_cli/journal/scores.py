@@ -113,7 +113,7 @@ class ScoreQueries:
             trace_id: the cycle judged (it must exist).
             horizon: how many candles of its primary timeframe the judgement covered.
             outcome: ``tp_first``, ``sl_first``, ``neither``, or for a hold ``up_first``/``down_first``/
-                ``neither`` (see ``rez_cli.scoring.run``).
+                ``neither`` (see ``rez_cli.scoring.judge``).
             r_multiple: the result in R after fees (for a hold, the better naive trade's).
             exit_price: where the judged trade ended.
             exit_ms: when (the close time of the candle it ended in).
