@@ -53,6 +53,10 @@ class HistorySource:
         self.warmup = warmup
         self._frames: dict[str, pd.DataFrame] = {}
         self._closes: dict[str, np.ndarray[tuple[int], np.dtype[np.int64]]] = {}
+        # Each loaded frame as one read-only float64 array (a cut window's numbers are a slice of
+        # it), and how many of its first rows hold a value that is not finite.
+        self._arrays: dict[str, np.ndarray[tuple[int, int], np.dtype[np.float64]]] = {}
+        self._not_finite: dict[str, np.ndarray[tuple[int], np.dtype[np.int64]]] = {}
         # The last slice of each timeframe: a 4h frame stays the same for four 1h steps.
         self._last: dict[str, tuple[int, int, pd.DataFrame]] = {}
         self.memo = IndicatorMemo()
@@ -81,6 +85,10 @@ class HistorySource:
             frame = fetched[timeframe].copy()
             self._frames[timeframe] = frame
             self._closes[timeframe] = frame["timestamp"].to_numpy(dtype=np.int64) + step
+            array = frame.to_numpy(dtype="float64")
+            array.flags.writeable = False
+            self._arrays[timeframe] = array
+            self._not_finite[timeframe] = np.concatenate(([0], np.cumsum(~np.isfinite(array).all(axis=1))))
 
     def cut(self, timeframe: str, until_ms: int, limit: int) -> pd.DataFrame:
         """The last ``limit`` candles of a loaded timeframe that closed by ``until_ms``.
@@ -100,6 +108,9 @@ class HistorySource:
         # reset_index, and the loaded frame is untouched (the slice is a new object).
         frame.index = pd.RangeIndex(end - start)
         self._last[timeframe] = (start, end, frame)
+        not_finite = self._not_finite[timeframe]
+        finite = bool(not_finite[end] == not_finite[start])
+        self.memo.adopt(frame, self._arrays[timeframe][start:end], finite=finite)
         return frame
 
     async def fetch(

@@ -102,6 +102,19 @@ class IndicatorMemo:
         """``frame.to_numpy(dtype="float64")``, read-only, converted once per frame."""
         return self._array(self._window(frame))
 
+    def adopt(
+        self, frame: pd.DataFrame, array: np.ndarray[tuple[int, int], np.dtype[np.float64]], *, finite: bool
+    ) -> None:
+        """Take ``array`` as ``frame``'s numbers, for a caller that has them already.
+
+        A backtest's history holds its whole span as one array, so each window it cuts is a slice of
+        it with nothing to convert. ``array`` must be what ``frame.to_numpy(dtype="float64")`` gives
+        (it is made read-only here), and ``finite`` whether every one of its values is finite.
+        """
+        window = self._window(frame)
+        array.flags.writeable = False
+        window.array, window.finite = array, finite
+
     def column(self, frame: pd.DataFrame, label: str) -> FloatArray:
         """``frame[label]`` as read-only float64 (open times too: exact below 2**53 ms).
 
