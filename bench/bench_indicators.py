@@ -4,12 +4,14 @@
 
 Times ``compute`` of every allow-listed indicator (``rez_cli.indicators.INDICATORS``, default
 parameters) on 1,000 seeded candles: the median of several rounds per indicator, after one untimed
-call that pays for importing pandas-ta. Then times ``build_context`` (+ its text) for three
-timeframes (15m, 1h, 4h) at the 300 candles a cycle uses by default and at 1,000.
+call that pays for importing pandas-ta. Then the numpy versions of EMA, RSI and ATR against
+pandas-ta on a cycle's 300-candle window (the same values, ``tests/indicators``), and
+``build_context`` (+ its text) for three timeframes (15m, 1h, 4h) at the 300 candles a cycle uses by
+default and at 1,000.
 
 There is no goal to miss here; the ratios say where the time goes: each indicator's share of the
-total, the slowest against the median indicator, the one-off import against a full pass, and the
-context against the model round trip it precedes.
+total, the slowest against the median indicator, the one-off import against a full pass, what each
+numpy version saves against pandas-ta, and the context against the model round trip it precedes.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from tests.support.candles import make_candles
 
 CANDLES = 1_000
 ROUNDS = 7
+WINDOW = 300
+REPEATS = 50
 CONTEXT_TIMEFRAMES = {"15m": 900_000, "1h": 3_600_000, "4h": 14_400_000}
 # A fast hosted model takes about this long for one short answer: the context should be noise next to it.
 MODEL_ROUND_TRIP_S = 1.0
@@ -63,6 +67,25 @@ def bench_indicators() -> float:
     return total
 
 
+def bench_numpy_versions() -> None:
+    frame = make_candles(WINDOW, seed=11)
+    print(f"numpy versions against pandas-ta on {WINDOW} candles, median of {ROUNDS} x {REPEATS} calls")
+    for name, spec in INDICATORS.items():
+        if spec.fast is None:
+            continue
+
+        def repeated(fast: bool, name: str = name) -> None:
+            for _ in range(REPEATS):
+                compute(frame, name, fast=fast)
+
+        ours = median_s(functools.partial(repeated, True)) / REPEATS
+        theirs = median_s(functools.partial(repeated, False)) / REPEATS
+        print(
+            f"  {name:<5} numpy {ours * 1000:6.3f} ms  pandas-ta {theirs * 1000:6.3f} ms"
+            f"  {theirs / ours:5.1f}x"
+        )
+
+
 def bench_context() -> None:
     for candles in (300, CANDLES):
         frames = {
@@ -84,6 +107,7 @@ def bench_context() -> None:
 
 def main() -> int:
     bench_indicators()
+    bench_numpy_versions()
     bench_context()
     return 0
 
