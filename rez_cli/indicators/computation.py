@@ -80,6 +80,7 @@ def output_arrays(
 
 
 def open_index(opens: np.ndarray[Any, np.dtype[np.int64]]) -> pd.Index:
+    """A result's index: the candles' open times, named ``timestamp``."""
     index: pd.Index = pd.Index(opens, name="timestamp")
     return index
 
@@ -93,6 +94,7 @@ def _output_labels(name: str) -> pd.Index:
 def result_frame(
     spec: specs.IndicatorSpec[Any], model: BaseModel, outputs: Mapping[str, FloatArray], index: pd.Index
 ) -> pd.DataFrame:
+    """The DataFrame ``compute`` returns, from the outputs of ``spec`` as arrays."""
     # One 2-D block built at once: a dict of columns costs pandas several times as much.
     stacked = np.empty((len(spec.outputs), len(index)))
     for row, output in enumerate(spec.outputs):

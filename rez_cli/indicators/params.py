@@ -27,6 +27,8 @@ Multiplier = Annotated[float, Field(ge=0.1, le=10.0)]
 
 
 class Params(BaseModel):
+    """Every indicator's parameters: unknown keys rejected, frozen (so a model can key a cache)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 

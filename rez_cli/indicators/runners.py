@@ -41,6 +41,7 @@ Outputs = dict[str, "pd.Series[float]"]
 
 @functools.cache
 def library() -> Any:
+    """``pandas_ta_classic``, imported on the first call only."""
     with warnings.catch_warnings():
         # Building its default Strategy at import calls Timestamp.dayofyear, which pandas 3
         # deprecates (Pandas4Warning); pytest runs with warnings as errors.

@@ -299,6 +299,11 @@ INDICATORS: Mapping[str, IndicatorSpec[Any]] = types.MappingProxyType({spec.name
 
 
 def spec_for(name: str) -> IndicatorSpec[Any]:
+    """The allowed indicator ``name`` (case and surrounding spaces ignored).
+
+    Raises:
+        IndicatorError: not allowed; the message suggests close names and lists the allowed ones.
+    """
     key = name.strip().lower() if isinstance(name, str) else name
     spec = INDICATORS.get(key)
     if spec is not None:
