@@ -189,6 +189,8 @@ def stats(
 ) -> None:
     """Summarise the journal: hold and failure rates, failures by code, repairs by model, cost, turns.
 
+    Live cycles and backtest cycles are summed up apart (--json: under "live" and "backtest" too).
+
     Example: rez traces stats --since 2024-06-01
     """
     from rez_cli.cli.console import print_json_line, stdout_console
@@ -199,8 +201,11 @@ def stats(
         print_json_line(summary)
         return
     console = stdout_console()
+    # A section for each kind of cycle the journal holds (an empty journal shows its live one).
+    kinds = [kind for kind in ("live", "backtest") if summary[kind]["cycles"]] or ["live"]
+    tables = [(f"{kind} {title}", table) for kind in kinds for title, table in _stats_tables(summary[kind])]
     # Titles on their own line: a Rich table title wraps at the width of a narrow table.
-    for index, (title, table) in enumerate(_stats_tables(summary)):
+    for index, (title, table) in enumerate(tables):
         if index:
             console.print()
         console.print(title, style="bold")

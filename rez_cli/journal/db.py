@@ -9,21 +9,30 @@ write made before the kill. ``batched()`` lets a backtest commit many writes at 
 WAL mode with a busy timeout, so readers read while a writer writes. A journal that a newer Rez has
 migrated is refused before anything is written to it; the migrations this Rez knows and the journal
 lacks are applied in order (``rez_cli.journal.migrations``), each in one transaction.
+
+Before the first migration is applied to a journal that holds data, the journal is copied, as it is,
+to ``<journal>.bak-v<the number of migrations it had>`` beside it (0600), and a note saying so is
+logged once (logger ``rez_cli.journal``, WARNING: on stderr when nothing else takes it). A journal
+opened only to be read (``create=False``) is left as it is when readers can do without what it
+lacks (``Migration.readers_need``): reading never changes the file, and its first write migrates it.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
+import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from rez_cli.config import paths
 from rez_cli.errors import ConfigError, DataNotFound
-from rez_cli.journal.migrations import MIGRATIONS
+from rez_cli.journal.migrations import MIGRATIONS, Migration
 
 __all__ = ["BATCH_MAX_S", "BUSY_TIMEOUT_MS", "Connection", "Database", "IntegrityError", "Row"]
 
@@ -33,6 +42,8 @@ BUSY_TIMEOUT_MS = 10_000
 Connection = sqlite3.Connection
 Row = sqlite3.Row
 IntegrityError = sqlite3.IntegrityError
+
+logger = logging.getLogger("rez_cli.journal")
 
 
 class _Connection(sqlite3.Connection):
@@ -66,7 +77,8 @@ class Database:
 
     Args:
         path: the journal file (already expanded); its directory is created when missing.
-        create: when false, a missing file is ``DataNotFound`` instead of a new empty journal.
+        create: when false, a missing file is ``DataNotFound`` instead of a new empty journal, and the
+            migrations readers can do without wait for the first write.
         clock: milliseconds since the epoch: when a run, a cycle or a migration was written.
 
     Raises:
@@ -80,6 +92,9 @@ class Database:
         self._batch_size = 0
         self._batch_pending = 0
         self._batch_started = 0.0
+        self._deferred: Sequence[Migration] = ()
+        self.backup: Path | None = None
+        self.has_blobs = False
         # The orchestrator may record from executor threads; one connection, one writer at a time.
         self._guard = threading.RLock()
         try:
@@ -117,7 +132,7 @@ class Database:
             # a rules backtest's wall time.
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.execute("PRAGMA foreign_keys = ON")
-            self._migrate()
+            self._migrate(create=create)
         except sqlite3.Error as error:
             self._db.close()
             raise ConfigError(f"journal {self.path}: cannot open: {error}") from None
@@ -144,11 +159,23 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """One write, whole or not at all: its own committed transaction, or a savepoint in a batch."""
+        """One write, whole or not at all: its own committed transaction, or a savepoint in a batch.
+
+        The first write to a journal opened to be read applies the migrations its opening left for it.
+        """
+        if self._deferred:
+            deferred, self._deferred = self._deferred, ()
+            with self.read("migrate"):
+                self._apply(deferred)
         if self._batch_size:
             with self.read("write") as db:
                 yield from self._batched_write(db)
             return
+        with self._transaction() as db:
+            yield db
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
         with self.read("write") as db:
             # IMMEDIATE takes the write lock up front: a deferred transaction that upgrades later can
             # fail with "database is locked" without waiting for busy_timeout.
@@ -215,15 +242,30 @@ class Database:
                 hint="upgrade Rez, or use another --journal",
             )
 
-    def _migrate(self) -> None:
+    def _migrate(self, *, create: bool) -> None:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_ms INTEGER NOT NULL)"
         )
-        applied = {row[0] for row in self._db.execute("SELECT name FROM _migrations")}
-        for migration in MIGRATIONS:
-            if migration.name in applied:
-                continue
-            with self.write() as db:
+        applied = self._applied()
+        pending = [migration for migration in MIGRATIONS if migration.name not in applied]
+        now = pending
+        if pending and not create and self._has_data(applied):
+            # Opened to be read: what the readers can do without waits for the first write, so that
+            # reading never changes the file (nor needs a backup of it).
+            needed = [index for index, migration in enumerate(pending) if migration.readers_need]
+            now = pending[: needed[-1] + 1] if needed else []
+        self._deferred = pending[len(now) :]
+        self._apply(now)
+
+    def _apply(self, migrations: Sequence[Migration]) -> None:
+        """Apply ``migrations`` in order, each in its own transaction, after copying a journal that
+        holds data to a backup beside it (once per opening)."""
+        applied = self._applied()
+        todo = [migration for migration in migrations if migration.name not in applied]
+        if todo and self.backup is None and self._has_data(applied):
+            self.backup = self._back_up(version=len(applied))
+        for migration in todo:
+            with self._transaction() as db:
                 # Another process may have applied it while this one waited for the write lock.
                 if db.execute("SELECT 1 FROM _migrations WHERE name = ?", (migration.name,)).fetchone():
                     continue
@@ -233,6 +275,58 @@ class Database:
                     "INSERT INTO _migrations (name, applied_ms) VALUES (?, ?)",
                     (migration.name, self.clock()),
                 )
+        self.has_blobs = bool(
+            self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'blobs'").fetchone()
+        )
+
+    def _applied(self) -> set[str]:
+        return {str(row[0]) for row in self._db.execute("SELECT name FROM _migrations")}
+
+    def _has_data(self, applied: set[str]) -> bool:
+        if not applied:
+            return False  # no table yet: a journal this Rez is creating
+        row = self._db.execute(
+            "SELECT EXISTS (SELECT 1 FROM runs) OR EXISTS (SELECT 1 FROM cycles)"
+        ).fetchone()
+        return bool(row[0])
+
+    def _back_up(self, *, version: int) -> Path:
+        """Copy the journal, as it is now, to ``<journal>.bak-v<version>`` (or a name not yet taken).
+
+        SQLite's backup copies what the WAL holds as well as the file; the copy is a journal of its
+        own that this Rez (or the older one) opens as it is.
+
+        Raises:
+            ConfigError: the copy cannot be made; the journal is left as it was.
+        """
+        stem = f"{self.path.name}.bak-v{version}"
+        target = self.path.with_name(stem)
+        for attempt in itertools.count(2):
+            try:
+                os.close(paths.open_private(target, os.O_WRONLY | os.O_EXCL))
+                break
+            except FileExistsError:
+                target = self.path.with_name(f"{stem}-{attempt}")
+            except OSError as error:
+                raise ConfigError(
+                    f"journal {self.path}: cannot make a backup before migrating it: "
+                    f"{target}: {error.strerror or error}",
+                    hint="make room or give write access to its directory, or use another --journal",
+                ) from None
+        copy = sqlite3.connect(target)
+        try:
+            self._db.backup(copy)
+            # One file, whole in itself: no write-ahead log beside it for whoever opens it next.
+            copy.execute("PRAGMA journal_mode = DELETE")
+        finally:
+            copy.close()
+        logger.warning(
+            "note: journal %s was written by an older Rez; it is kept as it was in %s before this Rez "
+            "brings it up to date",
+            self.path,
+            target,
+        )
+        return target
 
     def migrations(self) -> list[str]:
         """The names of the migrations applied to this journal, in the order they were applied."""

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from rez_cli.errors import DataError
 from rez_cli.redact import Redactor
 
-__all__ = ["Codec", "JsonKind", "finite", "integer", "parse_stored", "plain"]
+__all__ = ["Codec", "JsonKind", "PolicyCheck", "finite", "integer", "parse_stored", "plain", "policy_checks"]
 
 JsonKind = type[dict[str, Any]] | type[list[Any]]
 
@@ -114,3 +114,26 @@ def parse_stored(text: Any, what: str, kind: JsonKind, journal: Path) -> Any:
             hint="restore it from a backup, or use another --journal",
         )
     return value
+
+
+PolicyCheck = tuple[int, int, str | None, bool, str | None]
+
+
+def policy_checks(trace: Mapping[str, Any], text: Callable[[Any], str | None]) -> list[PolicyCheck]:
+    """The policy's checks in a trace, one ``(verdict_idx, seq, rule, passed, detail)`` each, as the
+    ``verdicts`` table holds them (``text`` makes a value stored text): the writer of a live cycle's
+    rows and the reader of a backtest cycle, which keeps them in its trace alone, share this."""
+    checks: list[PolicyCheck] = []
+    for verdict_idx, verdict in enumerate(trace.get("verdicts") or []):
+        listed = verdict.get("checks") if isinstance(verdict, Mapping) else None
+        for seq, check in enumerate(listed or []):
+            checks.append(
+                (
+                    verdict_idx,
+                    seq,
+                    text(str(check.get("rule", ""))),
+                    bool(check.get("passed")),
+                    text(check.get("detail")),
+                )
+            )
+    return checks

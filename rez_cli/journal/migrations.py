@@ -16,10 +16,16 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Migration:
-    """One step of the schema: a stable name and the statements that take the journal there."""
+    """One step of the schema: a stable name and the statements that take the journal there.
+
+    ``readers_need``: false when Rez reads a journal without it as well as with it. Opening a
+    journal only to read it (``Journal(create=False)``: ``rez traces``) then leaves it as it is, and
+    the first write applies it; reading never needs a backup.
+    """
 
     name: str
     statements: tuple[str, ...]
+    readers_need: bool = True
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -141,5 +147,29 @@ MIGRATIONS: tuple[Migration, ...] = (
         "m003_turn_reasoning",
         # A reasoning model's thinking (reasoning_content or <think> blocks), apart from its answer.
         ("ALTER TABLE turns ADD COLUMN reasoning TEXT",),
+    ),
+    Migration(
+        "m004_blobs",
+        (
+            # Large payloads stored once, by content (``journal.blobs``): the id of a blob is what a
+            # cycle holds; ``hash`` finds an equal payload already stored. ``body`` is the text as
+            # it is, or (a BLOB) deflated with the blob ``dictionary`` as zlib's preset dictionary.
+            """
+            CREATE TABLE blobs (
+                id INTEGER PRIMARY KEY,
+                hash BLOB NOT NULL UNIQUE,
+                body BLOB NOT NULL,
+                dictionary INTEGER
+            )
+            """,
+            # A backtest cycle keeps its payload in blobs and these columns NULL: profile, candles,
+            # context and context_text (its inputs), decision, trace, signals and usage (its record).
+            "ALTER TABLE cycles ADD COLUMN profile_blob INTEGER",
+            "ALTER TABLE cycles ADD COLUMN inputs_blob INTEGER",
+            "ALTER TABLE cycles ADD COLUMN record_blob INTEGER",
+            # Deleting a run (rez journal prune) looks for the cycles that still name it.
+            "CREATE INDEX cycles_run ON cycles (run_id)",
+        ),
+        readers_need=False,
     ),
 )

@@ -13,9 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from rez_cli.actions import ACTIONS
-from rez_cli.errors import DataNotFound, UsageError
-from rez_cli.journal.db import Database, Row
-from rez_cli.journal.encoding import Codec, JsonKind, finite, integer, parse_stored
+from rez_cli.errors import DataError, DataNotFound, UsageError
+from rez_cli.journal.blobs import REFERENCING_COLUMNS, Blobs
+from rez_cli.journal.db import Connection, Database, Row
+from rez_cli.journal.encoding import (
+    Codec,
+    JsonKind,
+    PolicyCheck,
+    finite,
+    integer,
+    parse_stored,
+    policy_checks,
+)
 
 __all__ = ["INCOMPLETE", "CycleReads"]
 
@@ -63,6 +72,7 @@ class CycleReads:
     path: Path
     _db: Database
     _codec: Codec
+    _blobs: Blobs
 
     def list_cycles(
         self,
@@ -121,10 +131,11 @@ class CycleReads:
                 "SELECT * FROM tool_calls WHERE trace_id = ? ORDER BY turn_idx, seq", (full_id,)
             ).fetchall()
             verdicts = db.execute(
-                "SELECT verdict_idx, rule, passed, detail FROM verdicts WHERE trace_id = ?"
+                "SELECT verdict_idx, seq, rule, passed, detail FROM verdicts WHERE trace_id = ?"
                 " ORDER BY verdict_idx, seq",
                 (full_id,),
             ).fetchall()
+        packed = dict(cycle).get("record_blob") is not None
         record = self._row(cycle)
         record["status"] = INCOMPLETE if record["finished_ms"] is None else record["status"]
         record["run"] = None
@@ -162,29 +173,44 @@ class CycleReads:
             for turn in turns
         ]
         record["turn_count"] = len(record["turns"])
-        record["verdicts"] = [
-            {
-                "verdict_idx": row["verdict_idx"],
-                "rule": row["rule"],
-                "passed": bool(row["passed"]),
-                "detail": row["detail"],
-            }
+        checks: list[PolicyCheck] = [
+            (row["verdict_idx"], row["seq"], row["rule"], bool(row["passed"]), row["detail"])
             for row in verdicts
+        ]
+        if packed:
+            # A backtest cycle keeps its policy checks in its trace alone.
+            checks = policy_checks(record["trace"] or {}, self._codec.text)
+        record["verdicts"] = [
+            {"verdict_idx": verdict_idx, "rule": rule, "passed": passed, "detail": detail}
+            for verdict_idx, _, rule, passed, detail in checks
         ]
         # A journal written before a secret was registered (or by an older Rez) is shown without it.
         return dict(self._codec.redactor.value(record))
 
     def stats(self, since_ms: int | None = None) -> dict[str, Any]:
-        """Rates over finished cycles (unfinished ones are only counted).
+        """Rates over finished cycles (unfinished ones are only counted), over all cycles and apart for
+        live ones and backtest ones, which say different things (a backtest's thousands of rules
+        cycles would drown the rates of a model's live decisions).
 
         Returns:
-            ``cycles``, ``finished``, ``incomplete``; ``hold_rate`` and ``failure_rate`` (a failure is a
-            decision with an error code); ``failures`` per code ``{count, rate}``;
+            ``since_ms``; ``cycles``, ``finished``, ``incomplete``; ``hold_rate`` and ``failure_rate``
+            (a failure is a decision with an error code); ``failures`` per code ``{count, rate}``;
             ``repair_rate_by_model`` per model ``{cycles, repaired, rate}`` (source ``repaired``);
             ``avg_cost_usd``, ``avg_turns``; ``by_mode`` (all cycles) and ``by_action`` counts.
+            ``live`` and ``backtest``: the same (``since_ms`` aside) over those cycles alone.
             A rate over no cycle is None.
         """
+        return {
+            "since_ms": since_ms,
+            **self._rates(since_ms, None),
+            "live": self._rates(since_ms, "backtest_id IS NULL"),
+            "backtest": self._rates(since_ms, "backtest_id IS NOT NULL"),
+        }
+
+    def _rates(self, since_ms: int | None, kind: str | None) -> dict[str, Any]:
         where, params = self._filters(since_ms=since_ms)
+        if kind is not None:
+            where = f"{where} {'AND' if where else 'WHERE'} {kind}"
         finished = f"{where} {'AND' if where else 'WHERE'} finished_ms IS NOT NULL"
         with self._db.read() as db:
             totals = db.execute(
@@ -218,7 +244,6 @@ class CycleReads:
             ).fetchall()
         done = int(totals["finished"])
         return {
-            "since_ms": since_ms,
             "cycles": int(totals["cycles"]),
             "finished": done,
             "incomplete": int(totals["cycles"]) - done,
@@ -308,17 +333,24 @@ class CycleReads:
         Args:
             backtest_id: the backtest's id (``bt-...``).
         """
+        inputs = "inputs_blob" if self._db.has_blobs else "NULL AS inputs_blob"
+        prices: list[tuple[int, float]] = []
         with self._db.read() as db:
             rows = db.execute(
-                "SELECT as_of_ms, context FROM cycles WHERE backtest_id = ? AND context IS NOT NULL"
-                " AND as_of_ms IS NOT NULL ORDER BY as_of_ms, rowid",
+                f"SELECT as_of_ms, context, {inputs} FROM cycles WHERE backtest_id = ?"
+                " AND (context IS NOT NULL OR inputs_blob IS NOT NULL) AND as_of_ms IS NOT NULL"
+                " ORDER BY as_of_ms, rowid",
                 (backtest_id,),
             ).fetchall()
-        prices: list[tuple[int, float]] = []
-        for row in rows:
-            price = finite(self._stored(row["context"], "a context", dict).get("last_price"))
-            if price is not None:
-                prices.append((int(row["as_of_ms"]), price))
+            for row in rows:
+                if row["inputs_blob"] is not None:
+                    stored = self._blobs.json(db, row["inputs_blob"], "a cycle's inputs", dict)
+                    context = self._kind(stored.get("context"), "a cycle's context", dict) or {}
+                else:
+                    context = self._stored(row["context"], "a context", dict)
+                price = finite(context.get("last_price"))
+                if price is not None:
+                    prices.append((int(row["as_of_ms"]), price))
         return prices
 
     @staticmethod
@@ -347,7 +379,49 @@ class CycleReads:
         for column in _JSON_COLUMNS:
             if column in record and record[column] is not None:
                 record[column] = self._stored(record[column], f"a cycle's {column}", _JSON_COLUMNS[column])
+        held = {column: record.pop(column, None) for column in REFERENCING_COLUMNS}
+        if any(blob_id is not None for blob_id in held.values()):
+            with self._db.read() as db:
+                self._unpack(db, record, **held)
         return record
+
+    def _unpack(
+        self,
+        db: Connection,
+        record: dict[str, Any],
+        *,
+        profile_blob: int | None,
+        inputs_blob: int | None,
+        record_blob: int | None,
+    ) -> None:
+        """Put a backtest cycle's blobs back in the columns a live cycle holds them in."""
+        if profile_blob is not None:
+            record["profile"] = self._blobs.json(db, profile_blob, "a cycle's profile", dict)
+        if inputs_blob is not None:
+            inputs = self._blobs.json(db, inputs_blob, "a cycle's inputs", dict)
+            record["candles"] = self._kind(inputs.get("candles"), "a cycle's candles", dict)
+            record["context"] = self._kind(inputs.get("context"), "a cycle's context", dict)
+            record["context_text"] = self._kind(inputs.get("context_text"), "a cycle's context_text", str)
+        if record_blob is not None:
+            stored = self._blobs.json(db, record_blob, "a cycle's record", dict)
+            for column in ("decision", "trace", "signals"):
+                record[column] = self._kind(stored.get(column), f"a cycle's {column}", _JSON_COLUMNS[column])
+            # As the recorder takes it: the decision's usage, or nothing.
+            decision = record["decision"] or {}
+            record["usage"] = decision["usage"] if isinstance(decision.get("usage"), dict) else {}
+            trace = record["trace"]
+            for key in self._kind(stored.get("trace_shares"), "a cycle's record", list):
+                if key in ("context", "context_text") and trace is not None:
+                    trace[key] = record[key]
+
+    def _kind(self, value: Any, what: str, kind: JsonKind | type[str]) -> Any:
+        """A value unpacked from a blob: None or a ``kind``, else the journal is damaged."""
+        if value is None or isinstance(value, kind):
+            return value
+        raise DataError(
+            f"journal {self.path} is damaged: {what} is not what Rez stores there",
+            hint="restore it from a backup, or use another --journal",
+        )
 
     def _stored(self, text: Any, what: str, kind: JsonKind) -> Any:
         return parse_stored(text, what, kind, self.path)

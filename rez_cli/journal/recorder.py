@@ -8,15 +8,18 @@ with the status ``incomplete``.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pydantic import BaseModel
 
 from rez_cli.decision.model import Decision
+from rez_cli.journal.blobs import Blobs, Dictionary
 from rez_cli.journal.db import Connection, Database
-from rez_cli.journal.encoding import Codec, finite, integer
+from rez_cli.journal.encoding import Codec, finite, integer, policy_checks
 
 __all__ = ["JournalRecorder", "insert_run"]
 
@@ -51,6 +54,32 @@ def insert_run(
     return run_id
 
 
+_COMPACT: dict[str, Any] = {"ensure_ascii": False, "allow_nan": False, "separators": (",", ":")}
+
+
+def _compact(value: Any) -> str | None:
+    """``value`` as the journal writes JSON, or None when it holds a non-finite number."""
+    try:
+        return json.dumps(value, **_COMPACT)
+    except (ValueError, TypeError):
+        return None
+
+
+@dataclass
+class _Inputs:
+    """A backtest cycle's inputs, from its start to its end: what its trace may share with them.
+
+    ``text``: the inputs as stored. ``context_json`` and ``context_text_json``: how each is written
+    in that text, when it is written as it came (nothing redacted, every number finite).
+    """
+
+    context: Any
+    context_text: str | None
+    text: str
+    context_json: str | None = None
+    context_text_json: str | None = None
+
+
 class JsonRecord(Protocol):
     """A typed record of the cycle's (``TurnRecord``, ``Trace``) that knows its own JSON."""
 
@@ -79,15 +108,36 @@ class JournalRecorder:
 
     Implements ``rez_cli.cycle.recording.CycleRecorder``: it is handed the cycle's typed objects and
     is where they become JSON. Plain JSON data is taken as well, as it is.
+
+    A live cycle keeps its payload in the columns of its row, where any SQLite tool reads it. A
+    backtest cycle (``backtest_id`` set) keeps it in blobs (``journal.blobs``): its profile, its
+    inputs (candles, context, context text) and its record (decision, trace, signals), each stored
+    once by content and deflated against its backtest's first cycle. Its trace leaves out what the
+    inputs hold already (``trace_shares`` names those keys), its usage is its decision's, and its
+    policy checks stay in the trace rather than in ``verdicts`` rows; the readers put all back.
     """
 
     def __init__(
-        self, db: Database, codec: Codec, run_id: int | None, *, backtest_id: str | None = None
+        self,
+        db: Database,
+        codec: Codec,
+        blobs: Blobs,
+        run_id: int | None,
+        *,
+        backtest_id: str | None = None,
     ) -> None:
         self._db = db
         self._codec = codec
+        self._blobs = blobs
         self.run_id = run_id
         self.backtest_id = backtest_id
+        self._inputs: dict[str, _Inputs] = {}
+        # The cycles this recorder wrote a turn of, until they finish.
+        self._turned: set[str] = set()
+        # The first cycle's inputs and record: what the next ones' are deflated against.
+        self._dictionaries: dict[str, Dictionary] = {}
+        # A backtest hands the same (frozen) profile to every cycle: stored once, its blob kept.
+        self._profile: tuple[BaseModel, int | None] | None = None
 
     def cycle_started(
         self,
@@ -106,6 +156,33 @@ class JournalRecorder:
     ) -> None:
         """Insert the cycle row with its inputs; ``finished_ms`` stays NULL until ``cycle_finished``."""
         codec = self._codec
+        market = (
+            codec.text(symbol),
+            codec.text(exchange),
+            int(simulated),
+            codec.text(mode),
+            codec.text(model),
+        )
+        if self.backtest_id is not None:
+            inputs = self._packed_inputs(candles, _record_json(context), context_text)
+            with self._db.write() as db:
+                db.execute(
+                    "INSERT INTO cycles (trace_id, run_id, symbol, exchange, simulated, mode, model,"
+                    " as_of_ms, started_ms, backtest_id, profile_blob, inputs_blob)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        trace_id,
+                        self.run_id,
+                        *market,
+                        integer(as_of_ms),
+                        self._db.clock(),
+                        self.backtest_id,
+                        self._profile_blob(db, profile),
+                        self._put(db, inputs.text, "inputs"),
+                    ),
+                )
+            self._inputs[trace_id] = inputs
+            return
         with self._db.write() as db:
             db.execute(
                 "INSERT INTO cycles (trace_id, run_id, symbol, exchange, simulated, mode, model, profile,"
@@ -114,11 +191,7 @@ class JournalRecorder:
                 (
                     trace_id,
                     self.run_id,
-                    codec.text(symbol),
-                    codec.text(exchange),
-                    int(simulated),
-                    codec.text(mode),
-                    codec.text(model),
+                    *market,
                     codec.json(_record_json(profile)),
                     integer(as_of_ms),
                     codec.json(candles),
@@ -129,10 +202,53 @@ class JournalRecorder:
                 ),
             )
 
+    def _profile_blob(self, db: Connection, profile: BaseModel | Mapping[str, Any]) -> int | None:
+        if self._profile is not None and self._profile[0] is profile:
+            return self._profile[1]
+        text = self._codec.json(_record_json(profile))
+        blob_id = None if text is None else self._put(db, text, None)
+        if isinstance(profile, BaseModel) and profile.model_config.get("frozen"):
+            self._profile = (profile, blob_id)
+        return blob_id
+
+    def _packed_inputs(self, candles: Mapping[str, Any], context: Any, context_text: str | None) -> _Inputs:
+        inputs = {"candles": candles, "context": context, "context_text": context_text}
+        candles_json, context_json, context_text_json = (
+            _compact(candles),
+            _compact(context),
+            _compact(context_text),
+        )
+        written = None
+        if candles_json is not None and context_json is not None and context_text_json is not None:
+            written = (
+                f'{{"candles":{candles_json},"context":{context_json},"context_text":{context_text_json}}}'
+            )
+        text = self._codec.json(inputs, text=written)
+        assert text is not None  # a dict is never stored as NULL
+        if text == written:
+            # Written as it came: the trace's JSON holds the same text for each, which it may share.
+            return _Inputs(context, context_text, text, context_json, context_text_json)
+        return _Inputs(context, context_text, text)
+
+    def _put(self, db: Connection, text: str, kind: str | None) -> int:
+        """Store ``text``; a ``kind`` of payload (inputs, record) is deflated against the first one."""
+        dictionary = None if kind is None else self._dictionaries.get(kind)
+        blob_id = self._blobs.put(db, text, dictionary)
+        if blob_id is None:
+            # Its dictionary is gone (the write that stored it was undone): this one becomes it.
+            blob_id = self._blobs.put(db, text)
+            dictionary = None
+        assert blob_id is not None  # without a dictionary a blob is always stored
+        if kind is not None and dictionary is None:
+            # The very blob just stored, unless it is longer than zlib can look back.
+            self._dictionaries[kind] = self._blobs.dictionary(db, text)
+        return blob_id
+
     def turn_recorded(self, trace_id: str, turn: JsonRecord | Mapping[str, Any]) -> None:
         """Insert one model turn and its tool calls."""
         with self._db.write() as db:
             self._insert_turn(db, trace_id, _record_json(turn))
+        self._turned.add(trace_id)
 
     def cycle_finished(
         self,
@@ -152,14 +268,31 @@ class JournalRecorder:
         codec = self._codec
         stored: Mapping[str, Any] = _record_json(decision)
         trace_json = _record_json(trace)
+        signals_json = [_record_json(signal) for signal in signals]
         # The cycle's Trace has its JSON written already (the cycle's own secret check read it).
         json_text = getattr(trace, "json_text", None)
         trace_text = json_text() if callable(json_text) else None
         raw_usage = stored.get("usage")
         usage: Mapping[str, Any] = raw_usage if isinstance(raw_usage, Mapping) else {}
+        record_text: str | None = None
+        inputs = self._inputs.pop(trace_id, None)
+        if self.backtest_id is not None:
+            record_text = self._record_text(stored, trace_json, trace_text, signals_json, inputs)
+            payload: tuple[str | None, ...] = (None, None, None, None)
+        else:
+            payload = (
+                codec.json(stored),
+                codec.json(trace_json, text=trace_text),
+                codec.json(signals_json),
+                codec.json(usage),
+            )
         now = self._db.clock()
         with self._db.write() as db:
-            if not db.execute("SELECT 1 FROM cycles WHERE trace_id = ?", (trace_id,)).fetchone():
+            # A cycle this recorder started has its row; one that ended before it started does not.
+            if (
+                inputs is None
+                and not db.execute("SELECT 1 FROM cycles WHERE trace_id = ?", (trace_id,)).fetchone()
+            ):
                 db.execute(
                     "INSERT INTO cycles (trace_id, run_id, symbol, mode, as_of_ms, started_ms, backtest_id)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -173,17 +306,26 @@ class JournalRecorder:
                         self.backtest_id,
                     ),
                 )
-            recorded = {row[0] for row in db.execute("SELECT idx FROM turns WHERE trace_id = ?", (trace_id,))}
-            for turn in trace_json.get("turns") or []:
-                if isinstance(turn, Mapping) and integer(turn.get("index")) not in recorded | {None}:
-                    self._insert_turn(db, trace_id, turn)
-            turn_count = db.execute("SELECT COUNT(*) FROM turns WHERE trace_id = ?", (trace_id,)).fetchone()[
-                0
-            ]
+            turn_count = 0
+            # A cycle without turns (the rules mode's) has none to look for.
+            if trace_json.get("turns") or trace_id in self._turned or inputs is None:
+                recorded = {
+                    row[0] for row in db.execute("SELECT idx FROM turns WHERE trace_id = ?", (trace_id,))
+                }
+                for turn in trace_json.get("turns") or []:
+                    if isinstance(turn, Mapping) and integer(turn.get("index")) not in recorded | {None}:
+                        self._insert_turn(db, trace_id, turn)
+                turn_count = db.execute(
+                    "SELECT COUNT(*) FROM turns WHERE trace_id = ?", (trace_id,)
+                ).fetchone()[0]
+            self._turned.discard(trace_id)
+            packed = () if record_text is None else (self._put(db, record_text, "record"),)
             db.execute(
                 "UPDATE cycles SET finished_ms = ?, status = ?, action = ?, error = ?, source = ?,"
                 " confidence = ?, decision = ?, trace = ?, signals = ?, usage = ?, cost_usd = ?,"
-                " llm_calls = ?, tool_calls = ?, turn_count = ? WHERE trace_id = ?",
+                " llm_calls = ?, tool_calls = ?, turn_count = ?"
+                + (", record_blob = ?" if packed else "")
+                + " WHERE trace_id = ?",
                 (
                     now,
                     codec.text(status),
@@ -191,33 +333,77 @@ class JournalRecorder:
                     codec.text(stored.get("error")),
                     codec.text(stored.get("source")),
                     finite(stored.get("confidence")),
-                    codec.json(stored),
-                    codec.json(trace_json, text=trace_text),
-                    codec.json([_record_json(signal) for signal in signals]),
-                    codec.json(usage),
+                    *payload,
                     finite(usage.get("cost_usd")),
                     integer(usage.get("llm_calls")),
                     integer(usage.get("tool_calls")),
                     turn_count,
+                    *packed,
                     trace_id,
                 ),
             )
-            db.execute("DELETE FROM verdicts WHERE trace_id = ?", (trace_id,))
-            for verdict_idx, verdict in enumerate(trace_json.get("verdicts") or []):
-                checks = verdict.get("checks") if isinstance(verdict, Mapping) else None
-                for seq, check in enumerate(checks or []):
+            if record_text is None:
+                db.execute("DELETE FROM verdicts WHERE trace_id = ?", (trace_id,))
+                for verdict_idx, seq, rule, passed, detail in policy_checks(trace_json, codec.text):
                     db.execute(
                         "INSERT INTO verdicts (trace_id, verdict_idx, seq, rule, passed, detail)"
                         " VALUES (?, ?, ?, ?, ?, ?)",
-                        (
-                            trace_id,
-                            verdict_idx,
-                            seq,
-                            codec.text(str(check.get("rule", ""))),
-                            int(bool(check.get("passed"))),
-                            codec.text(check.get("detail")),
-                        ),
+                        (trace_id, verdict_idx, seq, rule, int(passed), detail),
                     )
+
+    def _record_text(
+        self,
+        decision: Mapping[str, Any],
+        trace: Mapping[str, Any],
+        trace_text: str | None,
+        signals: list[Any],
+        inputs: _Inputs | None,
+    ) -> str:
+        """A backtest cycle's record as stored JSON: decision, signals, and the trace without what the
+        cycle's inputs hold already."""
+        if trace_text is not None and inputs is not None and inputs.context_json is not None:
+            shared = self._shared_text(trace, trace_text, inputs)
+            if shared is not None:
+                trace_text, shares = shared
+                decision_json, signals_json = _compact(decision), _compact(signals)
+                if decision_json is not None and signals_json is not None:
+                    written = (
+                        f'{{"decision":{decision_json},"trace":{trace_text},"signals":{signals_json},'
+                        f'"trace_shares":{json.dumps(shares)}}}'
+                    )
+                    if not self._codec.redactor.touches(written):
+                        return written
+        shares = []
+        if inputs is not None:
+            for key, value in (("context", inputs.context), ("context_text", inputs.context_text)):
+                if value is not None and key in trace and trace[key] == value:
+                    shares.append(key)
+        if shares:
+            trace = {key: None if key in shares else value for key, value in trace.items()}
+        text = self._codec.json(
+            {"decision": decision, "trace": trace, "signals": signals, "trace_shares": shares}
+        )
+        assert text is not None  # a dict is never stored as NULL
+        return text
+
+    @staticmethod
+    def _shared_text(trace: Mapping[str, Any], text: str, inputs: _Inputs) -> tuple[str, list[str]] | None:
+        """``text`` (the trace's JSON) with its context and context text written as null, where they
+        are the inputs' own: found as the very text the inputs were written with, which is cheaper than
+        writing the trace again. None when either is not where it is looked for."""
+        shares: list[str] = []
+        context = '{"context":' + str(inputs.context_json)
+        if text.startswith(context):
+            text = '{"context":null' + text[len(context) :]
+            shares.append("context")
+        if inputs.context_text is not None and trace.get("context_text") == inputs.context_text:
+            # The trace holds it at its top level; found once in the text, that is where.
+            written = '"context_text":' + str(inputs.context_text_json)
+            if text.count(written) != 1:
+                return None
+            text = text.replace(written, '"context_text":null')
+            shares.append("context_text")
+        return text, shares
 
     def _insert_turn(self, db: Connection, trace_id: str, turn: Mapping[str, Any]) -> None:
         codec = self._codec

@@ -2,12 +2,15 @@
 
 ``Journal`` is the one object the rest of Rez opens; its parts live beside it in this package:
 
-- ``db``: the file (private, WAL, busy timeout), transactions and batches, the schema's migrations;
-  the only module of Rez that imports sqlite3, whose errors leave as ``ConfigError`` naming the file;
+- ``db``: the file (private, WAL, busy timeout), transactions and batches, the schema's migrations
+  and the backup made before them; the only module of Rez that imports sqlite3, whose errors leave
+  as ``ConfigError`` naming the file;
 - ``encoding``: what is written is redacted and finite; what is read back is checked;
 - ``recorder``: runs and cycles written as they happen (``JournalRecorder``);
+- ``blobs``: a backtest cycle's payload, stored once by content and deflated;
 - ``reads``: cycles listed, shown, summed up, and the memory of past decisions;
 - ``scores``: the live decisions ``rez score`` judges, and its verdicts;
+- ``maintenance``: ``rez journal prune`` and ``vacuum``;
 - ``lock``: one run per market and journal.
 
 Schema (the ordered migrations in ``journal.migrations`` create it; ``_migrations`` lists those applied)::
@@ -17,14 +20,18 @@ Schema (the ordered migrations in ``journal.migrations`` create it; ``_migration
                 as_of_ms, candles (json), context (json), context_text, started_ms,
                 finished_ms (NULL until finished), status (NULL | decided | held), action, error, source,
                 confidence, decision (json), trace (json), signals (json), usage (json), cost_usd,
-                llm_calls, tool_calls, turn_count, backtest_id (NULL outside a backtest)
+                llm_calls, tool_calls, turn_count, backtest_id (NULL outside a backtest),
+                profile_blob, inputs_blob, record_blob -> blobs: a backtest cycle's payload, whose
+                columns above (profile .. context_text, decision .. usage) it leaves NULL
     turns       (trace_id, idx) pk, content, tools_offered, prompt_tokens, completion_tokens, duration_ms
     tool_calls  (trace_id, turn_idx, seq) pk -> turns, call_id, name, arguments, ok, content,
                 rows (json), duration_ms, cached
     verdicts    (trace_id, verdict_idx, seq) pk, rule, passed, detail: the policy's checks, one row each
+                (a live cycle's; a backtest cycle keeps them in its trace)
     scores      trace_id (pk) -> cycles, scored_ms, horizon, outcome, r_multiple, exit_price, exit_ms,
                 details (json): what ``rez score`` judged came of a live decision (``rez_cli.scoring.run``);
                 ``recent()`` gives its ``details.summary`` to the model as the decision's ``outcome``
+    blobs       id (pk), hash (unique), body (text, or zlib with a preset dictionary), dictionary -> blobs
 
 The file, its -wal and -shm files and the lock files are created 0600, in a 0700 directory when Rez
 creates it.
@@ -39,8 +46,10 @@ from pathlib import Path
 from rez_cli.clock import now_ms
 from rez_cli.config import paths
 from rez_cli.journal import lock as market_lock
+from rez_cli.journal.blobs import Blobs
 from rez_cli.journal.db import Database
 from rez_cli.journal.encoding import Codec
+from rez_cli.journal.maintenance import Maintenance
 from rez_cli.journal.reads import INCOMPLETE, CycleReads
 from rez_cli.journal.recorder import JournalRecorder, insert_run
 from rez_cli.journal.scores import ScoreQueries
@@ -75,13 +84,14 @@ def resolve_journal_path(explicit: Path | None, settings_path: Path | None) -> P
     return default_journal_path()
 
 
-class Journal(CycleReads, ScoreQueries):
+class Journal(CycleReads, ScoreQueries, Maintenance):
     """The SQLite journal of runs and cycles; also the ``MemoryAccessor`` of past decisions.
 
     Args:
         path: the journal file; its directory is created when missing.
         create: when false, a missing file is ``DataNotFound`` instead of a new empty journal
-            (what readers want: a mistyped ``--journal`` should not create a file).
+            (what readers want: a mistyped ``--journal`` should not create a file), and a journal an
+            older Rez wrote is read as it is until the first write (see ``db.Database``).
         clock: milliseconds since the epoch; tests pass a fixed one.
 
     Raises:
@@ -93,6 +103,7 @@ class Journal(CycleReads, ScoreQueries):
         self.path = paths.expand_user(path)
         self._codec = Codec()
         self._db = Database(self.path, create=create, clock=clock or now_ms)
+        self._blobs = Blobs(self.path)
 
     def close(self) -> None:
         """Close the connection; the file stays consistent whether or not this is called."""
@@ -163,7 +174,7 @@ class Journal(CycleReads, ScoreQueries):
             run_id: from ``start_run``; None for cycles outside any run.
             backtest_id: tags every cycle of a backtest, so live listings and memory can tell them apart.
         """
-        return JournalRecorder(self._db, self._codec, run_id, backtest_id=backtest_id)
+        return JournalRecorder(self._db, self._codec, self._blobs, run_id, backtest_id=backtest_id)
 
     def lock_path(self, symbol: str) -> Path:
         """The lock file for a market on this journal (see ``rez_cli.journal.lock.lock_path``).

@@ -16,6 +16,7 @@ from rez_cli.cycle.recording import CycleRecorder
 from rez_cli.decision.model import Decision, Usage
 from rez_cli.errors import ConfigError, DataNotFound, ExitCode, LockHeld, UsageError
 from rez_cli.journal import Journal, JournalRecorder, default_journal_path, resolve_journal_path
+from rez_cli.journal.migrations import MIGRATIONS
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = 1_700_000_000_000
@@ -166,15 +167,16 @@ def journal(tmp_path: Path, clock: Clock) -> Journal:
 def test_opening_again_applies_no_migration_twice(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite"
     first = Journal(path)
-    assert first.migrations() == ["m001_initial", "m002_scores", "m003_turn_reasoning"]
+    every = [migration.name for migration in MIGRATIONS]
+    assert first.migrations() == every
     first.close()
     second = Journal(path)
-    assert second.migrations() == ["m001_initial", "m002_scores", "m003_turn_reasoning"]
+    assert second.migrations() == every
     second.close()
     with sqlite3.connect(path) as db:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        assert db.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == 3
-    assert {"runs", "cycles", "turns", "tool_calls", "verdicts", "scores", "_migrations"} <= tables
+        assert db.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == len(every)
+    assert {"runs", "cycles", "turns", "tool_calls", "verdicts", "scores", "blobs", "_migrations"} <= tables
 
 
 def test_journal_file_is_in_wal_mode(journal: Journal) -> None:

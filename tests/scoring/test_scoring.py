@@ -489,7 +489,7 @@ def test_a_journal_made_before_scores_existed_is_upgraded(
     assert "scores" not in tables
 
     upgraded = Journal(path)
-    assert upgraded.migrations() == ["m001_initial", "m002_scores", "m003_turn_reasoning"]
+    assert upgraded.migrations() == [migration.name for migration in MIGRATIONS]
     assert [m["trace_id"] for m in upgraded.recent("BTC/USDT")] == ["buy0000000000000"]
     score(upgraded, FrameSource(RISE), now_ms=T0 + 10 * HOUR, horizon=4)
     assert upgraded.recent("BTC/USDT")[0]["outcome"] == "tp_first, +2.0R after 3 candles"
@@ -497,8 +497,8 @@ def test_a_journal_made_before_scores_existed_is_upgraded(
 
     # Opening again applies nothing twice.
     again = Journal(path)
-    assert again.migrations() == ["m001_initial", "m002_scores", "m003_turn_reasoning"]
+    assert again.migrations() == [migration.name for migration in MIGRATIONS]
     again.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == 3
+        assert db.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == len(MIGRATIONS)
         assert db.execute("SELECT COUNT(*) FROM scores").fetchone()[0] == 1
