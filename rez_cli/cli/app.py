@@ -57,6 +57,7 @@ def _register() -> None:
         data_cmd,
         decide_cmd,
         doctor_cmd,
+        journal_cmd,
         score_cmd,
         traces_cmd,
     )
@@ -67,6 +68,7 @@ def _register() -> None:
     app.add_typer(config_cmd.app, name="config")
     app.command("doctor")(doctor_cmd.doctor)
     app.add_typer(traces_cmd.app, name="traces")
+    app.add_typer(journal_cmd.app, name="journal")
     app.command("backtest")(backtest_cmd.backtest)
     app.command("score")(score_cmd.score)
 
