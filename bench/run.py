@@ -27,6 +27,7 @@ BENCHMARKS = (
     "bench_indicators.py",
     "bench_decide.py",
     "bench_backtest.py",
+    "bench_journal.py",
 )
 # Run only when a word given names them: they need what a plain checkout does not have.
 OPT_IN = ("bench_real_model.py",)
