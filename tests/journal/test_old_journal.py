@@ -22,10 +22,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
+from rez_cli.journal import Journal
+from rez_cli.journal.migrations import MIGRATIONS
 from tests.support.cli import run
 from tests.support.golden import assert_golden, normalise, render
 
@@ -33,14 +37,28 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "journal_v3"
 CYCLES: dict[str, str] = json.loads((FIXTURE / "cycles.json").read_text(encoding="utf-8"))
 
 
-@pytest.fixture(autouse=True)
-def old_journal(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def dump(path: Path) -> list[str]:
+    """Every row and table of a journal as SQL: equal for two files holding the same journal."""
+    with closing(sqlite3.connect(path)) as db:
+        return list(db.iterdump())
+
+
+@pytest.fixture(autouse=True, params=["as written", "migrated"])
+def old_journal(isolated_env: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Path:
+    """The fixture as an older Rez left it (readers leave it so), and the same journal once a writer
+    has opened it, backed it up and migrated it: both must show exactly the same."""
     # 120 columns, the suite's terminal: wide enough that the list shows whole trace ids.
     monkeypatch.setenv("COLUMNS", "120")
     monkeypatch.setenv("NO_COLOR", "1")
     journal = isolated_env / "data" / "journal.sqlite"
     journal.parent.mkdir(parents=True)
     shutil.copyfile(FIXTURE / "journal.sqlite", journal)
+    if request.param == "migrated":
+        Journal(journal).close()
+        backup = journal.with_name("journal.sqlite.bak-v3")
+        pristine = shutil.copyfile(FIXTURE / "journal.sqlite", isolated_env / "pristine.sqlite")
+        assert dump(backup) == dump(pristine)
+        assert Journal(journal, create=False).migrations() == [migration.name for migration in MIGRATIONS]
     return journal
 
 
