@@ -110,7 +110,8 @@ class HistorySource:
         self._last[timeframe] = (start, end, frame)
         not_finite = self._not_finite[timeframe]
         finite = bool(not_finite[end] == not_finite[start])
-        self.memo.adopt(frame, self._arrays[timeframe][start:end], finite=finite)
+        whole = self._arrays[timeframe]
+        self.memo.adopt(frame, whole[start:end], finite=finite, history=(whole, start))
         return frame
 
     async def fetch(

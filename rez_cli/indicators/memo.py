@@ -12,10 +12,12 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from rez_cli.indicators import specs
+from rez_cli.indicators import fast, specs
 from rez_cli.indicators.computation import open_index, output_arrays, result_frame
 from rez_cli.indicators.fast import FloatArray
 from rez_cli.indicators.summary import rounded_rows, table_text
+
+Rows = np.ndarray[tuple[int, int], np.dtype[np.float64]]
 
 
 @dataclass
@@ -23,7 +25,9 @@ class _Window:
     """One candle frame as the memo knows it: its numbers, taken out of pandas once."""
 
     frame: pd.DataFrame  # held so that its id() is not reused while the window is remembered
-    array: np.ndarray[tuple[int, int], np.dtype[np.float64]] | None = None
+    array: Rows | None = None
+    history: tuple[Rows, int] | None = None
+    """The array of a whole history this window's rows were cut from, and the first of them."""
     finite: bool | None = None
     span: tuple[Hashable, ...] | None = None
     index: pd.Index | None = None
@@ -35,6 +39,22 @@ class _Entry:
     spec: specs.IndicatorSpec[Any]
     model: BaseModel
     result: pd.DataFrame | None = None
+
+
+@dataclass
+class _Block:
+    """One indicator of ``count`` windows of ``size`` rows of ``history``, ending ``stride`` rows apart."""
+
+    history: Rows
+    first_end: int
+    stride: int
+    count: int
+    outputs: fast.WindowsOutputs
+
+    def row(self, end: int) -> int | None:
+        """Which of the block's windows ends at row ``end`` (exclusive), if one does."""
+        offset, remainder = divmod(end - self.first_end, self.stride)
+        return offset if remainder == 0 and 0 <= offset < self.count else None
 
 
 T = TypeVar("T")
@@ -58,19 +78,34 @@ class IndicatorMemo:
     Results are shared between callers, not copied: treat them as read-only (the arrays are). Safe
     to use from several threads (tool calls compute off the event loop).
 
+    A backtest's windows come from one history array (``adopt`` with ``history``) and each ends a
+    few rows after the last. Once two misses of an indicator over windows of one size have ended the
+    same number of rows apart, the next miss computes that indicator for the next ``block`` windows
+    of that stride at once (``fast.WINDOWED``, the same bits as one by one) and later misses read
+    their row. A window's values still depend on its own candles alone, and a cycle reads only the
+    row of the window closed by its moment, so computing windows that close later shows it nothing
+    of them (``tests/backtest/test_lookahead.py``). Frames that are not cut from a history (a live
+    cycle's) are computed one by one, as is any window that is not all finite.
+
     Args:
         capacity: results kept; the least recently used go first.
         frames: frames whose arrays are kept.
+        block: windows computed together; 1 computes every window on its own.
     """
 
-    def __init__(self, capacity: int = 256, frames: int = 16) -> None:
+    def __init__(self, capacity: int = 256, frames: int = 16, block: int = 512) -> None:
         self.capacity = capacity
         self.frames = frames
+        self.block = block
         self.hits = 0
         self.misses = 0
         self._entries: OrderedDict[Hashable, Any] = OrderedDict()
         self._windows: OrderedDict[int, _Window] = OrderedDict()
         self._params: dict[Hashable, tuple[specs.IndicatorSpec[Any], BaseModel, tuple[Any, ...]]] = {}
+        # Blocks by (history, window size, indicator, settings): about 1.2 MB each at 512 windows of 300.
+        self._blocks: OrderedDict[Hashable, _Block] = OrderedDict()
+        # The last window end computed on its own under the same key, and how far it was from the one before.
+        self._ends: dict[Hashable, tuple[int, int]] = {}
         self._lock = threading.RLock()
 
     def __len__(self) -> int:
@@ -90,7 +125,7 @@ class IndicatorMemo:
                 self._windows.popitem(last=False)
             return window
 
-    def _array(self, window: _Window) -> np.ndarray[tuple[int, int], np.dtype[np.float64]]:
+    def _array(self, window: _Window) -> Rows:
         if window.array is None:
             # One conversion of the whole frame costs about what two column lookups do.
             array = window.frame.to_numpy(dtype="float64")
@@ -98,22 +133,29 @@ class IndicatorMemo:
             window.array = array
         return window.array
 
-    def array(self, frame: pd.DataFrame) -> np.ndarray[tuple[int, int], np.dtype[np.float64]]:
+    def array(self, frame: pd.DataFrame) -> Rows:
         """``frame.to_numpy(dtype="float64")``, read-only, converted once per frame."""
         return self._array(self._window(frame))
 
     def adopt(
-        self, frame: pd.DataFrame, array: np.ndarray[tuple[int, int], np.dtype[np.float64]], *, finite: bool
+        self,
+        frame: pd.DataFrame,
+        array: Rows,
+        *,
+        finite: bool,
+        history: tuple[Rows, int] | None = None,
     ) -> None:
         """Take ``array`` as ``frame``'s numbers, for a caller that has them already.
 
         A backtest's history holds its whole span as one array, so each window it cuts is a slice of
         it with nothing to convert. ``array`` must be what ``frame.to_numpy(dtype="float64")`` gives
         (it is made read-only here), and ``finite`` whether every one of its values is finite.
+        ``history`` is that whole array, which must never change, and the row ``array`` starts at:
+        windows of it are computed in blocks.
         """
         window = self._window(frame)
         array.flags.writeable = False
-        window.array, window.finite = array, finite
+        window.array, window.finite, window.history = array, finite, history
 
     def column(self, frame: pd.DataFrame, label: str) -> FloatArray:
         """``frame[label]`` as read-only float64 (open times too: exact below 2**53 ms).
@@ -199,12 +241,69 @@ class IndicatorMemo:
 
         if window.finite is None:
             window.finite = bool(np.isfinite(array).all())
-        outputs = output_arrays(spec, model, frame, column, finite=window.finite)
+        outputs = self._from_block(window, frame, spec, model, settings)
+        if outputs is None:
+            outputs = output_arrays(spec, model, frame, column, finite=window.finite)
         for values in outputs.values():
             values.flags.writeable = False
         entry = _Entry(outputs, spec, model)
         self._store(key, entry)
         return window, entry
+
+    def _from_block(
+        self,
+        window: _Window,
+        frame: pd.DataFrame,
+        spec: specs.IndicatorSpec[Any],
+        model: BaseModel,
+        settings: tuple[Any, ...],
+    ) -> dict[str, FloatArray] | None:
+        """This window's outputs from a block of windows computed together, or None: compute it alone."""
+        windowed = fast.WINDOWED.get(spec.fast) if spec.fast is not None else None
+        if windowed is None or window.history is None or not window.finite or self.block < 2:
+            return None
+        history, start = window.history
+        size = len(self._array(window))
+        end = start + size
+        if start == 0:
+            # Cut short by the start of history: the next window is longer, not a step later.
+            return None
+        key = (id(history), size, spec.name, settings)
+        with self._lock:
+            block = self._blocks.get(key)
+            if block is not None and block.history is history:
+                row = block.row(end)
+                if row is not None:
+                    self._blocks.move_to_end(key)
+                    return {output: values[row] for output, values in block.outputs.items()}
+            last = self._ends.get(key)
+            stride = end - last[0] if last is not None else 0
+            if last is None or stride <= 0 or stride != last[1]:
+                if len(self._ends) >= 1024:  # keys come partly from a model's parameters
+                    self._ends.clear()
+                self._ends[key] = (end, stride)
+                return None
+            count = min(self.block, (len(history) - end) // stride + 1)
+            stretch = history[start : end + (count - 1) * stride]
+            not_finite = np.flatnonzero(~np.isfinite(stretch).all(axis=1))
+            if len(not_finite):
+                # Only the windows before the first such row: the ones holding it go to pandas-ta.
+                count = (int(not_finite[0]) - size) // stride + 1
+                stretch = stretch[: size + (count - 1) * stride]
+
+            def column(label: str) -> FloatArray:
+                return stretch[:, frame.columns.get_loc(label)]
+
+            outputs = windowed(column, model, size, stride)
+            for values in outputs.values():
+                values.flags.writeable = False
+            self._blocks[key] = _Block(history, end, stride, count, outputs)
+            self._blocks.move_to_end(key)
+            while len(self._blocks) > 16:
+                self._blocks.popitem(last=False)
+            # The window after the block's last is then a step on from it: the next block follows.
+            self._ends[key] = (end + (count - 1) * stride, stride)
+            return {output: values[0] for output, values in outputs.items()}
 
     def _frame(self, window: _Window, entry: _Entry) -> pd.DataFrame:
         if entry.result is None:
