@@ -73,7 +73,7 @@ class ToolRegistry:
 
     def __init__(self) -> None:
         self._tools: dict[str, Tool] = {}
-        self._memo: dict[tuple[str, str], asyncio.Task[ToolOutput]] = {}
+        self._memo: dict[tuple[str, str], asyncio.Future[ToolOutput]] = {}
         self.calls: list[ToolResult] = []
 
     def register(self, tool: Tool) -> None:
@@ -125,14 +125,62 @@ class ToolRegistry:
         except (ValueError, RecursionError):  # a 5,000-digit integer, nesting deeper than Python's stack
             return result(False, ToolOutput("Error: arguments are not usable JSON (too large or too deep)"))
         key = (name, parsed.model_dump_json())
-        cached = key in self._memo
-        if not cached:
-            self._memo[key] = asyncio.ensure_future(tool.run(parsed))
+        pending = self._memo.get(key)
+        cached = pending is not None
         try:
-            output = await asyncio.shield(self._memo[key])
+            if pending is None:
+                output = await self._first(key, lambda: tool.run(parsed))
+            else:
+                # Shielded: a caller cancelled while waiting must not cancel the answer others share.
+                output = await asyncio.shield(pending)
         except CORRECTABLE as error:
             return result(False, ToolOutput(f"Error: {error.one_line()}"), cached)
         return result(True, output, cached)
+
+    async def _first(self, key: tuple[str, str], start: Callable[[], Awaitable[ToolOutput]]) -> ToolOutput:
+        """The first call of its kind runs the tool in the caller's own task and leaves the outcome for
+        identical calls, those already waiting included.
+
+        No task of its own: a rules cycle makes three calls that never wait on anything, and a task
+        each cost more than the lookups themselves. The caller's time stays bounded: the reasoning
+        manager cancels the whole mode once its budget is spent.
+        """
+        outcome: asyncio.Future[ToolOutput] = asyncio.get_running_loop().create_future()
+        self._memo[key] = outcome
+        try:
+            output = await start()
+        except asyncio.CancelledError:
+            # The answer still comes, for those waiting and for later identical calls, as it did when
+            # every call ran in a task of its own that outlived its caller.
+            _settle_from(outcome, asyncio.ensure_future(start()))
+            raise
+        except Exception as error:
+            outcome.set_exception(error)
+            outcome.exception()  # retrieved: a failure nobody else asks for is no unhandled one
+            raise
+        except BaseException:  # interrupted: nothing to remember
+            del self._memo[key]
+            outcome.cancel()
+            raise
+        outcome.set_result(output)
+        return output
+
+
+def _settle_from(outcome: asyncio.Future[ToolOutput], run: asyncio.Future[ToolOutput]) -> None:
+    """Give ``outcome`` the result, failure or cancellation of ``run`` once it ends."""
+
+    def settle(done: asyncio.Future[ToolOutput]) -> None:
+        if outcome.done():
+            return
+        if done.cancelled():
+            outcome.cancel()
+        elif (error := done.exception()) is not None:
+            outcome.set_exception(error)
+            outcome.exception()
+        else:
+            outcome.set_result(done.result())
+
+    run.add_done_callback(settle)
 
 
 class FetchIndicatorArgs(BaseModel):
