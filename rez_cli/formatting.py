@@ -9,6 +9,7 @@ that is not finite is ``null``.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 __all__ = ["json_ready", "price", "price_decimals", "share", "signed_pct"]
 
 
+# A context writes a dozen prices to the decimals of one reference, a backtest thousands of contexts.
+@functools.lru_cache(maxsize=1024)
 def price_decimals(reference_price: float) -> int:
     """Decimals that show a price of this size to about 5 significant digits, and never fewer than 2.
 
