@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from rez_cli.errors import UsageError
 
 _UNIT_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
@@ -10,6 +12,8 @@ MAX_TIMEFRAME_MS = 366 * 86_400_000
 _HINT = "use a number and a unit: 5m, 15m, 1h, 4h, 1d, 1w"
 
 
+# A backtest asks for the same few timeframes about ten times a cycle; a failure is not remembered.
+@functools.lru_cache(maxsize=64)
 def timeframe_ms(timeframe: str) -> int:
     """Length of one candle in milliseconds.
 
