@@ -12,6 +12,8 @@ they leave ``timeout_ms`` to it.
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -340,6 +342,17 @@ def _levels(price: float, stop_offset: float, reward_risk: float) -> tuple[float
     return entry, stop, target
 
 
+@functools.lru_cache(maxsize=16)
+def _rules_calls(slow: str, fast: str, primary: str) -> tuple[tuple[str, str], ...]:
+    """The rules mode's three calls and their arguments' JSON, the same every cycle of a backtest."""
+    calls = (
+        ("rules-ema", {"indicator": "ema", "timeframe": slow, "params": {"length": 20}, "lookback": 6}),
+        ("rules-rsi", {"indicator": "rsi", "timeframe": fast, "params": {"length": 14}, "lookback": 1}),
+        ("rules-atr", {"indicator": "atr", "timeframe": primary, "params": {"length": 14}, "lookback": 1}),
+    )
+    return tuple((call_id, json.dumps(args)) for call_id, args in calls)
+
+
 async def rules_mode(payload: dict[str, Any], context: Any, timeout_ms: int) -> list[dict[str, Any]]:
     """A deterministic baseline over the same tools, with the same output shape as ``react``."""
     services = _services(context)
@@ -347,16 +360,10 @@ async def rules_mode(payload: dict[str, Any], context: Any, timeout_ms: int) -> 
     trace.mode = "rules"
     timeframes = list(services.context.timeframes)
     slow, fast, primary = timeframes[-1], timeframes[0], services.context.primary_timeframe
-    calls = [
-        ("rules-ema", {"indicator": "ema", "timeframe": slow, "params": {"length": 20}, "lookback": 6}),
-        ("rules-rsi", {"indicator": "rsi", "timeframe": fast, "params": {"length": 14}, "lookback": 1}),
-        ("rules-atr", {"indicator": "atr", "timeframe": primary, "params": {"length": 14}, "lookback": 1}),
-    ]
-    import json
-
     try:
         results = [
-            await services.tools.call(call_id, "fetch_indicator", json.dumps(args)) for call_id, args in calls
+            await services.tools.call(call_id, "fetch_indicator", arguments)
+            for call_id, arguments in _rules_calls(slow, fast, primary)
         ]
     except RezError as error:
         return _failure(error.reference, error.one_line(), trace)

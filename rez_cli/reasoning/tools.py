@@ -10,6 +10,7 @@ Identical calls within one cycle are answered from memory.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -201,6 +202,13 @@ class FetchIndicatorArgs(BaseModel):
     ] = 10
 
 
+@functools.lru_cache(maxsize=256)
+def _settings_text(params: BaseModel) -> str:
+    """An indicator's parameters as a call's answer names them; its parameter models are frozen, and
+    a backtest asks for the same few every cycle."""
+    return json.dumps(params.model_dump(), separators=(",", ":"))
+
+
 def fetch_indicator_tool(view: MarketView) -> Tool:
     """``fetch_indicator`` over the cycle's market view (the same candles, cut at the same moment)."""
 
@@ -214,7 +222,7 @@ def fetch_indicator_tool(view: MarketView) -> Tool:
             # pandas-ta can take a while: off the event loop. Often it is known already: the context
             # computes EMA, RSI and ATR, and a backtest's history remembers earlier cycles' windows.
             await asyncio.to_thread(memo.values, frame, args.timeframe, name, params)
-        settings = json.dumps(params.model_dump(), separators=(",", ":"))
+        settings = _settings_text(params)
 
         def answer() -> tuple[str, list[dict[str, Any]]]:
             reference = float(memo.column(frame, "close")[-1])
