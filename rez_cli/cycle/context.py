@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,10 @@ from rez_cli.config.settings import Settings
 from rez_cli.formatting import price, signed_pct
 from rez_cli.market.snapshot import Context, TimeframeSnapshot
 from rez_cli.timeframes import timeframe_ms
+
+if TYPE_CHECKING:
+    from rez_cli.llm.meter import Meter
+    from rez_cli.market.view import MarketView
 
 MAX_TEXT_CHARS = 4_800
 SLOPE_BARS = 5
@@ -164,6 +169,26 @@ def context_timeframes(requested: list[str], primary: str) -> list[str]:
     return sorted({*requested, primary}, key=timeframe_ms)
 
 
+async def view_context(
+    view: MarketView, timeframes: list[str], primary: str, meter: Meter | None = None
+) -> tuple[dict[str, pd.DataFrame], Context]:
+    """The frames the context needs (``timeframes`` and the primary one), fetched concurrently from
+    ``view``, and the context built from them with the view's memo: the one way every command gets a
+    context. ``meter`` times the two stages, as a cycle reports them."""
+    with meter.stage("market") if meter is not None else nullcontext():
+        frames = await view.frames(context_timeframes(timeframes, primary))
+    with meter.stage("context") if meter is not None else nullcontext():
+        context = build_context(
+            view.symbol,
+            view.source.name,
+            frames,
+            primary_timeframe=primary,
+            simulated=view.source.simulated,
+            memo=view.memo,
+        )
+    return frames, context
+
+
 async def load_context(
     settings: Settings,
     symbol: str,
@@ -184,8 +209,7 @@ async def load_context(
     source = open_source(settings, exchange=exchange, data=data, use_cache=use_cache, now_ms=as_of_ms)
     try:
         view = MarketView(source, symbol, limit=settings.market.candles, until_ms=as_of_ms)
-        primary = settings.market.timeframe
-        frames = await view.frames(context_timeframes(timeframes, primary))
+        _, context = await view_context(view, timeframes, settings.market.timeframe)
     finally:
         await source.close()
-    return build_context(symbol, source.name, frames, primary_timeframe=primary, simulated=source.simulated)
+    return context

@@ -39,7 +39,7 @@ from rez_cli.config.settings import (
     secrets_of,
 )
 from rez_cli.cycle.choice import DEFAULT_MODEL, choose_model, default_mode
-from rez_cli.cycle.context import build_context, context_text, context_timeframes
+from rez_cli.cycle.context import context_text, view_context
 from rez_cli.cycle.recording import CycleRecorder
 from rez_cli.cycle.trace import ChartSeries, Trace, VerdictRecord, redacted
 from rez_cli.decision.codes import Hold
@@ -610,20 +610,10 @@ class Orchestrator:
             until_ms=int(as_of) if as_of is not None else None,
             memo=self.memo,
         )
-        timeframes = context_timeframes(
-            list(self.settings.market.context_timeframes), self.settings.market.timeframe
+        frames, context = await view_context(
+            view, list(self.settings.market.context_timeframes), self.settings.market.timeframe, meter
         )
-        with meter.stage("market"):
-            frames = await view.frames(timeframes)
         with meter.stage("context"):
-            context = build_context(
-                symbol,
-                self.source.name,
-                frames,
-                primary_timeframe=self.settings.market.timeframe,
-                simulated=self.source.simulated,
-                memo=view.memo,
-            )
             text = context_text(context)
         registry = ToolRegistry()
         registry.register(fetch_indicator_tool(view))
