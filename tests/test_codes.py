@@ -8,7 +8,7 @@ import re
 import pytest
 
 from rez_cli.decision.codes import FATAL, TRANSIENT, Hold
-from rez_cli.errors import ExchangeUnavailable
+from rez_cli.errors import DataError, ExchangeError, RezError, UnknownExchange
 from tests.support.readme_recipes import README
 
 _TABLE_HEADER = "| code | what it means | in a backtest |"
@@ -80,6 +80,16 @@ def test_an_error_reads_back_to_its_code(error: str | None, code: Hold | None) -
     assert Hold.of(error) is code
 
 
-def test_the_exchange_error_holds_under_its_code() -> None:
-    # errors.py sits below the decision layer, so it spells the code itself: the two must agree.
-    assert ExchangeUnavailable.reference == Hold.EXCHANGE_UNAVAILABLE
+def subclasses(kind: type[RezError]) -> list[type[RezError]]:
+    return [kind, *(sub for child in kind.__subclasses__() for sub in subclasses(child))]
+
+
+# The exchange is chosen before any cycle starts: an unknown one never reaches a cycle.
+MID_CYCLE = [e for e in (*subclasses(DataError), *subclasses(ExchangeError)) if e is not UnknownExchange]
+
+
+@pytest.mark.parametrize("error", MID_CYCLE, ids=lambda e: e.__name__)
+def test_a_market_error_during_a_cycle_holds_under_a_known_code(error: type[RezError]) -> None:
+    # A tool call reads candles mid-cycle; whatever the market raises, the mode holds with the error's
+    # reference (errors.py sits below the decision layer and spells it itself): it must be a code.
+    assert Hold(error.reference).words

@@ -68,6 +68,13 @@ class Hold(StrEnum):
     SIGNAL_CONSTRUCTION_FAILED = "signal_construction_failed"
     NO_DECISION = "no_decision"
     EXCHANGE_UNAVAILABLE = "exchange_unavailable"
+    # The market read during the cycle (a tool call's candles): rez_cli.errors' references.
+    DATA_ERROR = "data_error"
+    DATA_NOT_FOUND = "data_not_found"
+    INVALID_CANDLES = "invalid_candles"
+    EXCHANGE_ERROR = "exchange_error"
+    SYMBOL_NOT_LISTED = "symbol_not_listed"
+    TIMEFRAME_NOT_OFFERED = "timeframe_not_offered"
     # The library: a decision event to vet, a payload handed to the reasoning manager.
     INVALID_EVENT_PAYLOAD = "invalid_event_payload"
     MISSING_DECISION_ID = "missing_decision_id"
@@ -164,6 +171,12 @@ _WORDS: Final[dict[Hold, str]] = {
     Hold.SIGNAL_CONSTRUCTION_FAILED: "the reasoning mode's output was not a valid signal",
     Hold.NO_DECISION: "the reasoning mode returned no decision",
     Hold.EXCHANGE_UNAVAILABLE: "the exchange could not be reached",
+    Hold.DATA_ERROR: "the candles could not be read",
+    Hold.DATA_NOT_FOUND: "the data holds no candles for a market or timeframe the cycle needed",
+    Hold.INVALID_CANDLES: "the candles broke a rule (order, duplicates, non-finite prices)",
+    Hold.EXCHANGE_ERROR: "the exchange answered with an error",
+    Hold.SYMBOL_NOT_LISTED: "the exchange does not list the market",
+    Hold.TIMEFRAME_NOT_OFFERED: "the exchange does not offer a timeframe the cycle asked for",
     Hold.INVALID_EVENT_PAYLOAD: "the decision event's payload was not a dict",
     Hold.MISSING_DECISION_ID: "the decision event's payload had no id",
     Hold.INVALID_DECISION: "the decision event's fields make no decision",
