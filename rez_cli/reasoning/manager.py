@@ -223,17 +223,11 @@ async def _bounded(awaitable: Any, seconds: float) -> Any:
     """
     task = asyncio.ensure_future(awaitable)
     try:
-        if seconds <= 0:
-            # Shielded so that a mode ignoring its cancellation cannot keep wait_for waiting on it.
-            return await asyncio.wait_for(asyncio.shield(task), timeout=0.0)
-        await _first_of(task, seconds)
-        if not task.done():
+        if seconds > 0:
+            await _first_of(task, seconds)
+        if not task.done():  # a spent budget gives a mode not even its first step
             raise _BudgetSpent
-        return task.result()
-    except TimeoutError:
-        if task.done():  # the mode's own TimeoutError, raised within the budget
-            raise
-        raise _BudgetSpent from None
+        return task.result()  # a TimeoutError of the mode's own, within the budget, is its failure
     finally:
         if not task.done():
             task.cancel()

@@ -231,6 +231,19 @@ def test_a_modes_own_timeout_error_is_an_exception_not_the_budget() -> None:
     assert (signal.signal_type, signal.error) == ("error", "reasoning_exception: upstream gave up")
 
 
+def test_a_budget_spent_before_the_mode_starts_gives_it_no_step() -> None:
+    started: list[bool] = []
+
+    async def eager(payload: dict[str, Any], context: Any, timeout_ms: int) -> list[dict[str, Any]]:
+        started.append(True)
+        return [{"signal_type": "action_suggestion", "payload": {}, "confidence": 1.0}]
+
+    # A nanosecond is spent on copying the payload alone.
+    [signal] = reason(ReasoningManager({"default": eager}, timeout_ms=1e-6), {"symbol": "X"})
+    assert (signal.signal_type, signal.error) == ("timeout", "reasoning_timeout_exceeded")
+    assert started == []
+
+
 def test_a_mode_that_ignores_cancellation_cannot_hold_the_caller() -> None:
     async def stubborn(payload: dict[str, Any], context: Any, timeout_ms: int) -> list[dict[str, Any]]:
         try:
