@@ -31,6 +31,7 @@ from pydantic import (
 from rez_cli import redact
 from rez_cli.actions import ACTIONS, Action
 from rez_cli.config import paths
+from rez_cli.config import webhook as webhook_url
 from rez_cli.errors import ConfigError, UsageError
 from rez_cli.redact import credentials_in, is_secret_key, url_credentials
 from rez_cli.timeframes import timeframe_ms
@@ -150,6 +151,25 @@ class RiskSettings(_Section):
     profile: str = DEFAULT_PROFILE
 
 
+class NotifySettings(_Section):
+    # A secret: Discord and Slack webhook URLs carry the token that lets anyone post (config.webhook).
+    webhook: SecretStr | None = None
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
+
+    @field_validator("webhook", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        # REZ__NOTIFY__WEBHOOK= turns off a webhook the file sets.
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("webhook")
+    @classmethod
+    def _http_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and (problem := webhook_url.problem(value.get_secret_value())):
+            raise ValueError(problem)
+        return value
+
+
 class Settings(_Section):
     exchange: ExchangeSettings = Field(default_factory=ExchangeSettings)
     market: MarketSettings = Field(default_factory=MarketSettings)
@@ -157,6 +177,7 @@ class Settings(_Section):
     journal: JournalSettings = Field(default_factory=JournalSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
 
     def with_timeframes(self, timeframe: str | None = None, context: Sequence[str] | None = None) -> Settings:
         """These settings with the primary and context timeframes a command's options asked for.
@@ -474,8 +495,9 @@ def secrets_of(settings: Settings, environ: Mapping[str, str] | None = None) -> 
     """Every credential this configuration holds, so whatever Rez writes or shows can strike them out.
 
     ``[llm] api_key``, ``OPENAI_API_KEY``, the credentials embedded in ``[llm] base_url`` and
-    ``OPENAI_BASE_URL`` (``user:key@``, ``?api_key=``), and every credential of ``[exchange.ccxt]``
-    at any depth. Short values are listed too; ``redact.Redactor`` decides what is long enough.
+    ``OPENAI_BASE_URL`` (``user:key@``, ``?api_key=``), every credential of ``[exchange.ccxt]``
+    at any depth, and ``[notify] webhook`` with its token. Short values are listed too;
+    ``redact.Redactor`` decides what is long enough.
     """
     env = os.environ if environ is None else environ
     llm = settings.llm
@@ -487,4 +509,6 @@ def secrets_of(settings: Settings, environ: Mapping[str, str] | None = None) -> 
             found += url_credentials(url)
     found += credentials_in(settings.exchange.ccxt)
     found += credentials_in(llm.extra_headers) + credentials_in(llm.extra_body)
+    if settings.notify.webhook is not None:
+        found += webhook_url.secrets(settings.notify.webhook.get_secret_value())
     return [value for value in dict.fromkeys(found) if value]
