@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,10 +17,15 @@ from rez_cli.cli.options import (
     ModelOption,
     ModeOption,
     NoCacheOption,
+    NotifyOption,
     ProfileOption,
     TimeframeOption,
     TimeframesOption,
 )
+
+if TYPE_CHECKING:
+    from rez_cli.config.settings import Settings
+    from rez_cli.decision.model import Decision
 
 
 def decide(
@@ -63,6 +69,7 @@ def decide(
             help="Draw the primary timeframe with EMA 20 and the entry/TP/SL lines (needs the chart extra).",
         ),
     ] = False,
+    notify: NotifyOption = None,
 ) -> None:
     """Decide buy, sell or hold for each SYMBOL, checked against the risk profile.
 
@@ -103,6 +110,9 @@ def decide(
 
     settings = load_settings(config).value
     settings = settings.with_timeframes(timeframe, parse_timeframes(timeframes) if timeframes else None)
+    from rez_cli.notify import with_webhook
+
+    settings = with_webhook(settings, notify)
     risk = load_profile(profile or settings.risk.profile).value
     # The trace and the decision are the answer (stdout); notes and warnings are said aside (stderr).
     console = stdout_console()
@@ -210,4 +220,17 @@ def decide(
         )
     if not json_output and not single:
         console.print(summary_table(decisions))
+    if settings.notify.webhook is not None:
+        # After the answer is out: a slow or failing webhook delays nothing and changes nothing.
+        for problem in _notify(settings, decisions):
+            aside.print(f"warning: {problem}", style="yellow")
     raise typer.Exit(int(run.exit_code))
+
+
+def _notify(settings: Settings, decisions: Sequence[Decision]) -> list[str]:
+    """Send the run's events to ``[notify] webhook``; what failed, one line each."""
+    from rez_cli.notify import deliver, events_for
+
+    assert settings.notify.webhook is not None
+    events = [event for decision in decisions for event in events_for(decision)]
+    return deliver(settings.notify.webhook.get_secret_value(), events, timeout_s=settings.notify.timeout_s)

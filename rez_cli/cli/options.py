@@ -96,6 +96,16 @@ ModelOption = Annotated[
         show_default=False,
     ),
 ]
+NotifyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--notify",
+        metavar="URL",
+        help="POST a message to this webhook (Discord, Slack or any) when a position opens or a failure "
+        "forces a hold. Default: \\[notify] webhook.",
+        show_default=False,
+    ),
+]
 
 
 class _ModeOptionInfo(OptionInfo):
