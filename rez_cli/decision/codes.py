@@ -60,6 +60,7 @@ class Hold(StrEnum):
     UNPARSEABLE_OUTPUT = "unparseable_output"
     REPAIR_FAILED = "repair_failed"
     REPAIR_INVENTED_PRICES = "repair_invented_prices"
+    INVALIDATION_UNPARSABLE = "invalidation_unparsable"
     NO_MODEL_OUTPUT = "no_model_output"
     # The cycle and its reasoning modes.
     REASONING_TIMEOUT_EXCEEDED = "reasoning_timeout_exceeded"
@@ -164,6 +165,7 @@ _WORDS: Final[dict[Hold, str]] = {
     Hold.UNPARSEABLE_OUTPUT: "the answer could not stand and no repair was recorded",
     Hold.REPAIR_FAILED: "the resilience model could not produce a decision",
     Hold.REPAIR_INVENTED_PRICES: "the resilience model gave prices the model never wrote",
+    Hold.INVALIDATION_UNPARSABLE: "a trade's invalidation was not a condition Rez can parse, even repaired",
     Hold.NO_MODEL_OUTPUT: "the journal holds no model output to replay",
     Hold.REASONING_TIMEOUT_EXCEEDED: "the cycle ran out of time",
     Hold.REASONING_EXCEPTION: "the reasoning mode raised an error",

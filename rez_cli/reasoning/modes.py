@@ -25,6 +25,7 @@ from rez_cli.decision.codes import Hold
 from rez_cli.decision.grounding import invented_prices
 from rez_cli.decision.model import ModelAnswer, answer_json_schema, answer_problem
 from rez_cli.errors import RezError
+from rez_cli.invalidation import invalidation_problem
 from rez_cli.llm import protocol_memory
 from rez_cli.llm.client import LLMClient, LLMError
 from rez_cli.llm.meter import BudgetExceeded, Meter
@@ -108,6 +109,21 @@ def _decision(answer: ModelAnswer, source: str, trace: ReasoningTrace) -> list[d
     ]
 
 
+# The actions whose invalidation Rez checks between cycles; anything else keeps free prose.
+_OPENING = ("buy", "sell")
+
+
+def trade_problem(answer: ModelAnswer, profile: RiskProfile, *, truncated: bool) -> str | None:
+    """Why a parsed answer must go to repair: ``answer_problem``'s reasons, or a trade's invalidation
+    that does not parse (a hold's stays free prose). The decision layer cannot read the condition
+    language, so the check joins here."""
+    problem = answer_problem(answer, require_stop=profile.require_stop_loss, truncated=truncated)
+    if problem is not None or answer.action not in _OPENING:
+        return problem
+    bad_condition = invalidation_problem(answer.invalidation)
+    return f"the invalidation does not parse: {bad_condition}" if bad_condition else None
+
+
 def _stands(text: str | None, finish_reason: str | None, profile: RiskProfile) -> bool:
     """Whether an answer can stand as written: it parses, and it is complete and not cut off.
 
@@ -119,8 +135,7 @@ def _stands(text: str | None, finish_reason: str | None, profile: RiskProfile) -
     parsed = parse_answer(text)
     if parsed.answer is None:
         return False
-    truncated = finish_reason == "length"
-    return answer_problem(parsed.answer, require_stop=profile.require_stop_loss, truncated=truncated) is None
+    return trade_problem(parsed.answer, profile, truncated=finish_reason == "length") is None
 
 
 def decision_response_format(llm: LLMSettings) -> dict[str, Any]:
@@ -220,6 +235,14 @@ async def _repair(
             Hold.REPAIR_INVENTED_PRICES,
             f"the repair gave prices the model never wrote: {', '.join(invented)}",
         )
+    bad_condition = invalidation_problem(answer.invalidation) if answer.action in _OPENING else None
+    if bad_condition:
+        # Never stored with a trade: Rez could not check it between cycles.
+        return (
+            None,
+            Hold.INVALIDATION_UNPARSABLE,
+            f"the repaired invalidation does not parse: {bad_condition}",
+        )
     return answer, None, None
 
 
@@ -300,7 +323,7 @@ async def react_mode(payload: dict[str, Any], context: Any, timeout_ms: int) -> 
         parsed = parse_answer(raw_text)
     truncated = outcome.finish_reason == "length"
     problem = (
-        answer_problem(parsed.answer, require_stop=services.profile.require_stop_loss, truncated=truncated)
+        trade_problem(parsed.answer, services.profile, truncated=truncated)
         if parsed.answer is not None
         else None
     )
@@ -392,7 +415,8 @@ async def rules_mode(payload: dict[str, Any], context: Any, timeout_ms: int) -> 
     ):
         action = "buy"
         entry, sl, tp = _levels(price, -stop_distance, reward_risk)
-        invalidation = f"{slow} close below the EMA20 ({ema_last:.6g})"
+        # The thesis in the condition language, so that Rez checks it between cycles itself.
+        invalidation = f"close_{slow} < ema_20_{slow}"
     elif (
         slope_pct < -TREND_SLOPE_PCT
         and price < ema_last
@@ -401,7 +425,7 @@ async def rules_mode(payload: dict[str, Any], context: Any, timeout_ms: int) -> 
     ):
         action = "sell"
         entry, sl, tp = _levels(price, stop_distance, reward_risk)
-        invalidation = f"{slow} close above the EMA20 ({ema_last:.6g})"
+        invalidation = f"close_{slow} > ema_20_{slow}"
     else:
         answer = ModelAnswer(
             action="hold", confidence=0.5, rationale=f"No confluent trend: {trend}.", invalidation=None

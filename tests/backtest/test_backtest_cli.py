@@ -144,7 +144,8 @@ def scripted(body: dict[str, Any]) -> Reply:
         "leverage": 2,
         "confidence": 0.6,
         "rationale": f"RSI {rsi} is low",
-        "invalidation": "1h close under the stop",
+        # Below the stop: the stop always goes first, so the invalidation never changes the numbers.
+        "invalidation": f"close_1h < {round(price * 0.99, 2)}",
     }
     return reply(json.dumps(answer), usage=(1500, 200))
 

@@ -65,7 +65,7 @@ def buy(price: float, **changes: Any) -> dict[str, Any]:
         "leverage": 2,
         "confidence": 0.7,
         "rationale": "4h trend up, 15m RSI confirms",
-        "invalidation": "4h close below the EMA20",
+        "invalidation": "close_4h < ema_20_4h",
     }
     answer.update(changes)
     return answer

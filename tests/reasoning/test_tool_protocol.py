@@ -74,7 +74,7 @@ def buy(price: float) -> str:
             "leverage": 2,
             "confidence": 0.7,
             "rationale": "4h trend up, RSI confirms",
-            "invalidation": "4h close below the EMA20",
+            "invalidation": "close_4h < ema_20_4h",
         }
     )
 
