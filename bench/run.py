@@ -25,6 +25,7 @@ BENCHMARKS = (
     "bench_startup.py",
     "bench_fetch.py",
     "bench_indicators.py",
+    "bench_invalidation.py",
     "bench_decide.py",
     "bench_backtest.py",
     "bench_journal.py",
