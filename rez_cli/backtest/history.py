@@ -17,7 +17,7 @@ alone, so it is what a cycle computing from scratch at that moment would get.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -61,6 +61,11 @@ class HistorySource:
         self._last: dict[str, tuple[int, int, pd.DataFrame]] = {}
         self.memo = IndicatorMemo()
         """Indicators of windows of this history, for every cycle that stands on it."""
+
+    @property
+    def frames(self) -> Mapping[str, pd.DataFrame]:
+        """Every timeframe loaded so far, whole (a live view: ``load`` adds to it)."""
+        return self._frames
 
     def frame(self, timeframe: str) -> pd.DataFrame:
         """The whole loaded frame of ``timeframe`` (``load`` it first)."""

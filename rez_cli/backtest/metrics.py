@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from rez_cli.backtest.fills import LIQUIDATION, Trade
+from rez_cli.account.fills import LIQUIDATION, Trade
 from rez_cli.formatting import share, signed_pct
 
 YEAR_MS = 365 * 86_400_000

@@ -22,12 +22,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rez_cli.backtest.fills import LIQUIDATION
+from rez_cli.account.fills import LIQUIDATION
 from rez_cli.backtest.metrics import METRIC_ROWS, format_metric
 from rez_cli.errors import UsageError
 
 if TYPE_CHECKING:
-    from rez_cli.backtest.fills import Trade
+    from rez_cli.account.fills import Trade
     from rez_cli.backtest.walk import BacktestReport
 
 __all__ = ["INSTALL_HINT", "drawdown_pct", "render_report", "require_plotly", "write_report"]

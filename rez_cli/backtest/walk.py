@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from rez_cli import clock
-from rez_cli.backtest.fills import (
+from rez_cli.account.book import PositionView, decision_order
+from rez_cli.account.fills import (
+    PENDING,
     Account,
     Candle,
     FillConfig,
@@ -32,6 +34,7 @@ from rez_cli.backtest.fills import (
     OrderState,
     Trade,
 )
+from rez_cli.account.watch import FrameWatch, condition_of
 from rez_cli.backtest.history import HistorySource
 from rez_cli.backtest.metrics import Metrics, compute_metrics
 from rez_cli.clock import iso
@@ -39,8 +42,9 @@ from rez_cli.config.settings import RiskProfile, Settings
 from rez_cli.cycle.choice import DEFAULT_MODEL, choose, require_price_for_limit
 from rez_cli.cycle.context import context_timeframes
 from rez_cli.cycle.orchestrator import Event, EventResult, Orchestrator
-from rez_cli.decision.codes import FATAL, TRANSIENT
+from rez_cli.decision.codes import FATAL, TRANSIENT, Hold
 from rez_cli.decision.model import Decision
+from rez_cli.decision.policy import exposure_problem
 from rez_cli.errors import DataNotFound, ExitCode, UsageError
 from rez_cli.formatting import json_ready, price
 from rez_cli.llm.cache import CachingLLM, ResponseCache, default_cache_path
@@ -301,24 +305,71 @@ def _order_fate(state: OrderState) -> str:
         "not_touched": "not filled: the next candle never reached the entry",
         "beyond_levels": "not filled: the market opened beyond the stop or the target",
         "position_open": "not traded: a position was already open",
+        "no_position": "not traded: no position was open to close",
         "zero_size": "not traded: zero size",
         "no_candle": "not traded: no candle followed",
     }.get(state.status, state.status)
 
 
-def _order(decision: Decision, placed_ms: int) -> Order | None:
-    if decision.action == "hold":
+class WalkBook:
+    """The ``Book`` of one walk: its account's position, shown to each cycle, and its orders.
+
+    The walk advances the account to a cycle's moment before the cycle runs, so what a cycle is shown
+    is what a live run would know by then.
+    """
+
+    def __init__(self, account: Account, profile: RiskProfile) -> None:
+        self.account = account
+        self.profile = profile
+        self.placed: OrderState | None = None
+        self._notes_seen = 0
+
+    def view(self, symbol: str, as_of_ms: int, last_price: float) -> PositionView | None:
+        account = self.account
+        position = account.position
+        if position is not None:
+            closing = account.closing
+            return PositionView.of_position(
+                symbol,
+                position,
+                equity=account.equity,
+                last_price=last_price,
+                age_candles=max(0, (as_of_ms - position.entry_ms) // account.timeframe_ms),
+                closing=(closing.detail or closing.reason) if closing is not None else None,
+            )
+        pending = account.pending
+        if pending is not None and pending.kind == "open":
+            return PositionView.of_order(symbol, pending, equity=account.equity, last_price=last_price)
         return None
-    return Order(
-        side=1 if decision.action == "buy" else -1,
-        entry_price=decision.entry_price,
-        tp_price=decision.tp_price,
-        sl_price=decision.sl_price,
-        leverage=decision.leverage,
-        size_pct=decision.size_pct,
-        placed_ms=placed_ms,
-        ref=decision.trace_id or "",
-    )
+
+    def notes(self, symbol: str) -> tuple[str, ...]:
+        new = tuple(self.account.notes[self._notes_seen :])
+        self._notes_seen = len(self.account.notes)
+        return new
+
+    def admit(self, decision: Decision) -> tuple[Hold, str] | None:
+        account = self.account
+        held = account.position
+        order = decision_order(decision, decision.timestamp, add=held is not None)
+        if order is None:
+            return None
+        if order.kind == "open":
+            open_notionals = [held.notional] if held is not None else []
+            refused = exposure_problem(
+                self.profile,
+                open_notionals,
+                account.equity,
+                account.equity * order.size_pct / 100 * order.leverage,
+                new_position=held is None,
+            )
+            if refused is not None:
+                return refused
+        state = account.submit(order)
+        if state.status != PENDING:
+            code = Hold.NO_POSITION if order.kind == "close" else Hold.POSITION_OPEN
+            return code, f"the account did not take the order: {state.status.replace('_', ' ')}"
+        self.placed = state
+        return None
 
 
 @dataclass
@@ -333,6 +384,7 @@ class _Walk:
 async def _walk(
     orchestrator: Orchestrator,
     account: Account,
+    book: WalkBook,
     memory: WalkMemory,
     *,
     symbol: str,
@@ -344,12 +396,14 @@ async def _walk(
     llm: CachingLLM | None,
     on_progress: Callable[[Progress], None] | None,
     on_cycle: Callable[[EventResult], None] | None,
+    history: HistorySource,
 ) -> _Walk:
     walk = _Walk(account, memory)
     failures_in_a_row = 0
     for index, moment in enumerate(times):
         # Candles that closed by this moment are settled before the cycle runs, never after.
         account.advance(moment)
+        book.placed = None
         try:
             result = await orchestrator.handle_event(
                 Event("decide", {"symbol": symbol, "mode": mode, "as_of": moment}, moment, correlation_id)
@@ -388,8 +442,12 @@ async def _walk(
             "error": error,
             "trace_id": decision.trace_id,
         }
-        order = _order(decision, moment)
-        state = account.submit(order) if order is not None else None
+        # The book placed the order of a buy, sell or close the policy and the account took.
+        state = book.placed if decision.error is None else None
+        condition = condition_of(state.order.invalidation) if state is not None else None
+        if condition is not None:
+            # Its timeframes are there before the first candle it is checked on.
+            await history.load(condition.timeframes)
         walk.rows.append((row, state))
         memory.add(row, state)
         if on_progress is not None:
@@ -611,13 +669,17 @@ async def _run_backtest(
         backtest_id = "bt-" + uuid.uuid4().hex[:12]
 
         def new_account() -> Account:
-            return Account(request.initial_equity, fills, candles, step)
+            # Invalidations are read on the history's frames: whole, but only the candles closed by
+            # each moment are ever looked at.
+            watch = FrameWatch(history.frames, memo=history.memo)
+            return Account(request.initial_equity, fills, candles, step, watch=watch)
 
         async def walk(
             mode_: str, llm_: CachingLLM | None, walk_times: Sequence[int], tag: str, phase: str
         ) -> _Walk:
             account = new_account()
             memory = WalkMemory(account)
+            book = WalkBook(account, profile)
             orchestrator = Orchestrator(
                 settings,
                 profile,
@@ -631,10 +693,12 @@ async def _run_backtest(
                 memo=history.memo,
                 # Nothing draws a backtest cycle's chart; leaving it out keeps it out of the journal.
                 chart=False,
+                book=book,
             )
             return await _walk(
                 orchestrator,
                 account,
+                book,
                 memory,
                 symbol=request.symbol,
                 mode=mode_,
@@ -645,6 +709,7 @@ async def _run_backtest(
                 llm=llm_,
                 on_progress=on_progress,
                 on_cycle=on_cycle,
+                history=history,
             )
 
         # Thousands of rules cycles in a row: commit in batches (and whatever is pending on Ctrl-C).

@@ -58,6 +58,7 @@ def _register() -> None:
         decide_cmd,
         doctor_cmd,
         journal_cmd,
+        paper_cmd,
         score_cmd,
         traces_cmd,
     )
@@ -69,6 +70,7 @@ def _register() -> None:
     app.command("doctor")(doctor_cmd.doctor)
     app.add_typer(traces_cmd.app, name="traces")
     app.add_typer(journal_cmd.app, name="journal")
+    app.add_typer(paper_cmd.app, name="paper")
     app.command("backtest")(backtest_cmd.backtest)
     app.command("score")(score_cmd.score)
 

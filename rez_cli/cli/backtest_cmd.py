@@ -89,7 +89,7 @@ def exits_line(trades: Sequence[Mapping[str, Any]]) -> Text | None:
     """How the strategy's trades ended, by reason; a liquidation stands out. None without trades."""
     from rich.text import Text
 
-    from rez_cli.backtest.fills import EXIT_REASONS, LIQUIDATION
+    from rez_cli.account.fills import EXIT_REASONS, LIQUIDATION
     from rez_cli.display import display_str
 
     counts = Counter(str(trade["reason"]) for trade in trades)
@@ -230,7 +230,7 @@ def backtest(
     """
     import asyncio
 
-    from rez_cli.backtest.fills import FillConfig
+    from rez_cli.account.fills import FillConfig
     from rez_cli.backtest.walk import BacktestRequest, parse_cutoff
     from rez_cli.cli.console import invocation_argv, print_json_line, stderr_console, stdout_console
     from rez_cli.config.settings import load_profile, load_settings

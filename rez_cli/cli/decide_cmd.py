@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -24,6 +24,7 @@ from rez_cli.cli.options import (
 )
 
 if TYPE_CHECKING:
+    from rez_cli.account.paper import Settlement
     from rez_cli.config.settings import Settings
     from rez_cli.decision.model import Decision
 
@@ -70,6 +71,13 @@ def decide(
         ),
     ] = False,
     notify: NotifyOption = None,
+    no_paper: Annotated[
+        bool,
+        typer.Option(
+            "--no-paper",
+            help="Decide without the paper account: no position shown to the model, none opened or closed.",
+        ),
+    ] = False,
 ) -> None:
     """Decide buy, sell or hold for each SYMBOL, checked against the risk profile.
 
@@ -137,6 +145,7 @@ def decide(
         as_of_ms=as_of_ms,
         use_cache=not no_cache,
         concurrency=concurrency,
+        paper=not no_paper,
     )
     if dry_run:
         from rez_cli.cycle.run import run_dry
@@ -186,6 +195,11 @@ def decide(
         aside.print(f"note: {run.notice}", style="yellow")
     for warning in run.warnings:
         aside.print(f"warning: {warning}", style="yellow")
+    if not quiet:
+        # What the paper account did before each cycle asked the model: exits, fills, missing candles.
+        for symbol, settlement in run.settlements.items():
+            for line in settlement.notes:
+                aside.print(f"paper {symbol}: {line}", style="cyan", markup=False)
     decisions = []
     for result in run.results:
         decision = result.decision
@@ -222,15 +236,36 @@ def decide(
         console.print(summary_table(decisions))
     if settings.notify.webhook is not None:
         # After the answer is out: a slow or failing webhook delays nothing and changes nothing.
-        for problem in _notify(settings, decisions):
+        for problem in _notify(settings, decisions, run.settlements):
             aside.print(f"warning: {problem}", style="yellow")
     raise typer.Exit(int(run.exit_code))
 
 
-def _notify(settings: Settings, decisions: Sequence[Decision]) -> list[str]:
+def _notify(
+    settings: Settings, decisions: Sequence[Decision], settlements: Mapping[str, Settlement]
+) -> list[str]:
     """Send the run's events to ``[notify] webhook``; what failed, one line each."""
-    from rez_cli.notify import deliver, events_for
+    from rez_cli.notify import ClosedTrade, deliver, events_for
 
     assert settings.notify.webhook is not None
-    events = [event for decision in decisions for event in events_for(decision)]
+
+    def closed(symbol: str) -> list[ClosedTrade]:
+        settlement = settlements.get(symbol)
+        trades = settlement.trades if settlement is not None else []
+        return [
+            ClosedTrade(
+                symbol=symbol,
+                side="long" if trade.side > 0 else "short",
+                entry_price=trade.entry_price,
+                exit_price=trade.exit_price,
+                reason=trade.reason,  # type: ignore[arg-type]
+                pnl=trade.pnl,
+                r_multiple=trade.r_multiple,
+                opened_ms=trade.entry_ms,
+                closed_ms=trade.exit_ms,
+            )
+            for trade in trades
+        ]
+
+    events = [event for decision in decisions for event in events_for(decision, closed(decision.symbol))]
     return deliver(settings.notify.webhook.get_secret_value(), events, timeout_s=settings.notify.timeout_s)

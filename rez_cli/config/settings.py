@@ -151,6 +151,14 @@ class RiskSettings(_Section):
     profile: str = DEFAULT_PROFILE
 
 
+class PaperSettings(_Section):
+    """The paper account ``rez decide`` keeps: one per exchange, in the journal."""
+
+    enabled: bool = True
+    # The equity a new account starts with, in the quote currency.
+    equity: Annotated[float, Field(gt=0, le=1e12, allow_inf_nan=False)] = 10_000.0
+
+
 class NotifySettings(_Section):
     # A secret: Discord and Slack webhook URLs carry the token that lets anyone post (config.webhook).
     webhook: SecretStr | None = None
@@ -176,6 +184,7 @@ class Settings(_Section):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     journal: JournalSettings = Field(default_factory=JournalSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    paper: PaperSettings = Field(default_factory=PaperSettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
 
@@ -222,6 +231,12 @@ class RiskProfile(_Section):
     # starts at 0.4-0.5% for the majors and raises it for large positions).
     maintenance_margin_pct: Annotated[float, Field(ge=0, le=50)] = 0.5
     allowed_actions: list[Action] = Field(default_factory=lambda: list(ACTIONS))
+    # The account (paper and backtest): a buy while long (a sell while short) adds to the position
+    # only when allowed; across symbols, at most this many positions (pending orders included), and
+    # their notionals together at most this percentage of equity.
+    allow_adding: bool = False
+    max_open_positions: Annotated[int, Field(ge=1, le=1000)] = 5
+    max_total_exposure_pct: Annotated[float, Field(gt=0, le=100_000)] = 500.0
 
     @field_validator("maintenance_margin_pct")
     @classmethod

@@ -30,6 +30,8 @@ import pandas as pd
 from pydantic import ValidationError
 
 from rez_cli import indicators
+from rez_cli.account.book import Book, PositionView, position_text
+from rez_cli.actions import TRADE_ACTIONS
 from rez_cli.clock import iso
 from rez_cli.config.settings import (
     RiskProfile,
@@ -99,6 +101,9 @@ class _Prepared:
     candles: dict[str, dict[str, Any]]
     memory_text: str | None
     chart: ChartSeries | None
+    position: PositionView | None = None
+    position_text: str | None = None
+    account_notes: tuple[str, ...] = ()
 
 
 CHART_CANDLES = 100
@@ -342,6 +347,7 @@ class Orchestrator:
         recorder: CycleRecorder | None = None,
         memo: IndicatorMemo | None = None,
         chart: bool = True,
+        book: Book | None = None,
     ) -> None:
         if settings is None:
             settings = load_settings().value
@@ -370,6 +376,7 @@ class Orchestrator:
         self.memory = memory if settings.memory.enabled else None
         self.memo = memo
         self.chart = chart
+        self.book = book
         self._redactor = active().extended(secrets_of(settings))
 
     async def handle_event(self, event: Event) -> EventResult:
@@ -469,6 +476,8 @@ class Orchestrator:
             model=model,
             max_turns=self.max_turns,
             memory_text=prepared.memory_text,
+            position_text=prepared.position_text,
+            position_side=prepared.position.side if prepared.position is not None else None,
             on_turn=self._turn_observer(decision_id),
         )
         # The reasoning-manager contract hands a mode a payload of plain data (a mode of the caller's
@@ -588,6 +597,7 @@ class Orchestrator:
             prepared.text,
             prepared.memory_text,
             tools,
+            prepared.position_text,
         )
         messages = start.messages
         if start.protocol == "text":
@@ -621,6 +631,9 @@ class Orchestrator:
             timeframe: candles_fingerprint(frame, timeframe, view.memo) for timeframe, frame in frames.items()
         }
         primary = self.settings.market.timeframe
+        position = (
+            self.book.view(symbol, context.as_of, context.last_price) if self.book is not None else None
+        )
         return _Prepared(
             context,
             text,
@@ -628,6 +641,9 @@ class Orchestrator:
             candles,
             self._memory_text(symbol, context.as_of),
             chart_series(frames[primary], primary, view.memo) if self.chart else None,
+            position,
+            position_text(position) if position is not None else None,
+            self.book.notes(symbol) if self.book is not None else (),
         )
 
     def _memory_text(self, symbol: str, before_ms: int) -> str | None:
@@ -690,7 +706,13 @@ class Orchestrator:
                 continue
             answer, source = read
             context = prepared.context
-            verdict = evaluate(answer, self.profile, context.last_price, atr=context.primary_atr)
+            verdict = evaluate(
+                answer,
+                self.profile,
+                context.last_price,
+                atr=context.primary_atr,
+                position_side=services.position_side,
+            )
             verdicts.append(
                 VerdictRecord(
                     signal.decision_id,
@@ -708,6 +730,8 @@ class Orchestrator:
             reasoning=services.trace,
             chart=prepared.chart,
             verdicts=tuple(verdicts),
+            position=prepared.position_text,
+            account_notes=prepared.account_notes,
         )
         if chosen is None:
             failed = next((signal for signal in signals if signal.error), malformed)
@@ -741,13 +765,14 @@ class Orchestrator:
                 source=source,
                 context=services.context,
             )
+        trades = answer.action in TRADE_ACTIONS
         decision = Decision(
             symbol=symbol,
             action=answer.action,
-            entry_price=answer.entry_price if answer.action != "hold" else None,
-            tp_price=answer.tp_price if answer.action != "hold" else None,
-            sl_price=answer.sl_price if answer.action != "hold" else None,
-            leverage=answer.leverage_or_one if answer.action != "hold" else 1.0,
+            entry_price=answer.entry_price if trades else None,
+            tp_price=answer.tp_price if trades else None,
+            sl_price=answer.sl_price if trades else None,
+            leverage=answer.leverage_or_one if trades else 1.0,
             size_pct=verdict.size_pct,
             confidence=answer.confidence_or_zero,
             rationale=answer.rationale,
@@ -760,6 +785,24 @@ class Orchestrator:
             timestamp=event.timestamp,
             **self._market_fields(services.context, event),
         )
+        refused = self.book.admit(decision) if self.book is not None and answer.action != "hold" else None
+        if refused is not None:
+            code, detail = refused
+            verdicts.append(VerdictRecord(signal.decision_id, code, detail))
+            return self._held(
+                decision_id,
+                symbol,
+                mode,
+                event,
+                meter,
+                code,
+                detail,
+                dataclasses.replace(trace, verdicts=tuple(verdicts)),
+                signals,
+                answer=answer,
+                source=source,
+                context=services.context,
+            )
         return self._finish("decided", decision, trace, signals)
 
     def _held(

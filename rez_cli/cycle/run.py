@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from rez_cli.account.paper import PaperBook, Settlement
 from rez_cli.clock import iso, now_ms
 from rez_cli.config.settings import RiskProfile, Settings
 from rez_cli.cycle.choice import NO_MODEL, CycleChoice, choose, require_price_for_limit
@@ -38,6 +39,8 @@ class DecideRequest:
     as_of_ms: int | None = None
     use_cache: bool = True
     concurrency: int = 4
+    # False: decide without the paper account (no position shown, nothing opened or closed).
+    paper: bool = True
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class DecideRun:
     model: str | None
     notice: str | None
     results: list[EventResult]
+    # What the paper account did on each symbol before its cycle (empty without the paper account).
+    settlements: dict[str, Settlement] = field(default_factory=dict)
 
     @property
     def warnings(self) -> list[str]:
@@ -167,6 +172,11 @@ async def run_decide(
             use_cache=request.use_cache,
             now_ms=request.as_of_ms,
         )
+        book = (
+            PaperBook(journal.paper(), settings, profile, account=source.name)
+            if settings.paper.enabled and request.paper
+            else None
+        )
         # The served model answers one request at a time: concurrent cycles would only queue there,
         # their waiting counted against each request's timeout.
         limit = asyncio.Semaphore(1 if local else max(1, request.concurrency))
@@ -175,6 +185,10 @@ async def run_decide(
 
             async def one(symbol: str) -> EventResult:
                 async with limit:
+                    timestamp = request.as_of_ms if request.as_of_ms is not None else now_ms()
+                    if book is not None:
+                        # The candles closed since the last cycle settle the position first.
+                        await book.settle(source, symbol, timestamp)
                     orchestrator = Orchestrator(
                         settings,
                         profile,
@@ -187,11 +201,11 @@ async def run_decide(
                         recorder=recorder,
                         on_turn=(lambda turn: on_turn(symbol, turn)) if on_turn else None,
                         on_context=on_context,
+                        book=book,
                     )
                     payload: dict[str, object] = {"symbol": symbol, "mode": mode}
                     if request.as_of_ms is not None:
                         payload["as_of"] = request.as_of_ms
-                    timestamp = request.as_of_ms if request.as_of_ms is not None else now_ms()
                     return await orchestrator.handle_event(Event("decide", payload, timestamp, symbol))
 
             results = list(await asyncio.gather(*(one(symbol) for symbol in symbols)))
@@ -199,7 +213,7 @@ async def run_decide(
             await source.close()
             if llm is not None:
                 await llm.close()
-    return DecideRun(mode, model, notice, results)
+    return DecideRun(mode, model, notice, results, dict(book.settlements) if book is not None else {})
 
 
 async def run_dry(settings: Settings, profile: RiskProfile, request: DecideRequest) -> list[DryRun]:
@@ -218,10 +232,29 @@ async def run_dry(settings: Settings, profile: RiskProfile, request: DecideReque
         use_cache=request.use_cache,
         now_ms=request.as_of_ms,
     )
+    # The position the model would be shown: the paper account walked in memory, nothing written.
+    book = (
+        PaperBook(memory.paper(), settings, profile, account=source.name, persist=False)
+        if memory is not None and settings.paper.enabled and request.paper
+        else None
+    )
     try:
         orchestrator = Orchestrator(
-            settings, profile, source, model=model, memory=memory, max_cost_usd=request.max_cost_usd
+            settings,
+            profile,
+            source,
+            model=model,
+            memory=memory,
+            max_cost_usd=request.max_cost_usd,
+            book=book,
         )
-        return [await orchestrator.dry_run(symbol, request.as_of_ms) for symbol in symbols]
+        runs = []
+        for symbol in symbols:
+            if book is not None:
+                await book.settle(
+                    source, symbol, request.as_of_ms if request.as_of_ms is not None else now_ms()
+                )
+            runs.append(await orchestrator.dry_run(symbol, request.as_of_ms))
+        return runs
     finally:
         await source.close()

@@ -72,6 +72,10 @@ class Trace:
     chart: ChartSeries | None = None
     verdicts: tuple[VerdictRecord, ...] | None = None
     error_detail: str | None = None
+    # The open position as the model was shown it, and what the account did since the last cycle
+    # (exits, invalidations that held, candles missing from the market).
+    position: str | None = None
+    account_notes: tuple[str, ...] = ()
 
     @property
     def reward_risk(self) -> float | None:
@@ -101,6 +105,10 @@ class Trace:
             record["verdicts"] = [verdict.to_json() for verdict in self.verdicts]
         if self.error_detail is not None:
             record["error_detail"] = self.error_detail
+        if self.position is not None:
+            record["position"] = self.position
+        if self.account_notes:
+            record["account_notes"] = list(self.account_notes)
         return record
 
     @cached_property

@@ -43,6 +43,11 @@ class Hold(StrEnum):
     LEVERAGE_ABOVE_PROFILE = "leverage_above_profile"
     STOP_BEYOND_LIQUIDATION = "stop_beyond_liquidation"
     REWARD_RISK_BELOW_PROFILE = "reward_risk_below_profile"
+    # The position the decision meets, and the account's limits across symbols.
+    NO_POSITION = "no_position"
+    POSITION_OPEN = "position_open"
+    MAX_OPEN_POSITIONS = "max_open_positions"
+    EXPOSURE_LIMIT = "exposure_limit"
     # The model.
     MODEL_NOT_CONFIGURED = "model_not_configured"
     MODEL_AUTH_FAILED = "model_auth_failed"
@@ -150,6 +155,10 @@ _WORDS: Final[dict[Hold, str]] = {
     Hold.LEVERAGE_ABOVE_PROFILE: "the leverage was above the profile's maximum",
     Hold.STOP_BEYOND_LIQUIDATION: "the position would be liquidated before its stop loss",
     Hold.REWARD_RISK_BELOW_PROFILE: "reward/risk was below the profile's minimum",
+    Hold.NO_POSITION: "a close with no position open",
+    Hold.POSITION_OPEN: "a position is already open on this symbol (hold keeps it, close ends it)",
+    Hold.MAX_OPEN_POSITIONS: "the account already holds the profile's maximum of open positions",
+    Hold.EXPOSURE_LIMIT: "the position would take the account past the profile's total exposure",
     Hold.MODEL_NOT_CONFIGURED: "no model is configured",
     Hold.MODEL_AUTH_FAILED: "the endpoint refused the API key",
     Hold.MODEL_TIMEOUT: "the model did not answer in time",

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from rez_cli.actions import ACTIONS, Action
+from rez_cli.actions import ACTIONS, TRADE_ACTIONS, Action
 
 Source = Literal["native", "extracted", "repaired", "fallback"]
 
@@ -85,9 +85,9 @@ def answer_problem(answer: ModelAnswer, *, require_stop: bool, truncated: bool) 
 
     A trade missing a value is incomplete, not a choice: Rez never fills in a leverage or a
     confidence the model did not write. A trade cut off by the output limit may have lost the clause
-    that changed its mind. Both are parse failures. A hold commits nothing, so a truncated hold stands.
+    that changed its mind. Both are parse failures. A hold or a close takes no new risk: cut off, it stands.
     """
-    if answer.action == "hold":
+    if answer.action not in TRADE_ACTIONS:
         return None
     if truncated:
         return "the answer was cut off by the output limit (finish_reason length)"

@@ -9,9 +9,10 @@ the profile's distance from the market.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from rez_cli.actions import ALWAYS_ALLOWED
 from rez_cli.config.settings import RiskProfile
 from rez_cli.decision.codes import Hold
 from rez_cli.decision.model import ModelAnswer
@@ -84,7 +85,12 @@ REWARD_RISK_TOLERANCE = 0.005
 
 
 def evaluate(
-    answer: ModelAnswer, profile: RiskProfile, last_price: float, *, atr: float | None = None
+    answer: ModelAnswer,
+    profile: RiskProfile,
+    last_price: float,
+    *,
+    atr: float | None = None,
+    position_side: int | None = None,
 ) -> Verdict:
     """Check an answer against the profile; the first broken rule names the hold.
 
@@ -94,6 +100,9 @@ def evaluate(
         last_price: the last closed price the cycle saw; every level's distance is measured from it.
         atr: ATR 14 of the primary timeframe, for the profile's limits in ATR multiples (skipped
             when unknown).
+        position_side: the side of the position open on the symbol (+1 long, -1 short, with an
+            order waiting to open one counted as open), or None. ``close`` needs one; a buy or
+            sell meeting one is refused unless it adds on the same side and the profile allows it.
     """
     checks: list[Check] = []
 
@@ -107,10 +116,28 @@ def evaluate(
 
     if not check(
         Hold.ACTION_NOT_ALLOWED,
-        answer.action in profile.allowed_actions,
+        answer.action in profile.allowed_actions or answer.action in ALWAYS_ALLOWED,
         f"{answer.action!r} is not in the profile's allowed actions {profile.allowed_actions}",
     ):
         return fail()
+    if answer.action == "close":
+        if not check(Hold.NO_POSITION, position_side is not None, "close: no position is open"):
+            return fail()
+        return Verdict(None, None, 0.0, None, checks)
+    if position_side is not None and answer.action != "hold":
+        held = "a long" if position_side > 0 else "a short"
+        adding = (position_side > 0) == (answer.action == "buy")
+        if not check(
+            Hold.POSITION_OPEN,
+            adding and profile.allow_adding,
+            f"{answer.action}: {held} is already open "
+            + (
+                "and the profile does not allow adding (hold keeps it, close ends it)"
+                if adding
+                else "(close it first: hold keeps it, close ends it)"
+            ),
+        ):
+            return fail()
     numbers = {
         "entry_price": answer.entry_price,
         "tp_price": answer.tp_price,
@@ -275,3 +302,39 @@ def _within_reach(
         f"{label} {level:g} is {distance / atr:.1f} ATR from the last close {last_price:g}, "
         f"more than the profile's {max_atr:g} ATR",
     )
+
+
+def exposure_problem(
+    profile: RiskProfile,
+    open_notionals: Sequence[float],
+    equity: float,
+    new_notional: float,
+    *,
+    new_position: bool = True,
+) -> tuple[Hold, str] | None:
+    """Whether one more position breaks the account's limits across symbols, and how.
+
+    Args:
+        profile: ``max_open_positions`` and ``max_total_exposure_pct``.
+        open_notionals: the notional of every position open (and every order waiting to open one)
+            on the account's other symbols and this one.
+        equity: the account's equity, in quote currency.
+        new_notional: the notional the new order would commit (size x leverage x equity).
+        new_position: false for an add to a position already counted in ``open_notionals``.
+    """
+    if new_position and len(open_notionals) + 1 > profile.max_open_positions:
+        return (
+            Hold.MAX_OPEN_POSITIONS,
+            f"{len(open_notionals)} positions are open, "
+            f"the profile's maximum is {profile.max_open_positions}",
+        )
+    if not (math.isfinite(equity) and equity > 0):
+        return Hold.EXPOSURE_LIMIT, f"the account's equity {equity:g} leaves no room for a position"
+    total = (sum(open_notionals) + new_notional) / equity * 100
+    if not total <= profile.max_total_exposure_pct + 1e-9:
+        return (
+            Hold.EXPOSURE_LIMIT,
+            f"open notionals would reach {total:.1f}% of equity, "
+            f"more than the profile's {profile.max_total_exposure_pct:g}%",
+        )
+    return None

@@ -172,4 +172,48 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
         readers_need=False,
     ),
+    Migration(
+        "m005_paper",
+        (
+            # The paper account: one per exchange, its cash equity (fees and closed trades in it).
+            """
+            CREATE TABLE paper_accounts (
+                name TEXT PRIMARY KEY,
+                initial_equity REAL NOT NULL,
+                equity REAL NOT NULL,
+                created_ms INTEGER NOT NULL,
+                updated_ms INTEGER NOT NULL
+            )
+            """,
+            # One book per symbol: the candles walked up to ``walked_ms`` and what they left (the
+            # position, the order waiting for the next open, a close due at the next open), as the
+            # engine's ``AccountState`` JSON.
+            """
+            CREATE TABLE paper_books (
+                account TEXT NOT NULL REFERENCES paper_accounts (name),
+                symbol TEXT NOT NULL,
+                timeframe TEXT NOT NULL,
+                walked_ms INTEGER NOT NULL,
+                state TEXT NOT NULL,
+                updated_ms INTEGER NOT NULL,
+                PRIMARY KEY (account, symbol)
+            )
+            """,
+            # What happened, in order: orders, fills, exits (a trade's numbers in detail), notes.
+            """
+            CREATE TABLE paper_events (
+                id INTEGER PRIMARY KEY,
+                account TEXT NOT NULL,
+                symbol TEXT NOT NULL,
+                ts_ms INTEGER NOT NULL,
+                kind TEXT NOT NULL,
+                trace_id TEXT,
+                detail TEXT NOT NULL,
+                written_ms INTEGER NOT NULL
+            )
+            """,
+            "CREATE INDEX paper_events_account ON paper_events (account, id)",
+        ),
+        readers_need=False,
+    ),
 )

@@ -50,6 +50,7 @@ from rez_cli.journal.blobs import Blobs
 from rez_cli.journal.db import Database
 from rez_cli.journal.encoding import Codec
 from rez_cli.journal.maintenance import Maintenance
+from rez_cli.journal.paper import PaperLedger
 from rez_cli.journal.reads import INCOMPLETE, CycleReads
 from rez_cli.journal.recorder import JournalRecorder, insert_run
 from rez_cli.journal.scores import ScoreQueries
@@ -175,6 +176,10 @@ class Journal(CycleReads, ScoreQueries, Maintenance):
             backtest_id: tags every cycle of a backtest, so live listings and memory can tell them apart.
         """
         return JournalRecorder(self._db, self._codec, self._blobs, run_id, backtest_id=backtest_id)
+
+    def paper(self) -> PaperLedger:
+        """The paper account's rows (``rez_cli.journal.paper``)."""
+        return PaperLedger(self._db, self._codec)
 
     def lock_path(self, symbol: str) -> Path:
         """The lock file for a market on this journal (see ``rez_cli.journal.lock.lock_path``).

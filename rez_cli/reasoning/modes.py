@@ -67,6 +67,10 @@ class CycleServices:
     model: str | None = None
     max_turns: int = 6
     memory_text: str | None = None
+    # The position open on the symbol as the model is shown it (``account.book.position_text``) and
+    # its side (+1 long, -1 short); None when nothing is open.
+    position_text: str | None = None
+    position_side: int | None = None
     on_turn: Callable[[TurnRecord], None] | None = None
     trace: ReasoningTrace = field(default_factory=ReasoningTrace)
 
@@ -172,10 +176,11 @@ def opening(
     context_text: str,
     memory_text: str | None,
     schemas: list[dict[str, Any]],
+    position_text: str | None = None,
 ) -> Opening:
     """What a react cycle sends first (``--dry-run`` shows the same)."""
     protocol, remembered = protocol_memory.starting_protocol(llm.tool_protocol, endpoint, model)
-    messages = first_messages(profile, context_text, memory_text)
+    messages = first_messages(profile, context_text, memory_text, position_text)
     if protocol == "text":
         messages = text_opening(messages, schemas)
     elif llm.tool_protocol == "auto" and schemas:
@@ -263,6 +268,7 @@ async def react_mode(payload: dict[str, Any], context: Any, timeout_ms: int) -> 
         services.context_text,
         services.memory_text,
         services.tools.schemas(),
+        services.position_text,
     )
     messages = start.messages
     trace.messages = messages
@@ -407,6 +413,15 @@ async def rules_mode(payload: dict[str, Any], context: Any, timeout_ms: int) -> 
     reward_risk = max(profile.min_reward_risk, 1.0)
     stop_distance = STOP_ATR * atr
     trend = f"{slow} EMA20 slope {slope_pct:+.3f}% over {len(ema_rows) - 1} bars, {fast} RSI14 {rsi:.1f}"
+    if services.position_side is not None:
+        # One position at a time: its target, stop and invalidation decide when it ends.
+        held = "long" if services.position_side > 0 else "short"
+        answer = ModelAnswer(
+            action="hold",
+            confidence=0.5,
+            rationale=f"Keeping the open {held}: its target, stop and invalidation still apply ({trend}).",
+        )
+        return _decision(answer, "native", trace)
     if (
         slope_pct > TREND_SLOPE_PCT
         and price > ema_last

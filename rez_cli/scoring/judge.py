@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from rez_cli.actions import TRADE_ACTIONS
-from rez_cli.backtest.fills import (
+from rez_cli.account.fills import (
     BEYOND_LEVELS,
     Candle,
     Exit,

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rez_cli import clock
-from rez_cli.backtest.fills import Candle
+from rez_cli.account.fills import Candle
 from rez_cli.errors import ExitCode, RezError, UsageError
 from rez_cli.formatting import json_ready
 from rez_cli.scoring.judge import DEFAULT_FEE_PCT, Score, check_horizon, judge_cycle, to_candles

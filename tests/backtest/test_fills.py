@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rez_cli.backtest.fills import (
+from rez_cli.account.fills import (
     BEYOND_LEVELS,
     FILLED,
     NOT_TOUCHED,

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rez_cli.backtest.fills import (
+from rez_cli.account.fills import (
     FILLED,
     LIQUIDATION,
     Account,

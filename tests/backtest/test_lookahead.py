@@ -160,7 +160,7 @@ def test_changing_the_future_changes_nothing_before_it(
     after = [i for i, row in enumerate(base_report.strategy.decisions) if row["timestamp"] > CUT_MS]
     assert len(before) >= 5
     assert after
-    assert all(row["error"] is None for row in base_report.strategy.decisions)
+    assert {row["error"] for row in base_report.strategy.decisions} <= {None, "position_open"}
     assert {row["action"] for row in base_report.strategy.decisions} >= {"buy", "hold"}
     for i in before:
         assert inputs(base_cycles[i]) == inputs(changed_cycles[i]), f"cycle {i} saw the future"

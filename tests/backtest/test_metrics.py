@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from rez_cli.backtest.fills import Trade
+from rez_cli.account.fills import Trade
 from rez_cli.backtest.metrics import compute_metrics, max_drawdown_pct, periods_per_year
 
 DAY = 86_400_000

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from rez_cli.backtest.fills import Candle
+from rez_cli.account.fills import Candle
 from rez_cli.config.settings import load_settings
 from rez_cli.journal import Journal
 from rez_cli.journal import db as journal_db

@@ -35,7 +35,15 @@ against the strategy:
   candle opening beyond the liquidation price liquidates whatever the stop. Candles show the traded
   price, not the mark price exchanges liquidate on: a wick can liquidate here that an exchange's
   mark price would have smoothed away, which errs against the strategy like every rule here.
-- One position per symbol: a decision made while a position is open is not traded.
+- One position per symbol. An order to open while a position is open is not traded, unless it is
+  an ``add`` on the same side (the profile allows adding): it then fills like any entry and the two
+  become one position at the average entry, with the new order's target, stop and invalidation.
+- A ``close`` order is a market order at the next candle's open (a candle that opens beyond the
+  liquidation price has liquidated the position first).
+- Invalidation: a position may carry a condition (``rez_cli.invalidation``) that a ``Watch`` checks
+  at the close of every candle it lives through, the entry candle included, after the stop, target
+  and liquidation had their chance in that candle. When it holds, the position is closed at the next
+  candle's open as a ``close`` order would be, with the reason ``invalidation``.
 Funding and borrowing costs are not modelled.
 """
 
@@ -43,12 +51,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal, Protocol
 
 from rez_cli.decision.policy import liquidation_price
 
 EntryRule = Literal["open", "limit"]
+OrderKind = Literal["open", "close"]
 
 # Why an order did (not) become a position; shown per decision in the report.
 FILLED = "filled"
@@ -57,6 +66,7 @@ BEYOND_LEVELS = "beyond_levels"
 POSITION_OPEN = "position_open"
 ZERO_SIZE = "zero_size"
 NO_CANDLE = "no_candle"
+NO_POSITION = "no_position"
 PENDING = "pending"
 
 
@@ -112,7 +122,12 @@ class Candle:
 
 @dataclass(frozen=True)
 class Order:
-    """What a non-hold decision asks for. ``side`` is +1 for buy (long), -1 for sell (short)."""
+    """What a buy, sell or close decision asks for. ``side`` is +1 for buy (long), -1 for sell (short).
+
+    ``kind`` ``close`` closes the open position (its side and levels are not read). ``add``: an
+    opening order that may join an open position on its side. ``rationale`` and ``invalidation``
+    (a condition's text, or None) go with the position it opens.
+    """
 
     side: int
     entry_price: float | None
@@ -122,6 +137,10 @@ class Order:
     size_pct: float
     placed_ms: int
     ref: str = ""
+    kind: OrderKind = "open"
+    add: bool = False
+    rationale: str = ""
+    invalidation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +163,15 @@ class Position:
     fill_at_open: bool
     ref: str = ""
     liquidation_price: float | None = None
+    rationale: str = ""
+    invalidation: str | None = None
+    # When the decision that opened it was made: where an invalidation's crossings start from.
+    decided_ms: int = 0
+    adds: int = 0
+
+    @property
+    def notional(self) -> float:
+        return self.qty * self.entry_price
 
     @property
     def risk(self) -> float | None:
@@ -157,10 +185,35 @@ class Position:
         return max(self.side * self.qty * (price - self.entry_price), -self.margin)
 
 
-ExitReason = Literal["stop", "target", "stop_gap", "target_gap", "liquidation", "end"]
+ExitReason = Literal[
+    "stop", "target", "stop_gap", "target_gap", "invalidation", "close", "liquidation", "end"
+]
 # Every reason a trade can close for, in the order a summary lists them.
-EXIT_REASONS: tuple[ExitReason, ...] = ("target", "target_gap", "stop", "stop_gap", "liquidation", "end")
+EXIT_REASONS: tuple[ExitReason, ...] = (
+    "target",
+    "target_gap",
+    "stop",
+    "stop_gap",
+    "invalidation",
+    "close",
+    "liquidation",
+    "end",
+)
 LIQUIDATION: ExitReason = "liquidation"
+INVALIDATION: ExitReason = "invalidation"
+CLOSE: ExitReason = "close"
+
+
+class Watch(Protocol):
+    """Checks a position's invalidation condition at the close of one candle."""
+
+    def holds(self, condition: str, previous_ms: int, moment_ms: int) -> str | None:
+        """What made ``condition`` hold at ``moment_ms`` (a line for the trace), or None.
+
+        ``previous_ms``: the moment it was last checked at (or decided at), for crossings. Only
+        candles closed by ``moment_ms`` may be read.
+        """
+        ...
 
 
 @dataclass(frozen=True)
@@ -244,8 +297,35 @@ def enter(order: Order, candle: Candle, equity: float, config: FillConfig) -> tu
         fill_at_open=at_open,
         ref=order.ref,
         liquidation_price=liquidation_price(side, price, order.leverage, config.maintenance_margin),
+        rationale=order.rationale,
+        invalidation=order.invalidation,
+        decided_ms=order.placed_ms,
     )
     return position, FILLED
+
+
+def merge(held: Position, added: Position, config: FillConfig) -> Position:
+    """One position from an open one and an add on its side: the average entry, the add's levels."""
+    qty = held.qty + added.qty
+    entry = (held.qty * held.entry_price + added.qty * added.entry_price) / qty
+    margin = held.margin + added.margin
+    leverage = qty * entry / margin
+    return replace(
+        held,
+        qty=qty,
+        entry_price=entry,
+        tp_price=added.tp_price,
+        sl_price=added.sl_price,
+        leverage=leverage,
+        margin=margin,
+        entry_fee=held.entry_fee + added.entry_fee,
+        fill_at_open=added.fill_at_open,
+        liquidation_price=liquidation_price(held.side, entry, leverage, config.maintenance_margin),
+        rationale=added.rationale,
+        invalidation=added.invalidation,
+        decided_ms=added.decided_ms,
+        adds=held.adds + 1,
+    )
 
 
 def exit_on(
@@ -327,6 +407,14 @@ class OrderState:
     trade: Trade | None = None
 
 
+@dataclass(frozen=True)
+class Closing:
+    """A close decided at a candle's close, to be done at the next open: ``close`` or ``invalidation``."""
+
+    reason: ExitReason
+    detail: str = ""
+
+
 @dataclass
 class Account:
     """One symbol's account, walked candle by candle; it only ever sees candles it was given.
@@ -336,6 +424,7 @@ class Account:
         config: fees, slippage and the entry rule.
         candles: the primary timeframe's candles of the span, oldest first.
         timeframe_ms: their interval, so that ``advance(until_ms)`` knows which have closed.
+        watch: checks the positions' invalidation conditions; None never checks them.
     """
 
     equity: float
@@ -347,18 +436,53 @@ class Account:
     curve: list[float] = field(default_factory=list)
     curve_ms: list[int] = field(default_factory=list)
     exposed_candles: int = 0
+    watch: Watch | None = None
+    # What the walk did besides trading, for a trace: invalidations that held, adds, closes.
+    notes: list[str] = field(default_factory=list)
     _next: int = 0
     _pending: OrderState | None = None
     _open_state: OrderState | None = None
+    _closing: Closing | None = None
+    _closing_state: OrderState | None = None
+    _checked_ms: int | None = None
 
     def __post_init__(self) -> None:
         self.curve = [self.equity]
         self.curve_ms = [self.candles[0].ts_ms if self.candles else 0]
 
+    @classmethod
+    def resume(
+        cls,
+        equity: float,
+        config: FillConfig,
+        candles: Sequence[Candle],
+        timeframe_ms: int,
+        *,
+        state: AccountState,
+        watch: Watch | None = None,
+    ) -> Account:
+        """An account that goes on from ``state`` (``AccountState.of`` an earlier walk) over ``candles``."""
+        account = cls(equity, config, candles, timeframe_ms, position=state.position, watch=watch)
+        if state.pending is not None:
+            account._pending = OrderState(state.pending)
+        account._closing = state.closing
+        account._checked_ms = state.checked_ms
+        return account
+
     @property
     def processed(self) -> int:
         """How many candles the account has walked through."""
         return self._next
+
+    @property
+    def pending(self) -> Order | None:
+        """The order waiting for the next candle, if any."""
+        return self._pending.order if self._pending is not None else None
+
+    @property
+    def closing(self) -> Closing | None:
+        """A close the next candle's open will do (a close order is ``pending`` instead)."""
+        return self._closing
 
     @property
     def last_close(self) -> float | None:
@@ -376,9 +500,21 @@ class Account:
         return self.equity + self.position.gross_pnl(price)
 
     def submit(self, order: Order) -> OrderState:
-        """Place an order to be worked on the next candle; ignored while a position is open."""
+        """Place an order to be worked on the next candle.
+
+        An opening order is refused (``position_open``) while another order waits or a position is
+        open, unless it is an ``add`` on the open position's side; a close with nothing open or
+        already closing is ``no_position``.
+        """
         state = OrderState(order)
-        if self.position is not None or self._pending is not None:
+        if self._pending is not None:
+            state.status = POSITION_OPEN
+        elif order.kind == "close":
+            if self.position is None or self._closing is not None:
+                state.status = NO_POSITION
+            else:
+                self._pending = state
+        elif self.position is not None and not (order.add and order.side == self.position.side):
             state.status = POSITION_OPEN
         else:
             self._pending = state
@@ -405,19 +541,62 @@ class Account:
 
     def _step(self, candle: Candle) -> None:
         entered = False
-        if self._pending is not None and self._pending.order.placed_ms <= candle.ts_ms:
-            state, self._pending = self._pending, None
-            position, state.status = enter(state.order, candle, self.equity, self.config)
-            if position is not None:
-                self.position, self._open_state, entered = position, state, True
-                self.equity -= position.entry_fee
+        pending = self._pending
+        if pending is not None and pending.order.placed_ms <= candle.ts_ms:
+            self._pending = None
+            if pending.order.kind == "close":
+                self._closing, self._closing_state, pending.status = Closing(CLOSE), pending, FILLED
+            else:
+                entered = self._enter(pending, candle)
+        if self._closing is not None:
+            self._close_at_open(candle, self._closing)
         if self.position is not None:
             self.exposed_candles += 1
             exit_ = exit_on(self.position, candle, self.config, entry_candle=entered)
             if exit_ is not None:
                 self._close(exit_, candle.ts_ms + self.timeframe_ms)
+            else:
+                self._check_invalidation(self.position, candle.ts_ms + self.timeframe_ms)
         self.curve.append(self.mark_at(candle.close))
         self.curve_ms.append(candle.ts_ms + self.timeframe_ms)
+
+    def _enter(self, state: OrderState, candle: Candle) -> bool:
+        held = self.position
+        position, state.status = enter(state.order, candle, self.equity, self.config)
+        if position is None:
+            return False
+        self.equity -= position.entry_fee
+        if held is None:
+            self.position, self._open_state, self._checked_ms = position, state, None
+            return True
+        # An add: the candle is the entry candle of the added part only, so it is walked as any other
+        # candle of the position (a gap at its open was refused by ``enter``).
+        self.position = merge(held, position, self.config)
+        self._checked_ms = None
+        self.notes.append(f"added to the {_side(held.side)} at {position.entry_price:.10g}")
+        return False
+
+    def _close_at_open(self, candle: Candle, closing: Closing) -> None:
+        self._closing = None
+        position = self.position
+        if position is None:
+            return
+        liquidation = position.liquidation_price
+        if liquidation is not None and position.side * (candle.open - liquidation) <= 0:
+            self._close(Exit(liquidation, LIQUIDATION), candle.ts_ms)
+            return
+        price = _market(candle.open, position.side, self.config, opening=False)
+        self._close(Exit(price, closing.reason), candle.ts_ms)
+
+    def _check_invalidation(self, position: Position, moment_ms: int) -> None:
+        if position.invalidation is None or self.watch is None:
+            return
+        previous = self._checked_ms if self._checked_ms is not None else position.decided_ms
+        self._checked_ms = moment_ms
+        detail = self.watch.holds(position.invalidation, previous, moment_ms)
+        if detail is not None:
+            self._closing = Closing(INVALIDATION, detail)
+            self.notes.append(f"invalidation held: {detail}; closing at the next open")
 
     def _close(self, exit_: Exit, ts_ms: int) -> None:
         assert self.position is not None
@@ -425,6 +604,44 @@ class Account:
         # The entry fee was taken from equity at the fill; only the rest of the result lands now.
         self.equity += trade.pnl + self.position.entry_fee
         self.trades.append(trade)
-        if self._open_state is not None:
-            self._open_state.trade = trade
-        self.position, self._open_state = None, None
+        for state in (self._open_state, self._closing_state):
+            if state is not None:
+                state.trade = trade
+        self.position, self._open_state, self._closing, self._checked_ms = None, None, None, None
+        self._closing_state = None
+
+
+def _side(side: int) -> str:
+    return "long" if side > 0 else "short"
+
+
+@dataclass(frozen=True)
+class AccountState:
+    """What an account carries from one walk to the next: the paper account stores it between runs."""
+
+    position: Position | None = None
+    pending: Order | None = None
+    closing: Closing | None = None
+    checked_ms: int | None = None
+
+    @classmethod
+    def of(cls, account: Account) -> AccountState:
+        return cls(account.position, account.pending, account.closing, account._checked_ms)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "position": asdict(self.position) if self.position else None,
+            "pending": asdict(self.pending) if self.pending else None,
+            "closing": asdict(self.closing) if self.closing else None,
+            "checked_ms": self.checked_ms,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AccountState:
+        position, pending, closing = data.get("position"), data.get("pending"), data.get("closing")
+        return cls(
+            Position(**position) if position else None,
+            Order(**pending) if pending else None,
+            Closing(**closing) if closing else None,
+            data.get("checked_ms"),
+        )
