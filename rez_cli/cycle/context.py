@@ -1,8 +1,11 @@
 """The zero-shot context: the compact snapshot the model reads before it asks for anything.
 
 Per timeframe: last close, change over the window, EMA 20 (and its slope), RSI 14, ATR 14, distance
-to the window's high and low, and the last volume against its 20-candle average. The text form is
-what the model reads; it stays under ``MAX_TEXT_CHARS`` for three timeframes.
+to the window's high and low, the last volume against its 20-candle average, the last
+``RECENT_CANDLES`` candles and the last ``SWINGS_SHOWN`` swing highs and lows; and the previous UTC
+day's high and low. Everything comes from the closed candles the frames hold, so nothing after
+``as_of`` can reach it. The text form is what the model reads: numbers without thousands separators
+(a model may read ``61,200`` as two numbers), and under ``MAX_TEXT_CHARS`` for three timeframes.
 """
 
 from __future__ import annotations
@@ -19,17 +22,26 @@ import pandas as pd
 from rez_cli import indicators
 from rez_cli.clock import iso
 from rez_cli.config.settings import Settings
-from rez_cli.formatting import price, signed_pct
-from rez_cli.market.snapshot import Context, TimeframeSnapshot
+from rez_cli.formatting import price_decimals, signed_pct
+from rez_cli.indicators.specs import DAY_MS
+from rez_cli.indicators.summary import candle_time
+from rez_cli.market.snapshot import Context, DayRange, RecentCandles, Swings, TimeframeSnapshot
 from rez_cli.timeframes import timeframe_ms
 
 if TYPE_CHECKING:
     from rez_cli.llm.meter import Meter
     from rez_cli.market.view import MarketView
 
-MAX_TEXT_CHARS = 4_800
+MAX_TEXT_CHARS = 6_000
 SLOPE_BARS = 5
 VOLUME_WINDOW = 20
+RECENT_CANDLES = 12
+# A swing high is a fractal: a candle whose high is above the highs of the SWING_BARS candles before
+# it and not below those of the SWING_BARS after it (a flat top counts once, at its first candle); a
+# swing low mirrors it. The candles after it must be in the window, so the last SWING_BARS candles
+# are never swings: a swing is only ever confirmed by closed candles.
+SWING_BARS = 3
+SWINGS_SHOWN = 3
 
 
 def _last(values: np.ndarray[Any, np.dtype[np.float64]]) -> float | None:
@@ -55,7 +67,7 @@ def snapshot(
     """
     if memo is None:
         return _snapshot(frame, timeframe, None)
-    # Every field is an immutable number, so a shallow copy is the caller's own.
+    # Every field is a number or a frozen model of tuples, so a shallow copy is the caller's own.
     return memo.derived(
         frame, timeframe, "context.snapshot", lambda: _snapshot(frame, timeframe, memo)
     ).model_copy()
@@ -93,6 +105,15 @@ def _snapshot(
     high, low = float(column("high").max()), float(column("low").min())
     # As market.candles.find_gaps counts them: consecutive candles more than one interval apart.
     steps = np.diff(opens)
+    recent = slice(max(0, len(frame) - RECENT_CANDLES), None)
+    highs, lows = column("high"), column("low")
+    # Kept as the model reads them, to the instrument's decimals: a journal stores thousands of
+    # contexts, and rounded numbers it has just seen in the text compress to almost nothing.
+    places = price_decimals(last_close) if math.isfinite(last_close) and last_close > 0 else 12
+
+    def prices(values: np.ndarray[Any, np.dtype[np.float64]]) -> tuple[float, ...]:
+        return tuple(np.round(values, places).tolist())
+
     return TimeframeSnapshot(
         candles=len(frame),
         first_open_ms=int(opens[0]),
@@ -109,7 +130,70 @@ def _snapshot(
         from_low_pct=_pct(last_close, low),
         volume_ratio=float(volume[-1]) / average_volume if average_volume > 0 else None,
         gaps=int((steps[steps > step_ms] // step_ms - 1).sum()),
+        recent=RecentCandles(
+            open_ms=tuple(int(value) for value in opens[recent].tolist()),
+            open=prices(column("open")[recent]),
+            high=prices(highs[recent]),
+            low=prices(lows[recent]),
+            close=prices(close[recent]),
+        ),
+        swing_highs=_swings(highs, opens, high=True, places=places),
+        swing_lows=_swings(lows, opens, high=False, places=places),
     )
+
+
+def _swings(
+    values: np.ndarray[Any, np.dtype[np.float64]],
+    opens: np.ndarray[Any, np.dtype[np.float64]],
+    *,
+    high: bool,
+    places: int,
+) -> Swings:
+    """The last ``SWINGS_SHOWN`` fractals (see ``SWING_BARS``) of highs (or of lows), oldest first,
+    rounded to ``places``."""
+    bars, count = SWING_BARS, len(values)
+    if count < 2 * bars + 1:
+        return Swings()
+    # A swing low is a swing high of the negated lows.
+    signed = values if high else -values
+    centre = signed[bars : count - bars]
+    found = np.ones(len(centre), dtype=bool)
+    for k in range(1, bars + 1):
+        found &= centre > signed[bars - k : count - bars - k]
+        found &= centre >= signed[bars + k : count - bars + k]
+    where = np.flatnonzero(found)[-SWINGS_SHOWN:] + bars
+    return Swings(
+        open_ms=tuple(int(value) for value in opens[where].tolist()),
+        price=tuple(np.round(values[where], places).tolist()),
+    )
+
+
+def previous_day(
+    frames: Mapping[str, pd.DataFrame], as_of_ms: int, memo: indicators.IndicatorMemo | None = None
+) -> DayRange | None:
+    """The high and low of the last whole UTC day before ``as_of_ms``, from the finest timeframe whose
+    candles tile a day and whose window spans all of it; None when no window does."""
+    day_end = as_of_ms // DAY_MS * DAY_MS
+    day_start = day_end - DAY_MS
+    for timeframe in sorted(frames, key=timeframe_ms):
+        step = timeframe_ms(timeframe)
+        frame = frames[timeframe]
+        if step > DAY_MS or DAY_MS % step or frame.empty:
+            continue
+        array = memo.array(frame) if memo is not None else frame.to_numpy(dtype="float64")
+        opens = array[:, frame.columns.get_loc("timestamp")]
+        if opens[0] > day_start or opens[-1] + step < day_end:
+            continue
+        inside = (opens >= day_start) & (opens + step <= day_end)
+        if not inside.any():
+            continue
+        return DayRange(
+            day_open_ms=day_start,
+            high=float(array[inside, frame.columns.get_loc("high")].max()),
+            low=float(array[inside, frame.columns.get_loc("low")].min()),
+            timeframe=timeframe,
+        )
+    return None
 
 
 def build_context(
@@ -137,31 +221,72 @@ def build_context(
         simulated=simulated,
         primary_timeframe=primary_timeframe,
         timeframes=snapshots,
+        previous_day=previous_day(frames, latest.last_close_ms, memo),
     )
 
 
+def number(value: float | None, reference: float) -> str:
+    """A price-unit value as the model reads it: the instrument's decimals, no thousands separators."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    places = price_decimals(reference)
+    rounded = round(value, places)
+    # round() keeps the sign of a tiny negative: "-0.00" would read as a level below zero.
+    return f"{0.0 if rounded == 0 else rounded:.{places}f}"
+
+
 def context_text(context: Context) -> str:
-    """The context as the model reads it: one header line, one line per timeframe, a legend."""
+    """The context as the model reads it: a header, the previous day's range, one line per timeframe
+    with a legend, then each timeframe's recent candles and swings."""
     last = context.last_price
     lines = [
         f"{context.symbol} on {context.exchange}{' (SIMULATED market)' if context.simulated else ''}, "
-        f"as of {iso(context.as_of)} (close of the last closed candle). Last price {price(last, last)}. "
-        f"Primary timeframe {context.primary_timeframe}.",
-        "tf | candles | close | chg% window | EMA20 | EMA20 slope 5 bars | RSI14 | ATR14 | "
-        "window high (dist) | window low (dist) | vol/avg20",
+        f"as of {iso(context.as_of)} (close of the last closed candle). Last price {number(last, last)}. "
+        f"Primary timeframe {context.primary_timeframe}. Times are candle open times in UTC.",
     ]
+    day = context.previous_day
+    if day is not None:
+        lines.append(
+            f"Previous UTC day ({candle_time(day.day_open_ms, DAY_MS)}): "
+            f"high {number(day.high, last)}, low {number(day.low, last)}."
+        )
+    lines.append(
+        "tf | candles | close | chg% window | EMA20 | EMA20 slope 5 bars | RSI14 | ATR14 | "
+        "window high (dist) | window low (dist) | vol/avg20"
+    )
     for timeframe, item in context.timeframes.items():
         vol = "n/a" if item.volume_ratio is None else f"{item.volume_ratio:.2f}x"
         rsi = "n/a" if item.rsi_14 is None else f"{item.rsi_14:.1f}"
         lines.append(
-            f"{timeframe} | {item.candles} | {price(item.last_close, last)} | "
-            f"{signed_pct(item.change_pct)} | {price(item.ema_20, last)} | "
+            f"{timeframe} | {item.candles} | {number(item.last_close, last)} | "
+            f"{signed_pct(item.change_pct)} | {number(item.ema_20, last)} | "
             f"{signed_pct(item.ema_20_slope_pct, 3)} | {rsi} | "
-            f"{price(item.atr_14, last)} | {price(item.high, last)} ({signed_pct(item.from_high_pct)}) | "
-            f"{price(item.low, last)} ({signed_pct(item.from_low_pct)}) | {vol}"
+            f"{number(item.atr_14, last)} | {number(item.high, last)} ({signed_pct(item.from_high_pct)}) | "
+            f"{number(item.low, last)} ({signed_pct(item.from_low_pct)}) | {vol}"
             + (f" | {item.gaps} missing candles" if item.gaps else "")
         )
+    for timeframe, item in context.timeframes.items():
+        lines += ["", *_price_action(timeframe, item, last)]
     return "\n".join(lines)
+
+
+def _price_action(timeframe: str, item: TimeframeSnapshot, last: float) -> list[str]:
+    step = timeframe_ms(timeframe)
+    candles = item.recent
+    lines = [f"{timeframe} last {len(candles.open_ms)} candles, oldest first: time open high low close"]
+    lines += [
+        f"{candle_time(ts, step)} {number(o, last)} {number(h, last)} {number(lo, last)} {number(c, last)}"
+        for ts, o, h, lo, c in zip(
+            candles.open_ms, candles.open, candles.high, candles.low, candles.close, strict=True
+        )
+    ]
+    for name, swings in (("swing highs", item.swing_highs), ("swing lows", item.swing_lows)):
+        points = ", ".join(
+            f"{number(level, last)} ({candle_time(ts, step)})"
+            for ts, level in zip(swings.open_ms, swings.price, strict=True)
+        )
+        lines.append(f"{timeframe} {name}: {points or 'none in the window'}")
+    return lines
 
 
 def context_timeframes(requested: list[str], primary: str) -> list[str]:

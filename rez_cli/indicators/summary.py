@@ -44,7 +44,9 @@ def _column_decimals(unit: Unit, values: np.ndarray[Any, Any], reference_price: 
     return 2
 
 
-def _time_text(ts_ms: int, timeframe_ms: int | None) -> str:
+def candle_time(ts_ms: int, timeframe_ms: int | None) -> str:
+    """A candle's open time in UTC as a model reads it: ``2021-03-01T12:00Z``, or the date alone for
+    daily and longer candles that open at midnight."""
     moment = datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
     if timeframe_ms is not None and timeframe_ms >= DAY_MS and ts_ms % DAY_MS == 0:
         return moment.strftime("%Y-%m-%d")
@@ -86,7 +88,7 @@ def rounded_rows(
     listed = {column: values.tolist() for column, values in columns.items()}
     rows: list[dict[str, Any]] = []
     for i, ts in enumerate(opens):
-        row: dict[str, Any] = {"time": _time_text(int(ts), timeframe_ms), "timestamp": int(ts)}
+        row: dict[str, Any] = {"time": candle_time(int(ts), timeframe_ms), "timestamp": int(ts)}
         for column, places in decimals.items():
             number = float(listed[column][i])
             if not math.isfinite(number):

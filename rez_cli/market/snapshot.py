@@ -7,9 +7,42 @@ its home below both.
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
-__all__ = ["Context", "TimeframeSnapshot"]
+__all__ = ["Context", "DayRange", "RecentCandles", "Swings", "TimeframeSnapshot"]
+
+
+class RecentCandles(BaseModel):
+    """The last closed candles of a timeframe, oldest first, one tuple per column (compact in JSON)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    open_ms: tuple[int, ...] = ()
+    open: tuple[float, ...] = ()
+    high: tuple[float, ...] = ()
+    low: tuple[float, ...] = ()
+    close: tuple[float, ...] = ()
+
+
+class Swings(BaseModel):
+    """Recent swing highs (or lows) of a timeframe, oldest first: each candle's open time and its
+    high (or low)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    open_ms: tuple[int, ...] = ()
+    price: tuple[float, ...] = ()
+
+
+class DayRange(BaseModel):
+    """The high and low of one whole UTC day, read from the candles of ``timeframe``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    day_open_ms: int
+    high: float
+    low: float
+    timeframe: str
 
 
 class TimeframeSnapshot(BaseModel):
@@ -30,6 +63,10 @@ class TimeframeSnapshot(BaseModel):
     from_low_pct: float
     volume_ratio: float | None
     gaps: int
+    # Added after journal v3: a context journaled before them reads back with none.
+    recent: RecentCandles = RecentCandles()
+    swing_highs: Swings = Swings()
+    swing_lows: Swings = Swings()
 
 
 class Context(BaseModel):
@@ -42,6 +79,9 @@ class Context(BaseModel):
     simulated: bool
     primary_timeframe: str
     timeframes: dict[str, TimeframeSnapshot]
+    previous_day: DayRange | None = None
+    """The last whole UTC day before ``as_of``; None when no timeframe's window covers it (or in a
+    context journaled before it was kept)."""
 
     @property
     def primary_atr(self) -> float | None:

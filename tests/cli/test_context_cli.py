@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from rez_cli.cycle.context import MAX_TEXT_CHARS, context_text
+from rez_cli.cycle.context import MAX_TEXT_CHARS, SWING_BARS, build_context, context_text
 from rez_cli.market.snapshot import Context as ContextModel
-from tests.support.candles import make_candles
+from tests.support.candles import START_MS, make_candles
 from tests.support.cli import run
 
 AS_OF = "2021-07-01T00:00"
@@ -48,7 +50,9 @@ def test_table_says_simulated_and_text_stays_compact(capsys: pytest.CaptureFixtu
     )
     text = context_text(snapshot)
     assert len(text) < MAX_TEXT_CHARS
-    assert text.count("\n") == 4  # header, column names, three timeframes
+    # Header, previous day, column names, three timeframe rows; then per timeframe a blank line,
+    # a heading, 12 candles and two lines of swings.
+    assert text.count("\n") == 5 + 3 * 16
 
 
 def test_files_context_uses_data_end_as_now(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -106,3 +110,190 @@ def test_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:
     assert "Exit codes" in root.stdout
     assert "decide" in root.stdout
     assert "context" in root.stdout
+
+
+# --- the price action the model reads -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("symbol", ["BTC/USDT", "ETH/USDT", "SOL/USDT"])
+def test_the_context_text_of_three_timeframes_stays_under_6000_characters(
+    capsys: pytest.CaptureFixture[str], symbol: str
+) -> None:
+    result = run(capsys, "context", symbol, "--exchange", "sim", "--as-of", AS_OF, "--json")
+    snapshot = ContextModel.model_validate(result.json_lines()[0])
+    assert list(snapshot.timeframes) == ["15m", "1h", "4h"]
+    assert MAX_TEXT_CHARS == 6_000
+    assert len(context_text(snapshot)) <= MAX_TEXT_CHARS
+
+
+def test_the_model_reads_no_thousands_separators(capsys: pytest.CaptureFixture[str]) -> None:
+    text = run(capsys, "context", "BTC/USDT", "--exchange", "sim", "--as-of", AS_OF, "--json").json_lines()[0]
+    written = context_text(ContextModel.model_validate(text))
+    assert "134423.99" in written
+    assert re.search(r"\d,\d", written) is None
+
+
+def _block(text: str, heading: str) -> list[str]:
+    """The candle rows under a timeframe's heading of the context text."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(heading))
+    rows = []
+    for line in lines[start + 1 :]:
+        if re.match(r"\d{4}-\d\d-\d\d", line) is None:
+            break
+        rows.append(line)
+    return rows
+
+
+def test_recent_candles_are_the_last_twelve_closed_oldest_first_labelled_by_open_time(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # At 01:00 the 4h candle that opened at 00:00 is still open: the last 4h row is the one that
+    # opened at 20:00 the day before, while the 1h rows run up to the candle that opened at 00:00.
+    as_of = ("--exchange", "sim", "--as-of", "2021-07-01T01:00")
+    snapshot = ContextModel.model_validate(
+        run(capsys, "context", "BTC/USDT", *as_of, "--json").json_lines()[0]
+    )
+    text = context_text(snapshot)
+    four_hours = _block(text, "4h last 12 candles, oldest first: time open high low close")
+    one_hour = _block(text, "1h last 12 candles")
+    assert len(four_hours) == len(one_hour) == 12
+    assert four_hours[-1].startswith("2021-06-30T20:00Z ")
+    assert four_hours[0].startswith("2021-06-29T00:00Z ")
+    assert one_hour[-1].startswith("2021-07-01T00:00Z ")
+    assert all(not row.startswith("2021-07-01T00:00Z") for row in four_hours)
+    # open high low close of the last 1h candle, as the JSON holds them.
+    recent = snapshot.timeframes["1h"].recent
+    assert one_hour[-1].split()[1:] == [
+        f"{value:.2f}" for value in (recent.open[-1], recent.high[-1], recent.low[-1], recent.close[-1])
+    ]
+    assert recent.open_ms[-1] + 3_600_000 == snapshot.as_of
+    assert "Previous UTC day (2021-06-30): high " in text
+
+
+def test_changing_candles_after_as_of_changes_nothing_in_the_context(tmp_path: Path) -> None:
+    """No look-ahead: the context at a moment is the same whatever the files hold after it."""
+    import asyncio
+
+    from rez_cli.config.settings import load_settings
+    from rez_cli.cycle.context import load_context
+
+    frame = make_candles(3000, seed=5, timeframe_ms=900_000)
+    as_of_ms = int(frame["timestamp"].iloc[2000]) + 7 * 900_000  # mid-hour, mid-4h
+    honest, changed = tmp_path / "honest", tmp_path / "changed"
+    honest.mkdir()
+    changed.mkdir()
+    frame.to_csv(honest / "BTC_USDT-15m.csv", index=False)
+    future = frame["timestamp"] >= as_of_ms
+    wild = frame.copy()
+    # Where a look at the future would show: a crash to a tenth, on every column of price.
+    wild.loc[future, ["open", "high", "low", "close"]] = (
+        wild.loc[future, ["open", "high", "low", "close"]] / 10
+    )
+    wild.to_csv(changed / "BTC_USDT-15m.csv", index=False)
+
+    settings = load_settings().value
+
+    def context_at(folder: Path) -> ContextModel:
+        return asyncio.run(
+            load_context(settings, "BTC/USDT", timeframes=["15m", "1h", "4h"], data=folder, as_of_ms=as_of_ms)
+        )
+
+    seen = context_at(honest)
+    assert seen == context_at(changed)
+    assert context_text(seen) == context_text(context_at(changed))
+    for timeframe, item in seen.timeframes.items():
+        step = {"15m": 900_000, "1h": 3_600_000, "4h": 14_400_000}[timeframe]
+        assert item.recent.open_ms[-1] + step <= as_of_ms
+        # A swing is confirmed by the candles after it, all closed.
+        for open_ms in (*item.swing_highs.open_ms, *item.swing_lows.open_ms):
+            assert open_ms + (SWING_BARS + 1) * step <= as_of_ms
+    assert seen.previous_day is not None
+    assert seen.previous_day.day_open_ms + 86_400_000 <= as_of_ms
+
+
+def _flat_frame(count: int, step_ms: int, start_ms: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "timestamp": [start_ms + i * step_ms for i in range(count)],
+            "open": [100.0] * count,
+            "high": [101.0] * count,
+            "low": [99.0] * count,
+            "close": [100.0] * count,
+            "volume": [5.0] * count,
+        }
+    )
+
+
+def test_a_swing_is_a_fractal_confirmed_by_three_closed_candles_on_each_side() -> None:
+    frame = _flat_frame(40, 3_600_000, START_MS)
+    frame.loc[20, "high"] = 110.0  # a swing high: three candles on each side below it
+    frame.loc[37, "high"] = 120.0  # higher, but only two candles after it: not confirmed yet
+    frame.loc[10, "low"] = 90.0
+    frame.loc[12, "low"] = 95.0  # not a swing: a lower low two candles before it
+    context = build_context("BTC/USDT", "files", {"1h": frame}, primary_timeframe="1h", simulated=False)
+    item = context.timeframes["1h"]
+    assert item.swing_highs.price == (110.0,)
+    assert item.swing_highs.open_ms == (START_MS + 20 * 3_600_000,)
+    assert item.swing_lows.price == (90.0,)
+    text = context_text(context)
+    assert "1h swing highs: 110.00 (2021-03-01T20:00Z)" in text
+    assert "1h swing lows: 90.00 (2021-03-01T10:00Z)" in text
+
+
+def test_the_previous_day_is_the_last_whole_utc_day_before_as_of() -> None:
+    # Three days of 1h candles from 2021-03-01T00:00; the last closes at 2021-03-03T12:00.
+    frame = _flat_frame(60, 3_600_000, START_MS)
+    frame.loc[30, "high"] = 130.0  # 2021-03-02T06:00: inside the previous day
+    frame.loc[40, "low"] = 70.0  # 2021-03-02T16:00: inside too
+    frame.loc[55, "high"] = 150.0  # 2021-03-03T07:00: today, not the previous day
+    context = build_context("BTC/USDT", "files", {"1h": frame}, primary_timeframe="1h", simulated=False)
+    assert context.previous_day is not None
+    assert (context.previous_day.high, context.previous_day.low) == (130.0, 70.0)
+    assert "Previous UTC day (2021-03-02): high 130.00, low 70.00." in context_text(context)
+    # A window that starts after that day began cannot say its range.
+    late = build_context(
+        "BTC/USDT",
+        "files",
+        {"1h": frame.iloc[30:].reset_index(drop=True)},
+        primary_timeframe="1h",
+        simulated=False,
+    )
+    assert late.previous_day is None
+    assert "Previous UTC day" not in context_text(late)
+
+
+def test_a_context_journaled_before_the_price_action_still_loads() -> None:
+    old = {
+        "symbol": "BTC/USDT",
+        "exchange": "sim",
+        "as_of": AS_OF_MS,
+        "last_price": 100.0,
+        "simulated": True,
+        "primary_timeframe": "1h",
+        "timeframes": {
+            "1h": {
+                "candles": 300,
+                "first_open_ms": 0,
+                "last_close_ms": AS_OF_MS,
+                "last_close": 100.0,
+                "change_pct": 1.0,
+                "ema_20": 99.0,
+                "ema_20_slope_pct": 0.1,
+                "rsi_14": 50.0,
+                "atr_14": 1.0,
+                "high": 110.0,
+                "low": 90.0,
+                "from_high_pct": -9.1,
+                "from_low_pct": 11.1,
+                "volume_ratio": 1.0,
+                "gaps": 0,
+            }
+        },
+    }
+    context = ContextModel.model_validate(old)
+    assert context.previous_day is None
+    assert context.timeframes["1h"].recent.open_ms == ()
+    text = context_text(context)
+    assert "1h last 0 candles" in text
+    assert "1h swing highs: none in the window" in text
