@@ -291,6 +291,18 @@ def decision_view(
     return Group(*parts)
 
 
+def prompt_chars(dry: DryRun) -> dict[str, int]:
+    """The size of what the first request would send, in characters: each message by its role (the
+    context as the model reads it among them) and the tool schemas, and their total."""
+    sizes: dict[str, int] = {}
+    for message in dry.messages:
+        role = str(message.get("role"))
+        sizes[role] = sizes.get(role, 0) + len(str(message.get("content") or ""))
+    sizes["tools"] = len(json.dumps(dry.tools, separators=(",", ":"))) if dry.tools else 0
+    sizes["total"] = sum(sizes.values())
+    return sizes
+
+
 def dry_run_payload(dry: DryRun, endpoint: str, key_set: bool) -> dict[str, Any]:
     """The dry run as JSON: what the first request would carry (the key is never included)."""
     return {
@@ -301,6 +313,7 @@ def dry_run_payload(dry: DryRun, endpoint: str, key_set: bool) -> dict[str, Any]
         "api_key": "set (redacted)" if key_set else "not set",
         "messages": dry.messages,
         "tools": dry.tools,
+        "prompt_chars": prompt_chars(dry),
         "estimated_prompt_tokens": dry.prompt_tokens,
         "estimated_cost_usd": round(dry.cost_usd, 6),
         "context": dry.context.model_dump(mode="json"),
@@ -308,13 +321,20 @@ def dry_run_payload(dry: DryRun, endpoint: str, key_set: bool) -> dict[str, Any]
 
 
 def dry_run_view(dry: DryRun, *, endpoint: str, key_set: bool) -> RenderableType:
-    """Every message and tool schema the first model call would send, verbatim."""
+    """Every message and tool schema the first model call would send, verbatim, and its size."""
+    sizes = prompt_chars(dry)
     parts: list[RenderableType] = [
         context_view(dry.context),
         display_text(
             f"DRY RUN: no model was called. Model {dry.model} at {endpoint} "
             f"(API key {'set, redacted' if key_set else 'not set'}) · "
-            f"~{dry.prompt_tokens} prompt tokens · ~${dry.cost_usd:.4f} with a typical answer",
+            f"~${dry.cost_usd:.4f} with a typical answer",
+            "bold yellow",
+            multiline=False,
+        ),
+        display_text(
+            f"prompt: {sizes['total']} characters, ~{dry.prompt_tokens} tokens (estimated) · "
+            + " · ".join(f"{part} {size}" for part, size in sizes.items() if part != "total"),
             "bold yellow",
             multiline=False,
         ),

@@ -1,41 +1,149 @@
-"""What the model is told. The profile's limits are written out as numbers, never as names only."""
+"""What the model is told. The profile's limits are written out as numbers, never as names only.
+
+The system message is the same for every cycle of a profile (and whether a position is open), so an
+endpoint's prompt cache can keep it; what changes per cycle is in the user message. Every number the
+model reads is written without thousands separators, and the answer is shown as a filled example
+with one line per field: the decision's JSON schema still goes out as ``response_format`` on the
+constrained turn, but a small model copies an example far better than it reads a schema.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from rez_cli.config.settings import RiskProfile
 from rez_cli.decision.model import answer_json_schema
+from rez_cli.indicators.specs import INDICATORS, validate_params
+
+# The costs and the scoring the prompt states. There is no setting for them: these are the defaults
+# of the backtest's FillConfig and of ``rez score`` (tests/reasoning/test_prompts.py holds them equal).
+FEE_PCT = 0.1
+SLIPPAGE_PCT = 0.02
+SCORING_HORIZON_CANDLES = 24
+
+# What each action does, in the words of the output spec; ``close`` exists only while a position is
+# open (the policy refuses it otherwise), so it is offered only then.
+ACTION_MEANINGS = {
+    "buy": "open a long: sl < entry < tp",
+    "sell": "open a short: tp < entry < sl",
+    "close": "close the open position at the next candle's open; prices null",
+}
+HOLD_MEANING = {
+    False: "stay out of the market; prices null",
+    True: "keep the open position as it is; prices null",
+}
+
+# The example answer, one per action that opens or stays out: it shows the format, not this market,
+# and its invalidation is written in the machine grammar the model must use.
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "buy": {
+        "action": "buy",
+        "entry_price": 61800.0,
+        "tp_price": 63600.0,
+        "sl_price": 60900.0,
+        "leverage": 2,
+        "confidence": 0.65,
+        "rationale": "4h closes above a rising EMA20; the 1h pulled back to the 61200 swing low and closed "
+        "back above it; RSI14 1h turned up from 41.",
+        "invalidation": "close_1h < 61200",
+    },
+    "sell": {
+        "action": "sell",
+        "entry_price": 61800.0,
+        "tp_price": 60000.0,
+        "sl_price": 62700.0,
+        "leverage": 2,
+        "confidence": 0.6,
+        "rationale": "4h closes below a falling EMA20; the 1h rallied into the 62400 swing high and was "
+        "rejected; RSI14 1h turned down from 58.",
+        "invalidation": "close_1h > 62400",
+    },
+    "hold": {
+        "action": "hold",
+        "entry_price": None,
+        "tp_price": None,
+        "sl_price": None,
+        "leverage": 1,
+        "confidence": 0.3,
+        "rationale": "The 4h trend is up but the 1h sits mid-range between its swings; no edge.",
+        "invalidation": "a 1h close above the 62400 swing high would favour a long",
+    },
+}
+
+INVALIDATION_GRAMMAR = """\
+The invalidation of a trade is a condition Rez checks itself on every closed candle of the \
+primary timeframe; when it holds, Rez closes the position at the next candle's open without asking \
+you. Write it in this grammar (case-insensitive); a trade whose invalidation does not parse \
+becomes a hold:
+  condition: clause or clause ... ; clause: term and term ... ("and" binds tighter than "or")
+  term: operand comparator operand; comparator: < <= > >= crosses_above crosses_below
+  operand: a plain number (61200) or a series of closed candles:
+    price_timeframe: close_1h, low_4h, high_1d, open_15m, volume_1h
+    indicator_params_timeframe, a single-output indicator of fetch_indicator with its parameters \
+in the listed order, trailing ones omitted for defaults: rsi_14_4h, ema_20_1h, atr_14_1h, \
+sma_200_1d, rsi_4h (= rsi_14_4h)
+  e.g. close_1h < 61200 | rsi_14_4h > 75 | ema_20_1h crosses_below ema_50_1h | \
+close_1h < 61200 or rsi_14_4h > 75
+A hold's invalidation is free prose (what would change your mind), or null."""
 
 SYSTEM_TEMPLATE = """\
 You are Rez. Your goal is to maximize PnL while adhering to the {profile} risk profile.
+
+Actions:
+{actions}
+
 The profile's hard limits (a decision that breaks one is rejected and becomes a hold):
-- actions allowed: {actions}
 - leverage: between 1 and {max_leverage:g}
 - a stop loss is {stop_rule}
 - reward/risk, |tp - entry| / |entry - sl|: at least {min_reward_risk:g}
 - entry price: within {max_entry_deviation_pct:g}% of the last closed price
-- risk per trade: {risk_per_trade_pct:g}% of equity at the stop; \
-position at most {max_position_pct:g}% of equity \
-(Rez sizes the position itself from the stop distance)
-- buy: sl < entry < tp. sell (a short): tp < entry < sl.
 
-Think step by step before you answer:
-1. Analyse trends: the direction and slope of the higher timeframe EMAs (e.g. the 4h EMA 20), \
-price against them.
-2. Verify confluence: does the lower timeframe momentum (5m/15m RSI, MACD) support that trend?
-3. Evaluate risk: the distance to the next resistance and support against the stop, \
-the target and the leverage.
-4. Form the decision. Hold when the evidence is mixed: a hold is a good answer.
+How a trade is filled and judged:
+- Entry is a market order at the next candle's open, not at your entry_price; if that open is \
+already beyond your stop or target, no trade is made.
+- Costs: {fee_pct:g}% fee per fill (entry and exit) and {slippage_pct:g}% slippage against you on \
+every market fill.
+- Rez sizes the position from the stop: {risk_per_trade_pct:g}% of equity is lost if the stop is \
+hit, the margin at most {max_position_pct:g}% of equity. Leverage does not change that risk: it only \
+raises the size cap and brings the liquidation price closer.
+- A decision is scored over the next {horizon} candles of the primary timeframe: TP or SL, whichever \
+is hit first (the stop when one candle reaches both), else the close of the last of them; in R after fees.
 
-You may call fetch_indicator to get any indicator the context lacks, on any timeframe.
-Candles are closed candles only; the last price is the close of the last closed candle.
+Think step by step before you answer, from the context:
+1. Trend: on each timeframe, the close against EMA20 and the EMA20 slope; the higher timeframes \
+weigh most.
+2. Structure and momentum: the recent candles, the swing highs and lows, the previous day's high \
+and low, RSI14 on each timeframe. Where are the nearest support and resistance?
+3. Risk: a stop beyond a swing level or about 1-2 ATR14 of the primary timeframe, a target before \
+the next opposite level; is reward/risk after fees worth it?
+4. Decide. Hold when the evidence is mixed: a hold is a good answer.
 
-End with your decision as one JSON object matching this schema, and nothing after it:
-{schema}
-Use null for prices when you hold. Confidence is between 0 and 1. Invalidation names the condition that \
-would void the thesis (e.g. "4h close below 31,400")."""
+The context has what these steps need. fetch_indicator computes any other indicator on closed \
+candles of this symbol, on any timeframe: call it only for what the context lacks. Tool rounds \
+are limited: after each round Rez tells you how many are left, and the last turn takes no tools.
+Indicators, with their parameters and defaults (outputs after ->, where they differ from the name):
+{indicators}
+
+Candles are closed candles only; the last price is the close of the last closed candle. Times are \
+candle open times in UTC.
+
+End with your decision as one JSON object, and nothing after it. For example (the format, not this \
+market):
+{example}
+The fields:
+- action: {action_names}
+- entry_price: where you expect to enter, in quote currency; null for a hold
+- tp_price: the take-profit price, in quote currency; null for a hold
+- sl_price: the stop-loss price, in quote currency; null for a hold
+- leverage: a multiple, 1 to {max_leverage:g}; 1 for a hold
+- confidence: a fraction from 0.0 to 1.0 (0.65, not 65)
+- rationale: one to three sentences naming the data you relied on
+- invalidation: for a trade, a condition in the grammar below; for a hold, prose or null
+Write numbers plainly: 61200.5, never 61,200.50.
+
+{grammar}"""
 
 FINAL_TURN_NOTE = "This is your last turn: do not call tools. Answer now with the decision JSON object."
 
@@ -70,37 +178,116 @@ TEXT_FINAL_TURN_NOTE = (
 )
 
 
-def system_prompt(profile: RiskProfile) -> str:
-    """The system message of a cycle."""
-    return SYSTEM_TEMPLATE.format(
-        profile=profile.name,
-        actions=", ".join(profile.allowed_actions),
-        max_leverage=profile.max_leverage,
-        stop_rule="required on every buy and sell" if profile.require_stop_loss else "recommended",
-        min_reward_risk=profile.min_reward_risk,
-        max_entry_deviation_pct=profile.max_entry_deviation_pct,
-        risk_per_trade_pct=profile.risk_per_trade_pct,
-        max_position_pct=profile.max_position_pct,
-        schema=json.dumps(answer_json_schema(), separators=(",", ":")),
+def offered_actions(allowed_actions: Sequence[str], position_open: bool) -> list[str]:
+    """The actions the model may answer: the profile's, and ``close`` only while a position is open
+    (then always: no profile can forbid ending a position)."""
+    offered = [action for action in allowed_actions if action != "close"]
+    return [*offered, "close"] if position_open else offered
+
+
+def actions_text(allowed_actions: Sequence[str], position_open: bool) -> str:
+    """One line per offered action with what it does."""
+    meanings = {**ACTION_MEANINGS, "hold": HOLD_MEANING[position_open]}
+    return "\n".join(
+        f"- {action}: {meanings.get(action, action)}"
+        for action in offered_actions(allowed_actions, position_open)
     )
 
 
-def user_prompt(context_text: str, memory_text: str | None = None) -> str:
-    """The first user message: the zero-shot context (and what Rez remembers of this symbol)."""
+def _either(words: Sequence[str]) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+
+
+def indicator_lines() -> str:
+    """Each indicator ``fetch_indicator`` knows, its parameters in order with their defaults (the
+    order the invalidation grammar's series take them in), and its outputs."""
+    lines = []
+    for name, spec in INDICATORS.items():
+        defaults = ", ".join(
+            f"{key}={value!r}" for key, value in validate_params(name, None).model_dump().items()
+        )
+        outputs = list(spec.outputs)
+        lines.append(f"{name}({defaults})" + ("" if outputs == [name] else f" -> {', '.join(outputs)}"))
+    return "\n".join(lines)
+
+
+def example_answer(allowed_actions: Sequence[str]) -> str:
+    """The filled example: a buy where the profile allows one, else a sell, else a hold."""
+    action = next((action for action in ("buy", "sell") if action in allowed_actions), "hold")
+    return json.dumps(EXAMPLES[action])
+
+
+def system_prompt(profile: RiskProfile, *, position_open: bool = False) -> str:
+    """The system message of a cycle (``position_open``: whether the symbol has an open position)."""
+    return SYSTEM_TEMPLATE.format(
+        profile=profile.name,
+        actions=actions_text(profile.allowed_actions, position_open),
+        max_leverage=profile.max_leverage,
+        stop_rule="required on every trade" if profile.require_stop_loss else "recommended",
+        min_reward_risk=profile.min_reward_risk,
+        max_entry_deviation_pct=profile.max_entry_deviation_pct,
+        fee_pct=FEE_PCT,
+        slippage_pct=SLIPPAGE_PCT,
+        risk_per_trade_pct=profile.risk_per_trade_pct,
+        max_position_pct=profile.max_position_pct,
+        horizon=SCORING_HORIZON_CANDLES,
+        indicators=indicator_lines(),
+        example=example_answer(profile.allowed_actions),
+        action_names=_either(offered_actions(profile.allowed_actions, position_open)),
+        grammar=INVALIDATION_GRAMMAR,
+    )
+
+
+def user_prompt(
+    context_text: str,
+    memory_text: str | None = None,
+    *,
+    allowed_actions: Sequence[str] = ("buy", "sell", "hold"),
+    position_text: str | None = None,
+) -> str:
+    """The first user message: the zero-shot context, the open position if there is one, and what
+    Rez remembers of this symbol."""
     parts = ["Market context:", context_text]
+    if position_text:
+        parts += ["", "Your open position:", position_text]
     if memory_text:
         parts += ["", "Your previous decision on this symbol:", memory_text]
-    parts += ["", "Decide: buy, sell or hold."]
+    parts += ["", f"Decide: {_either(offered_actions(allowed_actions, position_text is not None))}."]
     return "\n".join(parts)
 
 
 def first_messages(
-    profile: RiskProfile, context_text: str, memory_text: str | None = None
+    profile: RiskProfile,
+    context_text: str,
+    memory_text: str | None = None,
+    position_text: str | None = None,
 ) -> list[dict[str, Any]]:
+    """The opening messages of a cycle. ``position_text``: the symbol's open position as the model
+    reads it, or None when there is none (``close`` is offered only with one)."""
+    position_open = position_text is not None
     return [
-        {"role": "system", "content": system_prompt(profile)},
-        {"role": "user", "content": user_prompt(context_text, memory_text)},
+        {"role": "system", "content": system_prompt(profile, position_open=position_open)},
+        {
+            "role": "user",
+            "content": user_prompt(
+                context_text,
+                memory_text,
+                allowed_actions=profile.allowed_actions,
+                position_text=position_text,
+            ),
+        },
     ]
+
+
+def rounds_left_note(left: int, *, text: bool = False) -> str:
+    """The line after a round of tool results: how many rounds remain before the answer is due
+    (``text``: for the text protocol, whose calls are CALL lines)."""
+    go_on = (
+        TEXT_CONTINUE_NOTE
+        if text
+        else "Call tools only for what you still lack, or answer with the decision JSON object."
+    )
+    return f"Tool rounds left: {left}. {go_on}"
 
 
 def text_tools_prompt(schemas: list[dict[str, Any]], max_calls: int) -> str:

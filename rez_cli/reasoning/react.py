@@ -28,8 +28,8 @@ from rez_cli.llm.client import LLMClient, LLMToolsRefused
 from rez_cli.llm.meter import Meter
 from rez_cli.reasoning.prompts import (
     FINAL_TURN_NOTE,
-    TEXT_CONTINUE_NOTE,
     TEXT_FINAL_TURN_NOTE,
+    rounds_left_note,
     text_results_message,
 )
 from rez_cli.reasoning.text_protocol import (
@@ -167,13 +167,20 @@ async def react_loop(
             with meter.stage("tools"):
                 results = await _run_calls(tools, calls, parallel=parallel_tool_calls)
             meter.tool_calls += len(results)
+            # The turns after this one that may still call tools (the last one may not).
+            rounds_left = max_turns - 1 - index
             if outcome.protocol == "native":
                 conversation.extend(
                     {"role": "tool", "tool_call_id": result.call_id, "content": result.content}
                     for result in results
                 )
+                if rounds_left > 0:
+                    # When none are left, the last turn's own note says so.
+                    conversation.append({"role": "user", "content": rounds_left_note(rounds_left)})
             else:
-                closing = TEXT_FINAL_TURN_NOTE if index + 1 == max_turns else TEXT_CONTINUE_NOTE
+                closing = (
+                    TEXT_FINAL_TURN_NOTE if rounds_left <= 0 else rounds_left_note(rounds_left, text=True)
+                )
                 if len(text_calls) > MAX_CALLS_PER_ANSWER:
                     closing = f"Only the first {MAX_CALLS_PER_ANSWER} CALL lines were run.\n{closing}"
                 conversation.append(

@@ -46,7 +46,7 @@ BUY = json.dumps(
         "leverage": 2,
         "confidence": 0.7,
         "rationale": "RSI turning up from 33 at the 1h low;\nthe 4h trend is still up.",
-        "invalidation": "1h close below 132800",
+        "invalidation": "close_1h < 132800",
     }
 )
 GARBAGE = "I think the market might go up, or down. Hard to say really."

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from rez_cli.decision.model import Decision
+from rez_cli.reasoning.prompts import rounds_left_note
 from tests.support.cli import Result, run
 from tests.support.openai_server import FakeOpenAI, error, hang, reply, tool_calls
 
@@ -115,7 +116,9 @@ def test_tool_call_then_json(
     assert decision["action"] == "buy"
     assert decision["usage"]["llm_calls"] == 2
     assert decision["usage"]["tool_calls"] == 1
-    tool_message = model_env.requests[1].body["messages"][-1]
+    # The tool's result, then the rounds left (5 of 6 turns remain; the last takes no tools).
+    *_, tool_message, note = model_env.requests[1].body["messages"]
+    assert note == {"role": "user", "content": rounds_left_note(4)}
     assert tool_message["role"] == "tool"
     assert tool_message["tool_call_id"] == "call_1_0"
     assert tool_message["content"].startswith("rsi 5m")
