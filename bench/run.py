@@ -26,6 +26,7 @@ BENCHMARKS = (
     "bench_fetch.py",
     "bench_indicators.py",
     "bench_invalidation.py",
+    "bench_paper.py",
     "bench_decide.py",
     "bench_backtest.py",
     "bench_journal.py",
