@@ -182,6 +182,13 @@ def trace_view(record: Mapping[str, Any], *, profile: RiskProfile | None = None)
             multiline=False,
         )
     ]
+    stored_trace = record.get("trace")
+    if isinstance(stored_trace, Mapping):
+        # What the account did before the model was asked, and the position the model was shown.
+        for note in stored_trace.get("account_notes") or []:
+            parts.append(display_text(f"paper: {note}", "cyan"))
+        if stored_trace.get("position"):
+            parts.append(display_text(f"open position shown to the model:\n{stored_trace['position']}", "cyan"))
     parts += [turn_view(symbol, turn) for turn in record.get("turns") or []]
     decision_data = record.get("decision")
     decision = _stored(Decision, decision_data) if decision_data else None

@@ -127,7 +127,8 @@ def test_buy_then_shown_then_stopped_out_between_cycles(
     account = status(capsys, journal)
     exit_price = stop * (1 - SLIPPAGE)
     pnl = qty * (exit_price - fill) - 5000 * FEE - qty * exit_price * FEE
-    assert account["positions"] == [] and account["orders"] == []
+    assert account["positions"] == []
+    assert account["orders"] == []
     assert account["equity"] == pytest.approx(10_000 + pnl, rel=1e-12)
     assert account["realised_pnl"] == pytest.approx(pnl, rel=1e-12)
     assert account["unrealised_pnl"] == 0
