@@ -1,7 +1,7 @@
 """What the model is told. The profile's limits are written out as numbers, never as names only.
 
-The system message is the same for every cycle of a profile (and whether a position is open), so an
-endpoint's prompt cache can keep it; what changes per cycle is in the user message. Every number the
+The system message depends only on the profile and on whether a position is open, so an endpoint's
+prompt cache can keep it; the market, the position and the memory are in the user message. Every number the
 model reads is written without thousands separators, and the answer is shown as a filled example
 with one line per field: the decision's JSON schema still goes out as ``response_format`` on the
 constrained turn, but a small model copies an example far better than it reads a schema.
@@ -330,18 +330,23 @@ def text_results_message(results: list[tuple[str, str, str]], closing: str) -> s
 REPAIR_SYSTEM = (
     "You convert a trading assistant's answer into one JSON object matching the given schema. "
     "Copy the decision the text states; do not make one up. Use only prices that appear in the text. "
-    'If the text states no clear decision, answer with action "hold" and null prices.'
+    'If the text states no clear decision, answer with action "hold" and null prices. '
+    "A buy's or sell's invalidation must be a condition in the grammar below: write the text's "
+    "invalidation in it when the text states one that can be, else null."
 )
 
 
-def repair_messages(raw_text: str) -> list[dict[str, Any]]:
-    """Messages for the resilience model: the primary model's raw text and the schema."""
+def repair_messages(raw_text: str, problem: str | None = None) -> list[dict[str, Any]]:
+    """Messages for the resilience model: the primary model's raw text, the schema, the grammar of
+    an invalidation, and ``problem``: why the text could not stand as written, when known."""
+    why = f"\n\nWhy the text could not be used as written: {problem}" if problem else ""
     return [
-        {"role": "system", "content": REPAIR_SYSTEM},
+        {"role": "system", "content": REPAIR_SYSTEM + "\n\n" + INVALIDATION_GRAMMAR},
         {
             "role": "user",
             "content": "Schema:\n"
             + json.dumps(answer_json_schema(), separators=(",", ":"))
+            + why
             + "\n\nText:\n"
             + raw_text,
         },
