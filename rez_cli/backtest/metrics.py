@@ -11,6 +11,7 @@ Conventions (every function is pure, so the tests check them against numbers wor
   √(mean(min(r, 0)²)) over every period (Sortino and Price's target semi-deviation, target 0).
 - ``profit_factor``: gross profit / gross loss of the trades, net of fees.
 - ``liquidations``: how many trades ended liquidated (each lost its whole margin and both fees).
+- ``invalidation_exits``: how many trades the position's own invalidation condition closed.
 - A statistic with nothing to measure (no trade, a flat curve, no losing trade for the profit
   factor) is None, never infinity or NaN: the JSON output has no such numbers.
 """
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from rez_cli.account.fills import LIQUIDATION, Trade
+from rez_cli.account.fills import INVALIDATION, LIQUIDATION, Trade
 from rez_cli.formatting import share, signed_pct
 
 YEAR_MS = 365 * 86_400_000
@@ -44,6 +45,7 @@ class Metrics:
     exposure_pct: float
     trades: int
     liquidations: int
+    invalidation_exits: int
     hold_rate: float | None
     final_equity: float
     cycles: int
@@ -155,6 +157,7 @@ def compute_metrics(
         exposure_pct=exposed_candles / candles * 100 if candles else 0.0,
         trades=len(trades),
         liquidations=sum(trade.reason == LIQUIDATION for trade in trades),
+        invalidation_exits=sum(trade.reason == INVALIDATION for trade in trades),
         hold_rate=(sum(action == "hold" for action in actions) / len(actions) if actions else None)
         if actions is not None
         else None,
@@ -175,6 +178,7 @@ METRIC_ROWS = (
     ("exposure", "exposure_pct", "pct"),
     ("trades", "trades", "count"),
     ("liquidations", "liquidations", "count"),
+    ("invalidation exits", "invalidation_exits", "count"),
     ("hold rate", "hold_rate", "share"),
     ("final equity", "final_equity", "money"),
 )

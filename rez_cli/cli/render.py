@@ -188,7 +188,8 @@ def trace_view(record: Mapping[str, Any], *, profile: RiskProfile | None = None)
         for note in stored_trace.get("account_notes") or []:
             parts.append(display_text(f"paper: {note}", "cyan"))
         if stored_trace.get("position"):
-            parts.append(display_text(f"open position shown to the model:\n{stored_trace['position']}", "cyan"))
+            shown = f"open position shown to the model:\n{stored_trace['position']}"
+            parts.append(display_text(shown, "cyan"))
     parts += [turn_view(symbol, turn) for turn in record.get("turns") or []]
     decision_data = record.get("decision")
     decision = _stored(Decision, decision_data) if decision_data else None

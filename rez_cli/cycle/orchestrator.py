@@ -49,6 +49,7 @@ from rez_cli.decision.model import ANSWER_FIELDS, Decision, ModelAnswer
 from rez_cli.decision.policy import Verdict, evaluate
 from rez_cli.errors import ExchangeUnavailable
 from rez_cli.indicators import IndicatorMemo
+from rez_cli.invalidation import invalidation_problem
 from rez_cli.llm.client import LLMClient
 from rez_cli.llm.meter import Meter, estimate_tokens
 from rez_cli.market.snapshot import Context
@@ -750,6 +751,17 @@ class Orchestrator:
                 context=services.context,
             )
         signal, answer, verdict, source = chosen
+        unchecked = invalidation_problem(answer.invalidation) if answer.action in TRADE_ACTIONS else None
+        if verdict.passed and unchecked is not None:
+            # Whatever mode answered (a plugin's too): a trade is never kept with a condition Rez
+            # could not check between cycles.
+            verdict = dataclasses.replace(
+                verdict,
+                error=Hold.INVALIDATION_UNPARSABLE,
+                detail=f"the invalidation does not parse: {unchecked}",
+            )
+            verdicts.append(VerdictRecord(signal.decision_id, verdict.error, verdict.detail))
+            trace = dataclasses.replace(trace, verdicts=tuple(verdicts))
         if not verdict.passed:
             return self._held(
                 decision_id,

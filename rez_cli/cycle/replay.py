@@ -13,11 +13,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from rez_cli.actions import TRADE_ACTIONS
 from rez_cli.config.settings import RiskProfile
 from rez_cli.decision.codes import Hold
 from rez_cli.decision.grounding import invented_prices
-from rez_cli.decision.model import ModelAnswer, answer_problem
+from rez_cli.decision.model import ModelAnswer
 from rez_cli.decision.policy import evaluate
+from rez_cli.invalidation import invalidation_problem
+from rez_cli.reasoning.modes import trade_problem
 from rez_cli.reasoning.parse import parse_answer
 
 
@@ -69,7 +72,7 @@ def _answer_again(
     if (
         parsed.answer is not None
         and parsed.stage is not None
-        and answer_problem(parsed.answer, require_stop=profile.require_stop_loss, truncated=truncated) is None
+        and trade_problem(parsed.answer, profile, truncated=truncated) is None
     ):
         return parsed.answer, parsed.stage, None
     repair = trace.get("repair") or {}
@@ -78,6 +81,8 @@ def _answer_again(
         return None, "fallback", Hold.REPAIR_FAILED if repair else (parsed.error or Hold.UNPARSEABLE_OUTPUT)
     if invented_prices(repaired.answer, _seen(record, raw_text)):
         return None, "fallback", Hold.REPAIR_INVENTED_PRICES
+    if repaired.answer.action in TRADE_ACTIONS and invalidation_problem(repaired.answer.invalidation):
+        return None, "fallback", Hold.INVALIDATION_UNPARSABLE
     return repaired.answer, "repaired", None
 
 

@@ -203,7 +203,7 @@ async def _repair(
     assert services.llm is not None
     model = services.llm_settings.resilience_model or services.model or ""
     response_format = decision_response_format(services.llm_settings)
-    messages = repair_messages(raw_text)
+    messages = repair_messages(raw_text, trace.parse.detail if trace.parse is not None else None)
     services.meter.check_budget(model, messages, None)
     try:
         with services.meter.stage("repair"):

@@ -30,7 +30,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from rez_cli.actions import TRADE_ACTIONS
 from rez_cli.account.fills import (
     BEYOND_LEVELS,
     Candle,
@@ -41,6 +40,7 @@ from rez_cli.account.fills import (
     enter,
     exit_on,
 )
+from rez_cli.actions import TRADE_ACTIONS
 from rez_cli.errors import UsageError
 from rez_cli.formatting import json_ready
 from rez_cli.timeframes import timeframe_ms as parse_timeframe_ms

@@ -432,7 +432,10 @@ def test_no_model_configured_runs_rules_and_says_so(capsys: pytest.CaptureFixtur
         "note: no model configured: running the rules mode (set [llm] model or base_url, or give --model)\n"
         in result.stderr
     )
-    again = run(capsys, "decide", "BTC/USDT", "--exchange", "sim", "--as-of", AS_OF, "--json").json_lines()[0]
+    # Deterministic: the same moment decides the same (without the order the first run placed).
+    again = run(
+        capsys, "decide", "BTC/USDT", "--exchange", "sim", "--as-of", AS_OF, "--json", "--no-paper"
+    ).json_lines()[0]
     assert {k: v for k, v in again.items() if k not in ("usage", "trace_id")} == {
         k: v for k, v in decision.items() if k not in ("usage", "trace_id")
     }

@@ -217,7 +217,7 @@ def test_an_invalid_decision_has_the_pydantic_error_as_detail() -> None:
 
     assert outcome.error == "invalid_decision_json"
     assert outcome.detail is not None
-    assert "action: Input should be 'buy', 'sell' or 'hold'" in outcome.detail
+    assert "action: Input should be 'buy', 'sell', 'hold' or 'close'" in outcome.detail
     assert "entry_price" in outcome.detail
 
 

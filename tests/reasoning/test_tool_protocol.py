@@ -52,7 +52,9 @@ def model_env(fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> FakeO
 
 
 def decide(capsys: pytest.CaptureFixture[str]) -> tuple[Result, dict[str, Any]]:
-    result = run(capsys, "decide", "BTC/USDT", "--exchange", "sim", "--as-of", AS_OF, "--json")
+    # Runs at one moment, one after the other: without the paper account, so that a position an
+    # earlier run opened does not turn the next one's buy into a hold.
+    result = run(capsys, "decide", "BTC/USDT", "--exchange", "sim", "--as-of", AS_OF, "--json", "--no-paper")
     lines = result.json_lines()
     assert len(lines) == 1, result
     Decision.model_validate(lines[0])
