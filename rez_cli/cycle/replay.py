@@ -76,6 +76,15 @@ def _answer_again(
     ):
         return parsed.answer, parsed.stage, None
     repair = trace.get("repair") or {}
+    if (
+        not repair
+        and parsed.answer is not None
+        and parsed.answer.action in TRADE_ACTIONS
+        and invalidation_problem(parsed.answer.invalidation)
+    ):
+        # Recorded before invalidations were conditions: today it would go to a repair that was
+        # never made, so what it would become is unknown; a trade it cannot be.
+        return None, "fallback", Hold.INVALIDATION_UNPARSABLE
     repaired = parse_answer(repair.get("raw_text")) if repair.get("raw_text") else None
     if repaired is None or repaired.answer is None:
         return None, "fallback", Hold.REPAIR_FAILED if repair else (parsed.error or Hold.UNPARSEABLE_OUTPUT)
