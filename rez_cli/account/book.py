@@ -156,7 +156,8 @@ def position_text(view: PositionView) -> str:
             f"{view.side_name} {view.qty:.6g} {base} since {iso(view.opened_ms)} "
             f"({view.age_candles} candles): entry {_number(view.entry_price)}, TP {_number(view.tp_price)}, "
             f"SL {_number(view.sl_price)}, {view.leverage:.3g}x, "
-            f"liquidation {_number(view.liquidation_price)}.",
+            + (f"margin {view.margin / view.equity * 100:.2f}% of equity, " if view.equity > 0 else "")
+            + f"liquidation {_number(view.liquidation_price)}.",
             f"Unrealised at the last close {_number(view.last_price)}: {view.unrealised_pnl:+.2f} {quote}"
             + (f", {r:+.2f}R" if r is not None else "")
             + f", {view.move_pct:+.2f}% on price"
