@@ -5,7 +5,8 @@ to the window's high and low, the last volume against its 20-candle average, the
 ``RECENT_CANDLES`` candles and the last ``SWINGS_SHOWN`` swing highs and lows; and the previous UTC
 day's high and low. Everything comes from the closed candles the frames hold, so nothing after
 ``as_of`` can reach it. The text form is what the model reads: numbers without thousands separators
-(a model may read ``61,200`` as two numbers), and under ``MAX_TEXT_CHARS`` for three timeframes.
+(a model may read ``61,200`` as two numbers) and to 6 significant digits, and under
+``MAX_TEXT_CHARS`` for three timeframes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from contextlib import nullcontext
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +24,7 @@ import pandas as pd
 from rez_cli import indicators
 from rez_cli.clock import iso
 from rez_cli.config.settings import Settings
-from rez_cli.formatting import price_decimals, signed_pct
+from rez_cli.formatting import signed_pct
 from rez_cli.indicators.specs import DAY_MS
 from rez_cli.indicators.summary import candle_time
 from rez_cli.market.snapshot import Context, DayRange, RecentCandles, Swings, TimeframeSnapshot
@@ -41,7 +43,7 @@ RECENT_CANDLES = 12
 # swing low mirrors it. The candles after it must be in the window, so the last SWING_BARS candles
 # are never swings: a swing is only ever confirmed by closed candles.
 SWING_BARS = 3
-SWINGS_SHOWN = 3
+SWINGS_SHOWN = 2
 
 
 def _last(values: np.ndarray[Any, np.dtype[np.float64]]) -> float | None:
@@ -109,7 +111,7 @@ def _snapshot(
     highs, lows = column("high"), column("low")
     # Kept as the model reads them, to the instrument's decimals: a journal stores thousands of
     # contexts, and rounded numbers it has just seen in the text compress to almost nothing.
-    places = price_decimals(last_close) if math.isfinite(last_close) and last_close > 0 else 12
+    places = model_decimals(last_close)
 
     def prices(values: np.ndarray[Any, np.dtype[np.float64]]) -> tuple[float, ...]:
         return tuple(np.round(values, places).tolist())
@@ -225,19 +227,36 @@ def build_context(
     )
 
 
+def model_decimals(reference: float) -> int:
+    """Decimals that show prices of this size to 6 significant digits: a model reads every digit as a
+    token of its own, and a tick finer than that says nothing about a level."""
+    if not math.isfinite(reference) or reference <= 0:
+        return 12
+    return min(12, max(0, 5 - math.floor(math.log10(reference))))
+
+
 def number(value: float | None, reference: float) -> str:
-    """A price-unit value as the model reads it: the instrument's decimals, no thousands separators."""
+    """A price-unit value as the model reads it: ``model_decimals`` of the reference, no thousands
+    separators."""
     if value is None or not math.isfinite(value):
         return "n/a"
-    places = price_decimals(reference)
+    places = model_decimals(reference)
     rounded = round(value, places)
     # round() keeps the sign of a tiny negative: "-0.00" would read as a level below zero.
     return f"{0.0 if rounded == 0 else rounded:.{places}f}"
 
 
+def _moment(ts_ms: int, step_ms: int) -> str:
+    """A candle's open time without its year (the header's as_of has it): ``06-30 21:00``, or
+    ``06-30`` for daily and longer candles."""
+    moment = datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
+    return moment.strftime("%m-%d" if step_ms >= DAY_MS and ts_ms % DAY_MS == 0 else "%m-%d %H:%M")
+
+
 def context_text(context: Context) -> str:
     """The context as the model reads it: a header, the previous day's range, one line per timeframe
-    with a legend, then each timeframe's recent candles and swings."""
+    with a legend, then each timeframe's recent candles (OHLC for the primary one, closes for the
+    others) and swings."""
     last = context.last_price
     lines = [
         f"{context.symbol} on {context.exchange}{' (SIMULATED market)' if context.simulated else ''}, "
@@ -266,23 +285,36 @@ def context_text(context: Context) -> str:
             + (f" | {item.gaps} missing candles" if item.gaps else "")
         )
     for timeframe, item in context.timeframes.items():
-        lines += ["", *_price_action(timeframe, item, last)]
+        lines += ["", *_price_action(timeframe, item, last, ohlc=timeframe == context.primary_timeframe)]
     return "\n".join(lines)
 
 
-def _price_action(timeframe: str, item: TimeframeSnapshot, last: float) -> list[str]:
+def _price_action(timeframe: str, item: TimeframeSnapshot, last: float, *, ohlc: bool) -> list[str]:
     step = timeframe_ms(timeframe)
     candles = item.recent
-    lines = [f"{timeframe} last {len(candles.open_ms)} candles, oldest first: time open high low close"]
-    lines += [
-        f"{candle_time(ts, step)} {number(o, last)} {number(h, last)} {number(lo, last)} {number(c, last)}"
+    count = len(candles.open_ms)
+    if ohlc:
+        lines = [f"{timeframe} last {count} candles, oldest first: open time, open, high, low, close"]
+        day = ""
         for ts, o, h, lo, c in zip(
             candles.open_ms, candles.open, candles.high, candles.low, candles.close, strict=True
+        ):
+            # The date only where it changes: each digit is a token the model pays for.
+            moment = _moment(ts, step)
+            label = moment if moment[:5] != day else moment[6:] or moment
+            day = moment[:5]
+            lines.append(f"{label} {number(o, last)} {number(h, last)} {number(lo, last)} {number(c, last)}")
+    else:
+        span = (
+            f" (opened {_moment(candles.open_ms[0], step)} to {_moment(candles.open_ms[-1], step)})"
+            if count
+            else ""
         )
-    ]
+        closes = " ".join(number(value, last) for value in candles.close)
+        lines = [f"{timeframe} last {count} closes, oldest first{span}: {closes}"]
     for name, swings in (("swing highs", item.swing_highs), ("swing lows", item.swing_lows)):
         points = ", ".join(
-            f"{number(level, last)} ({candle_time(ts, step)})"
+            f"{number(level, last)} ({_moment(ts, step)})"
             for ts, level in zip(swings.open_ms, swings.price, strict=True)
         )
         lines.append(f"{timeframe} {name}: {points or 'none in the window'}")

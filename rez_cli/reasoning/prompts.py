@@ -45,8 +45,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "sl_price": 60900.0,
         "leverage": 2,
         "confidence": 0.65,
-        "rationale": "4h closes above a rising EMA20; the 1h pulled back to the 61200 swing low and closed "
-        "back above it; RSI14 1h turned up from 41.",
+        "rationale": "4h above a rising EMA20; 1h held the 61200 swing low, RSI14 turning up.",
         "invalidation": "close_1h < 61200",
     },
     "sell": {
@@ -56,8 +55,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "sl_price": 62700.0,
         "leverage": 2,
         "confidence": 0.6,
-        "rationale": "4h closes below a falling EMA20; the 1h rallied into the 62400 swing high and was "
-        "rejected; RSI14 1h turned down from 58.",
+        "rationale": "4h below a falling EMA20; 1h rejected at the 62400 swing high.",
         "invalidation": "close_1h > 62400",
     },
     "hold": {
@@ -67,26 +65,20 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "sl_price": None,
         "leverage": 1,
         "confidence": 0.3,
-        "rationale": "The 4h trend is up but the 1h sits mid-range between its swings; no edge.",
+        "rationale": "4h trend up but 1h mid-range between its swings: no edge.",
         "invalidation": "a 1h close above the 62400 swing high would favour a long",
     },
 }
 
 INVALIDATION_GRAMMAR = """\
-The invalidation of a trade is a condition Rez checks itself on every closed candle of the \
-primary timeframe; when it holds, Rez closes the position at the next candle's open without asking \
-you. Write it in this grammar (case-insensitive); a trade whose invalidation does not parse \
-becomes a hold:
-  condition: clause or clause ... ; clause: term and term ... ("and" binds tighter than "or")
-  term: operand comparator operand; comparator: < <= > >= crosses_above crosses_below
-  operand: a plain number (61200) or a series of closed candles:
-    price_timeframe: close_1h, low_4h, high_1d, open_15m, volume_1h
-    indicator_params_timeframe, a single-output indicator of fetch_indicator with its parameters \
-in the listed order, trailing ones omitted for defaults: rsi_14_4h, ema_20_1h, atr_14_1h, \
-sma_200_1d, rsi_4h (= rsi_14_4h)
-  e.g. close_1h < 61200 | rsi_14_4h > 75 | ema_20_1h crosses_below ema_50_1h | \
-close_1h < 61200 or rsi_14_4h > 75
-A hold's invalidation is free prose (what would change your mind), or null."""
+A trade's invalidation is a condition Rez checks on every closed primary candle; when it holds, Rez \
+closes the position at the next open without asking you. One that does not parse makes the trade a \
+hold. Grammar: terms "a op b" joined by "and" (binds tighter) and "or"; op is < <= > >= \
+crosses_above crosses_below; a and b are plain numbers or series: price_timeframe (close_1h, low_4h) \
+or indicator_params_timeframe, a single-output indicator above with its parameters in order, \
+trailing defaults omitted (rsi_14_4h, ema_20_1h, rsi_4h). \
+E.g. close_1h < 61200 | ema_20_1h crosses_below ema_50_1h | close_1h < 61200 or rsi_14_4h > 75
+A hold's invalidation is prose (what would change your mind) or null."""
 
 SYSTEM_TEMPLATE = """\
 You are Rez. Your goal is to maximize PnL while adhering to the {profile} risk profile.
@@ -94,54 +86,40 @@ You are Rez. Your goal is to maximize PnL while adhering to the {profile} risk p
 Actions:
 {actions}
 
-The profile's hard limits (a decision that breaks one is rejected and becomes a hold):
+Hard limits (a decision that breaks one becomes a hold):
 - leverage: between 1 and {max_leverage:g}
-- a stop loss is {stop_rule}
+- a stop loss {stop_rule}
 - reward/risk, |tp - entry| / |entry - sl|: at least {min_reward_risk:g}
-- entry price: within {max_entry_deviation_pct:g}% of the last closed price
+- entry: within {max_entry_deviation_pct:g}% of the last price
 
-How a trade is filled and judged:
-- Entry is a market order at the next candle's open, not at your entry_price; if that open is \
-already beyond your stop or target, no trade is made.
-- Costs: {fee_pct:g}% fee per fill (entry and exit) and {slippage_pct:g}% slippage against you on \
-every market fill.
-- Rez sizes the position from the stop: {risk_per_trade_pct:g}% of equity is lost if the stop is \
-hit, the margin at most {max_position_pct:g}% of equity. Leverage does not change that risk: it only \
-raises the size cap and brings the liquidation price closer.
-- A decision is scored over the next {horizon} candles of the primary timeframe: TP or SL, whichever \
-is hit first (the stop when one candle reaches both), else the close of the last of them; in R after fees.
+Execution: entry is a market order at the next candle's open (none if that open is already past \
+your stop or target). Costs: {fee_pct:g}% fee per fill, {slippage_pct:g}% slippage per market fill. \
+Rez sizes the position from the stop: {risk_per_trade_pct:g}% of equity lost at the stop, margin at \
+most {max_position_pct:g}% of equity; leverage only raises that cap and brings liquidation closer. \
+Scoring: the next {horizon} primary candles, TP or SL whichever is hit first (the stop if one candle \
+hits both), else the last close; in R after fees.
 
-Think step by step before you answer, from the context:
-1. Trend: on each timeframe, the close against EMA20 and the EMA20 slope; the higher timeframes \
-weigh most.
-2. Structure and momentum: the recent candles, the swing highs and lows, the previous day's high \
-and low, RSI14 on each timeframe. Where are the nearest support and resistance?
-3. Risk: a stop beyond a swing level or about 1-2 ATR14 of the primary timeframe, a target before \
-the next opposite level; is reward/risk after fees worth it?
+Think step by step, from the context:
+1. Trend: close vs EMA20 and its slope on each timeframe; higher timeframes weigh most.
+2. Structure and momentum: recent candles, swing highs and lows, the previous day's high and low, \
+RSI14. Where are support and resistance?
+3. Risk: stop beyond a swing or 1-2 ATR14 of the primary timeframe, target before the next level.
 4. Decide. Hold when the evidence is mixed: a hold is a good answer.
 
-The context has what these steps need. fetch_indicator computes any other indicator on closed \
-candles of this symbol, on any timeframe: call it only for what the context lacks. Tool rounds \
-are limited: after each round Rez tells you how many are left, and the last turn takes no tools.
-Indicators, with their parameters and defaults (outputs after ->, where they differ from the name):
+fetch_indicator computes other indicators on closed candles, any timeframe: call it only for what \
+the context lacks. Tool rounds are limited; after each Rez says how many are left. Indicators \
+(parameters in order, defaults; outputs after ->):
 {indicators}
 
-Candles are closed candles only; the last price is the close of the last closed candle. Times are \
-candle open times in UTC.
-
-End with your decision as one JSON object, and nothing after it. For example (the format, not this \
-market):
+Answer with one JSON object and nothing after it, e.g. (format only, not this market):
 {example}
-The fields:
 - action: {action_names}
-- entry_price: where you expect to enter, in quote currency; null for a hold
-- tp_price: the take-profit price, in quote currency; null for a hold
-- sl_price: the stop-loss price, in quote currency; null for a hold
-- leverage: a multiple, 1 to {max_leverage:g}; 1 for a hold
-- confidence: a fraction from 0.0 to 1.0 (0.65, not 65)
-- rationale: one to three sentences naming the data you relied on
-- invalidation: for a trade, a condition in the grammar below; for a hold, prose or null
-Write numbers plainly: 61200.5, never 61,200.50.
+- entry_price, tp_price, sl_price: prices in quote currency, plain (61200.5, never 61,200.50); \
+null for a hold
+- leverage: 1 to {max_leverage:g}; 1 for a hold
+- confidence: 0.0 to 1.0 (0.65, not 65)
+- rationale: one to three sentences naming the data used
+- invalidation: a condition as below for a trade; prose or null for a hold
 
 {grammar}"""
 
@@ -223,7 +201,7 @@ def system_prompt(profile: RiskProfile, *, position_open: bool = False) -> str:
         profile=profile.name,
         actions=actions_text(profile.allowed_actions, position_open),
         max_leverage=profile.max_leverage,
-        stop_rule="required on every trade" if profile.require_stop_loss else "recommended",
+        stop_rule="on every trade" if profile.require_stop_loss else "recommended",
         min_reward_risk=profile.min_reward_risk,
         max_entry_deviation_pct=profile.max_entry_deviation_pct,
         fee_pct=FEE_PCT,

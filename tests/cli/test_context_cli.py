@@ -50,9 +50,10 @@ def test_table_says_simulated_and_text_stays_compact(capsys: pytest.CaptureFixtu
     )
     text = context_text(snapshot)
     assert len(text) < MAX_TEXT_CHARS
-    # Header, previous day, column names, three timeframe rows; then per timeframe a blank line,
-    # a heading, 12 candles and two lines of swings.
-    assert text.count("\n") == 5 + 3 * 16
+    # Header, previous day, column names, three timeframe rows; then per timeframe a blank line, the
+    # candles (a heading and 12 OHLC rows for the primary 1h, one line of closes for the others)
+    # and two lines of swings.
+    assert text.count("\n") == 6 + 4 + 16 + 4 - 1
 
 
 def test_files_context_uses_data_end_as_now(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -129,46 +130,36 @@ def test_the_context_text_of_three_timeframes_stays_under_6000_characters(
 def test_the_model_reads_no_thousands_separators(capsys: pytest.CaptureFixture[str]) -> None:
     text = run(capsys, "context", "BTC/USDT", "--exchange", "sim", "--as-of", AS_OF, "--json").json_lines()[0]
     written = context_text(ContextModel.model_validate(text))
-    assert "134423.99" in written
+    assert "Last price 134424." in written
     assert re.search(r"\d,\d", written) is None
-
-
-def _block(text: str, heading: str) -> list[str]:
-    """The candle rows under a timeframe's heading of the context text."""
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(heading))
-    rows = []
-    for line in lines[start + 1 :]:
-        if re.match(r"\d{4}-\d\d-\d\d", line) is None:
-            break
-        rows.append(line)
-    return rows
 
 
 def test_recent_candles_are_the_last_twelve_closed_oldest_first_labelled_by_open_time(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # At 01:00 the 4h candle that opened at 00:00 is still open: the last 4h row is the one that
-    # opened at 20:00 the day before, while the 1h rows run up to the candle that opened at 00:00.
+    # At 01:00 the 4h candle that opened at 00:00 is still open: the last 4h close is that of the
+    # candle that opened at 20:00 the day before, while the 1h rows run up to the one opened at 00:00.
     as_of = ("--exchange", "sim", "--as-of", "2021-07-01T01:00")
     snapshot = ContextModel.model_validate(
         run(capsys, "context", "BTC/USDT", *as_of, "--json").json_lines()[0]
     )
-    text = context_text(snapshot)
-    four_hours = _block(text, "4h last 12 candles, oldest first: time open high low close")
-    one_hour = _block(text, "1h last 12 candles")
-    assert len(four_hours) == len(one_hour) == 12
-    assert four_hours[-1].startswith("2021-06-30T20:00Z ")
-    assert four_hours[0].startswith("2021-06-29T00:00Z ")
-    assert one_hour[-1].startswith("2021-07-01T00:00Z ")
-    assert all(not row.startswith("2021-07-01T00:00Z") for row in four_hours)
-    # open high low close of the last 1h candle, as the JSON holds them.
+    lines = context_text(snapshot).splitlines()
+    heading = lines.index("1h last 12 candles, oldest first: open time, open, high, low, close")
+    one_hour = lines[heading + 1 : heading + 13]
+    # The date where it changes only: the first row, and the first candle of July.
+    assert [row.split()[0] for row in one_hour[:2]] == ["06-30", "14:00"]
+    assert one_hour[-1].startswith("07-01 00:00 ")
+    assert lines[heading + 13].startswith("1h swing highs: ")
     recent = snapshot.timeframes["1h"].recent
-    assert one_hour[-1].split()[1:] == [
-        f"{value:.2f}" for value in (recent.open[-1], recent.high[-1], recent.low[-1], recent.close[-1])
+    assert one_hour[-1].split()[2:] == [
+        f"{value:.0f}" for value in (recent.open[-1], recent.high[-1], recent.low[-1], recent.close[-1])
     ]
     assert recent.open_ms[-1] + 3_600_000 == snapshot.as_of
-    assert "Previous UTC day (2021-06-30): high " in text
+    [four_hours] = [line for line in lines if line.startswith("4h last 12 closes")]
+    assert four_hours.startswith("4h last 12 closes, oldest first (opened 06-29 00:00 to 06-30 20:00): ")
+    closes = snapshot.timeframes["4h"].recent.close
+    assert four_hours.split(": ")[1].split() == [f"{value:.0f}" for value in closes]
+    assert "Previous UTC day (2021-06-30): high " in lines[1]
 
 
 def test_changing_candles_after_as_of_changes_nothing_in_the_context(tmp_path: Path) -> None:
@@ -237,8 +228,8 @@ def test_a_swing_is_a_fractal_confirmed_by_three_closed_candles_on_each_side() -
     assert item.swing_highs.open_ms == (START_MS + 20 * 3_600_000,)
     assert item.swing_lows.price == (90.0,)
     text = context_text(context)
-    assert "1h swing highs: 110.00 (2021-03-01T20:00Z)" in text
-    assert "1h swing lows: 90.00 (2021-03-01T10:00Z)" in text
+    assert "1h swing highs: 110.000 (03-01 20:00)" in text
+    assert "1h swing lows: 90.000 (03-01 10:00)" in text
 
 
 def test_the_previous_day_is_the_last_whole_utc_day_before_as_of() -> None:
@@ -250,7 +241,7 @@ def test_the_previous_day_is_the_last_whole_utc_day_before_as_of() -> None:
     context = build_context("BTC/USDT", "files", {"1h": frame}, primary_timeframe="1h", simulated=False)
     assert context.previous_day is not None
     assert (context.previous_day.high, context.previous_day.low) == (130.0, 70.0)
-    assert "Previous UTC day (2021-03-02): high 130.00, low 70.00." in context_text(context)
+    assert "Previous UTC day (2021-03-02): high 130.000, low 70.000." in context_text(context)
     # A window that starts after that day began cannot say its range.
     late = build_context(
         "BTC/USDT",

@@ -50,12 +50,11 @@ def test_the_stated_costs_and_horizon_are_the_backtests_and_the_scores() -> None
     assert (FillConfig().fee_pct, FillConfig().slippage_pct) == (FEE_PCT, SLIPPAGE_PCT)
     assert SCORING_HORIZON_CANDLES == DEFAULT_HORIZON
     system, _ = opening()
-    assert "0.1% fee per fill (entry and exit) and 0.02% slippage" in system
-    assert "scored over the next 24 candles of the primary timeframe" in system
-    assert "Entry is a market order at the next candle's open" in system
-    assert (
-        "Leverage does not change that risk: it only raises the size cap and brings the liquidation" in system
-    )
+    assert "Costs: 0.1% fee per fill, 0.02% slippage per market fill." in system
+    assert "Scoring: the next 24 primary candles" in system
+    assert "entry is a market order at the next candle's open" in system
+    assert "Rez sizes the position from the stop" in system
+    assert "leverage only raises that cap and brings liquidation closer" in system
 
 
 def test_a_long_only_profile_never_offers_sell() -> None:
@@ -109,9 +108,10 @@ def test_each_example_is_an_answer_rez_accepts_with_the_rr_the_profile_asks(acti
 def test_every_invalidation_the_prompt_shows_parses_in_the_machine_grammar() -> None:
     language = pytest.importorskip("rez_cli.invalidation")
     shown = [EXAMPLES["buy"]["invalidation"], EXAMPLES["sell"]["invalidation"]]
-    [examples] = [line for line in INVALIDATION_GRAMMAR.splitlines() if line.strip().startswith("e.g.")]
-    shown += [part.strip() for part in examples.strip().removeprefix("e.g.").split("|")]
-    assert len(shown) == 6
+    [examples] = [line for line in INVALIDATION_GRAMMAR.splitlines() if "E.g. " in line]
+    shown += [part.strip() for part in examples.split("E.g. ")[1].split("|")]
+    shown += ["rsi_14_4h > 1", "ema_20_1h > 1", "rsi_4h > 1"]  # the series the grammar names
+    assert len(shown) == 8
     for condition in shown:
         assert language.invalidation_problem(condition) is None, condition
 
@@ -120,9 +120,9 @@ def test_the_answer_is_shown_by_example_and_field_not_as_a_schema() -> None:
     system, _ = opening()
     assert '"additionalProperties"' not in system
     assert '{"action": "buy", "entry_price": 61800.0' in system
-    for field in ("action", "entry_price", "tp_price", "sl_price", "leverage", "confidence", "rationale"):
+    for field in ("action", "entry_price, tp_price, sl_price", "leverage", "confidence", "rationale"):
         assert f"\n- {field}: " in system
-    assert "- confidence: a fraction from 0.0 to 1.0 (0.65, not 65)" in system
+    assert "- confidence: 0.0 to 1.0 (0.65, not 65)" in system
     assert 'invalidation": "close_1h < 61200"' in system
 
 
