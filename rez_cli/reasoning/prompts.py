@@ -156,19 +156,26 @@ TEXT_FINAL_TURN_NOTE = (
 )
 
 
-def offered_actions(allowed_actions: Sequence[str], position_open: bool) -> list[str]:
+def offered_actions(
+    allowed_actions: Sequence[str], position_open: bool, *, allow_adding: bool = False
+) -> list[str]:
     """The actions the model may answer: the profile's, and ``close`` only while a position is open
-    (then always: no profile can forbid ending a position)."""
+    (then always: no profile can forbid ending a position). While one is open a buy or sell would be
+    refused (``position_open``) unless the profile allows adding, so it is not offered."""
     offered = [action for action in allowed_actions if action != "close"]
-    return [*offered, "close"] if position_open else offered
+    if not position_open:
+        return offered
+    if not allow_adding:
+        offered = [action for action in offered if action not in ("buy", "sell")]
+    return [*offered, "close"]
 
 
-def actions_text(allowed_actions: Sequence[str], position_open: bool) -> str:
+def actions_text(allowed_actions: Sequence[str], position_open: bool, *, allow_adding: bool = False) -> str:
     """One line per offered action with what it does."""
     meanings = {**ACTION_MEANINGS, "hold": HOLD_MEANING[position_open]}
     return "\n".join(
         f"- {action}: {meanings.get(action, action)}"
-        for action in offered_actions(allowed_actions, position_open)
+        for action in offered_actions(allowed_actions, position_open, allow_adding=allow_adding)
     )
 
 
@@ -199,7 +206,7 @@ def system_prompt(profile: RiskProfile, *, position_open: bool = False) -> str:
     """The system message of a cycle (``position_open``: whether the symbol has an open position)."""
     return SYSTEM_TEMPLATE.format(
         profile=profile.name,
-        actions=actions_text(profile.allowed_actions, position_open),
+        actions=actions_text(profile.allowed_actions, position_open, allow_adding=profile.allow_adding),
         max_leverage=profile.max_leverage,
         stop_rule="on every trade" if profile.require_stop_loss else "recommended",
         min_reward_risk=profile.min_reward_risk,
@@ -211,7 +218,9 @@ def system_prompt(profile: RiskProfile, *, position_open: bool = False) -> str:
         horizon=SCORING_HORIZON_CANDLES,
         indicators=indicator_lines(),
         example=example_answer(profile.allowed_actions),
-        action_names=_either(offered_actions(profile.allowed_actions, position_open)),
+        action_names=_either(
+            offered_actions(profile.allowed_actions, position_open, allow_adding=profile.allow_adding)
+        ),
         grammar=INVALIDATION_GRAMMAR,
     )
 
@@ -222,6 +231,7 @@ def user_prompt(
     *,
     allowed_actions: Sequence[str] = ("buy", "sell", "hold"),
     position_text: str | None = None,
+    allow_adding: bool = False,
 ) -> str:
     """The first user message: the zero-shot context, the open position if there is one, and what
     Rez remembers of this symbol."""
@@ -230,7 +240,8 @@ def user_prompt(
         parts += ["", "Your open position:", position_text]
     if memory_text:
         parts += ["", "Your previous decision on this symbol:", memory_text]
-    parts += ["", f"Decide: {_either(offered_actions(allowed_actions, position_text is not None))}."]
+    offered = offered_actions(allowed_actions, position_text is not None, allow_adding=allow_adding)
+    parts += ["", f"Decide: {_either(offered)}."]
     return "\n".join(parts)
 
 
@@ -252,6 +263,7 @@ def first_messages(
                 memory_text,
                 allowed_actions=profile.allowed_actions,
                 position_text=position_text,
+                allow_adding=profile.allow_adding,
             ),
         },
     ]

@@ -86,6 +86,11 @@ def test_close_is_offered_only_with_an_open_position_shown_before_the_memory() -
     assert user.index("Your open position:\nlong 1 BTC at 61800") < user.index(
         "Your previous decision on this symbol:\nMEMORY"
     )
+    # A new buy or sell would be refused while it is open: only hold and close are offered.
+    assert user.endswith("Decide: hold or close.")
+    assert "- buy:" not in system
+    adding = profile().model_copy(update={"allow_adding": True})
+    _, user = (str(m["content"]) for m in first_messages(adding, "CONTEXT", position_text="long 1 BTC"))
     assert user.endswith("Decide: buy, sell, hold or close.")
 
 
