@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from rez_cli.decision.model import Decision
-from rez_cli.journal.blobs import Blobs, Dictionary
+from rez_cli.journal.blobs import KEYFRAME_EVERY, Blobs, Dictionary
 from rez_cli.journal.db import Connection, Database
 from rez_cli.journal.encoding import Codec, finite, integer, policy_checks
 
@@ -112,9 +112,11 @@ class JournalRecorder:
     A live cycle keeps its payload in the columns of its row, where any SQLite tool reads it. A
     backtest cycle (``backtest_id`` set) keeps it in blobs (``journal.blobs``): its profile, its
     inputs (candles, context, context text) and its record (decision, trace, signals), each stored
-    once by content and deflated against its backtest's first cycle. Its trace leaves out what the
-    inputs hold already (``trace_shares`` names those keys), its usage is its decision's, and its
-    policy checks stay in the trace rather than in ``verdicts`` rows; the readers put all back.
+    once by content and deflated against the same payload of the cycle before it (every
+    ``KEYFRAME_EVERY``-th one on its own, so that reading a cycle inflates a short chain). Its trace
+    leaves out what the inputs hold already (``trace_shares`` names those keys), its usage is its
+    decision's, and its policy checks stay in the trace rather than in ``verdicts`` rows; the
+    readers put all back.
     """
 
     def __init__(
@@ -134,8 +136,9 @@ class JournalRecorder:
         self._inputs: dict[str, _Inputs] = {}
         # The cycles this recorder wrote a turn of, until they finish.
         self._turned: set[str] = set()
-        # The first cycle's inputs and record: what the next ones' are deflated against.
-        self._dictionaries: dict[str, Dictionary] = {}
+        # The last cycle's inputs and record (what the next ones' are deflated against), and how many
+        # cycles the chain holds since its last keyframe.
+        self._dictionaries: dict[str, tuple[Dictionary, int]] = {}
         # A backtest hands the same (frozen) profile to every cycle: stored once, its blob kept.
         self._profile: tuple[BaseModel, int | None] | None = None
 
@@ -231,17 +234,25 @@ class JournalRecorder:
         return _Inputs(context, context_text, text)
 
     def _put(self, db: Connection, text: str, kind: str | None) -> int:
-        """Store ``text``; a ``kind`` of payload (inputs, record) is deflated against the first one."""
-        dictionary = None if kind is None else self._dictionaries.get(kind)
+        """Store ``text``; a ``kind`` of payload (inputs, record) is deflated against the previous one.
+
+        Consecutive cycles share most of their payload (a window of candles slides by one), so the
+        previous cycle's payload deflates the next far better than the first cycle's does: a third
+        of the bytes. A chain costs its readers one inflation per link, so every ``KEYFRAME_EVERY``-th
+        payload starts a new chain, deflated on its own.
+        """
+        chain = None if kind is None else self._dictionaries.get(kind)
+        dictionary = chain[0] if chain is not None and chain[1] < KEYFRAME_EVERY else None
         blob_id = self._blobs.put(db, text, dictionary)
         if blob_id is None:
-            # Its dictionary is gone (the write that stored it was undone): this one becomes it.
+            # Its dictionary is gone (the write that stored it was undone): this one starts a chain.
             blob_id = self._blobs.put(db, text)
             dictionary = None
         assert blob_id is not None  # without a dictionary a blob is always stored
-        if kind is not None and dictionary is None:
-            # The very blob just stored, unless it is longer than zlib can look back.
-            self._dictionaries[kind] = self._blobs.dictionary(db, text)
+        if kind is not None:
+            # The blob just stored is the next one's dictionary: readers inflate it to the same text.
+            links = chain[1] + 1 if chain is not None and dictionary is not None else 1
+            self._dictionaries[kind] = (Dictionary(blob_id, text.encode("utf-8")), links)
         return blob_id
 
     def turn_recorded(self, trace_id: str, turn: JsonRecord | Mapping[str, Any]) -> None:

@@ -111,11 +111,10 @@ def test_a_backtest_cycle_takes_a_few_kilobytes(backtest_calls: list[Call], tmp_
             replay(backtest_calls, journal, backtest_id)
     cycles = len(backtest_calls) // 2
     # 120 cycles: the schema's empty pages are still a tenth of the file; bench_journal measures more.
-    # About 2 KiB of a cycle is the price action its context holds and its text shows (12 candles
-    # and the swings of each timeframe, the numbers the model read).
-    assert os.path.getsize(packed) / cycles < 6 * 1024
-    # Less than the rest of a cycle, the numbers of that price action compress about 3 to 1.
-    assert os.path.getsize(packed) * 3 < os.path.getsize(inline)
+    # Each cycle's payloads are deflated against the cycle before's, whose window of candles (and
+    # price action) is the same but for one candle.
+    assert os.path.getsize(packed) / cycles < 3 * 1024
+    assert os.path.getsize(packed) * 4 < os.path.getsize(inline)
     with sqlite3.connect(packed) as db:
         assert db.execute(
             "SELECT COUNT(*) FROM cycles WHERE context IS NOT NULL OR trace IS NOT NULL"
@@ -203,3 +202,32 @@ def test_a_damaged_blob_is_one_line_naming_the_journal(backtest_calls: list[Call
     line = caught.value.one_line()
     assert f"journal {path} is damaged: a cycle's record does not inflate" in line
     assert "\n" not in line
+
+
+def test_chains_of_blobs_stay_short_and_read_back(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from rez_cli.journal.blobs import KEYFRAME_EVERY
+    from tests.support.cli import run
+
+    journal = tmp_path / "chained.sqlite"
+    result = run(
+        capsys, "backtest", "BTC/USDT", "--exchange", "sim", "--mode", "rules", "--no-baselines",
+        "--from", "2021-01-01", "--to", "2021-01-03", "--journal", str(journal), "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    decisions = result.json_lines()[0]["decisions"]
+    with sqlite3.connect(journal) as db:
+        links = dict(db.execute("SELECT id, dictionary FROM blobs").fetchall())
+        held = [row[0] for row in db.execute("SELECT inputs_blob FROM cycles WHERE inputs_blob IS NOT NULL")]
+
+    def depth(blob: int) -> int:
+        steps = 0
+        while links[blob] is not None:
+            blob, steps = links[blob], steps + 1
+        return steps
+
+    # A chain holds KEYFRAME_EVERY blobs: the keyframe, then each deflated against the one before.
+    assert max(depth(blob) for blob in held) == KEYFRAME_EVERY - 1
+    # The last cycle, at the end of a chain, reads back whole.
+    shown = run(capsys, "traces", "export", decisions[-1]["trace_id"], "--journal", str(journal))
+    assert shown.exit_code == 0, shown.stderr
+    assert shown.json_lines()[0]["context"]["symbol"] == "BTC/USDT"
