@@ -272,8 +272,13 @@ class PaperBook:
         pending = state.pending
         if pending is not None and account.pending is None and pending.kind == "open":
             held = account.position
-            if held is not None or any(trade.ref == pending.ref for trade in account.trades):
+            filled = next((trade for trade in account.trades if trade.ref == pending.ref), None) or held
+            if filled is not None:
                 settlement.filled.append(pending.ref)
+                side = "long" if filled.side > 0 else "short"
+                settlement.notes.append(
+                    f"opened the {side} at {filled.entry_price:.10g} ({iso(filled.entry_ms)})"
+                )
             else:
                 settlement.notes.append("the order placed by the last decision was not filled")
         for trade in account.trades:
@@ -304,7 +309,8 @@ class PaperBook:
                 name, symbol, trade.exit_ms, "close", trade_json(symbol, trade), trace_id=trade.ref or None
             )
         for note in settlement.notes:
-            if not note.startswith("closed the "):
+            # Closes and fills have events of their own.
+            if not note.startswith(("closed the ", "opened the ")):
                 tx.event(name, symbol, settlement.walked_to_ms, "note", {"note": note})
 
     def _remember(self, symbol: str, state: AccountState, equity: float | None) -> None:
@@ -403,6 +409,15 @@ class PaperBook:
                 trace_id=decision.trace_id,
             )
         self._states[symbol] = after
+        settlement = self.settlements.get(symbol)
+        if settlement is not None:
+            # Said to the user after the decision (the trace's notes were taken before it).
+            what = (
+                "close the position"
+                if order.kind == "close"
+                else f"{decision.action} ({decision.size_pct:g}% of equity)"
+            )
+            settlement.notes.append(f"order placed: {what} at the next candle's open")
         return None
 
 
