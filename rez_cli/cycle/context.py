@@ -15,6 +15,7 @@ import math
 from collections.abc import Mapping
 from contextlib import nullcontext
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -227,6 +228,9 @@ def build_context(
     )
 
 
+# A cycle formats some hundred numbers against one reference price, and a backtest's windows show
+# the same candle times again and again: both are remembered rather than worked out each time.
+@lru_cache(maxsize=1024)
 def model_decimals(reference: float) -> int:
     """Decimals that show prices of this size to 6 significant digits: a model reads every digit as a
     token of its own, and a tick finer than that says nothing about a level."""
@@ -246,6 +250,7 @@ def number(value: float | None, reference: float) -> str:
     return f"{0.0 if rounded == 0 else rounded:.{places}f}"
 
 
+@lru_cache(maxsize=4096)
 def _moment(ts_ms: int, step_ms: int) -> str:
     """A candle's open time without its year (the header's as_of has it): ``06-30 21:00``, or
     ``06-30`` for daily and longer candles."""
