@@ -195,11 +195,12 @@ def decide(
         aside.print(f"note: {run.notice}", style="yellow")
     for warning in run.warnings:
         aside.print(f"warning: {warning}", style="yellow")
-    if not quiet:
-        # What the paper account did before each cycle asked the model: exits, fills, missing candles.
+    if not quiet and not json_output:
+        # What the paper account did: exits and fills since the last cycle, missing candles, the order
+        # placed. With --json the same is in rez paper history --json (and the webhook), not stderr.
         for symbol, settlement in run.settlements.items():
             for line in settlement.notes:
-                aside.print(f"paper {symbol}: {line}", style="cyan", markup=False)
+                aside.print(f"note: paper {symbol}: {line}", style="cyan", markup=False)
     decisions = []
     for result in run.results:
         decision = result.decision

@@ -248,9 +248,9 @@ def test_missing_candles_are_reported_never_invented(
         assert decide(capsys, journal, T1, data=data).exit_code == 0
         second = decide(capsys, journal, T2, data=data)
     assert second.exit_code == 0, second.stderr
-    assert "2 of 3 1h candles since 2021-03-10T16:00:00Z are missing" in second.stderr
+    assert second.stderr == ""  # --json: said in the trace and the history, not on stderr
     notes = [event["note"] for event in paper_json(capsys, journal, "history") if event["kind"] == "note"]
-    assert any("are missing from the market" in note for note in notes)
+    assert any("2 of 3 1h candles since 2021-03-10T16:00:00Z are missing" in note for note in notes)
     # The trace keeps it too.
     shown = run(capsys, "traces", "show", second.json_lines()[0]["trace_id"], "--journal", str(journal))
     assert "are missing from the market" in shown.stdout

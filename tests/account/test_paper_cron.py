@@ -122,7 +122,9 @@ def test_buy_then_shown_then_stopped_out_between_cycles(
     assert third.exit_code == 0, third.stderr
     assert len(fake.bodies) == 3  # one question a cycle, none about the stop
     assert POSITION_MARK not in _user_text(fake.bodies[2])
-    assert "paper BTC/USDT: closed the long by stop" in third.stderr
+    trace_id = third.json_lines()[0]["trace_id"]
+    shown = run(capsys, "traces", "show", trace_id, "--journal", str(journal))
+    assert "paper: closed the long by stop" in shown.stdout
 
     account = status(capsys, journal)
     exit_price = stop * (1 - SLIPPAGE)
