@@ -127,6 +127,9 @@ class LLMSettings(_Section):
     max_output_tokens: Annotated[int, Field(ge=16, le=1_000_000)] = 1024
     temperature: Annotated[float, Field(ge=0, le=2)] = 0.2
     seed: int | None = None
+    # A system-prompt template replacing Rez's (``rez arena``'s prompt=FILE), with the same
+    # placeholders ({max_leverage}, {example}, ...; see reasoning/prompts.py); None is Rez's own.
+    system_prompt: str | None = None
     extra_headers: dict[str, str] = Field(default_factory=dict)
     extra_body: dict[str, Any] = Field(default_factory=dict)
     prices: dict[str, ModelPrice] = Field(default_factory=dict)

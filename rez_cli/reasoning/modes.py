@@ -180,7 +180,7 @@ def opening(
 ) -> Opening:
     """What a react cycle sends first (``--dry-run`` shows the same)."""
     protocol, remembered = protocol_memory.starting_protocol(llm.tool_protocol, endpoint, model)
-    messages = first_messages(profile, context_text, memory_text, position_text)
+    messages = first_messages(profile, context_text, memory_text, position_text, llm.system_prompt)
     if protocol == "text":
         messages = text_opening(messages, schemas)
     elif llm.tool_protocol == "auto" and schemas:

@@ -202,9 +202,15 @@ def example_answer(allowed_actions: Sequence[str]) -> str:
     return json.dumps(EXAMPLES[action])
 
 
-def system_prompt(profile: RiskProfile, *, position_open: bool = False) -> str:
-    """The system message of a cycle (``position_open``: whether the symbol has an open position)."""
-    return SYSTEM_TEMPLATE.format(
+def system_prompt(profile: RiskProfile, *, position_open: bool = False, template: str | None = None) -> str:
+    """The system message of a cycle (``position_open``: whether the symbol has an open position).
+
+    ``template`` replaces ``SYSTEM_TEMPLATE`` (``[llm] system_prompt``), with the same placeholders.
+
+    Raises:
+        KeyError, ValueError, IndexError: a ``template`` with an unknown or malformed placeholder.
+    """
+    return (SYSTEM_TEMPLATE if template is None else template).format(
         profile=profile.name,
         actions=actions_text(profile.allowed_actions, position_open, allow_adding=profile.allow_adding),
         max_leverage=profile.max_leverage,
@@ -250,12 +256,14 @@ def first_messages(
     context_text: str,
     memory_text: str | None = None,
     position_text: str | None = None,
+    template: str | None = None,
 ) -> list[dict[str, Any]]:
     """The opening messages of a cycle. ``position_text``: the symbol's open position as the model
-    reads it, or None when there is none (``close`` is offered only with one)."""
+    reads it, or None when there is none (``close`` is offered only with one); ``template``: the
+    system prompt's template when not Rez's own."""
     position_open = position_text is not None
     return [
-        {"role": "system", "content": system_prompt(profile, position_open=position_open)},
+        {"role": "system", "content": system_prompt(profile, position_open=position_open, template=template)},
         {
             "role": "user",
             "content": user_prompt(
