@@ -61,7 +61,7 @@ def daily_returns(curve_ms: Sequence[int], curve: Sequence[float]) -> tuple[list
     days, values = daily_equity(curve_ms, curve)
     before = np.asarray([float(curve[0]), *values[:-1]], dtype=np.float64)
     after = np.asarray(values, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(all="ignore"):
         found = after / before - 1.0
     # An equity at 0 (a liquidated account) has no return after it: that day counts as flat.
     return days, np.where(np.isfinite(found), found, 0.0)
@@ -71,10 +71,13 @@ def sharpe(daily: Series) -> float | None:
     """The annualised Sharpe ratio of daily returns; None when it does not exist."""
     if len(daily) < 2:
         return None
-    deviation = float(np.std(daily, ddof=1))
+    # An equity from outside can jump by 1e300: its square overflows, and that Sharpe does not exist.
+    with np.errstate(all="ignore"):
+        deviation = float(np.std(daily, ddof=1))
+        mean = float(np.mean(daily))
     if not math.isfinite(deviation) or deviation <= 1e-15:
         return None
-    value = float(np.mean(daily)) / deviation * math.sqrt(DAYS_PER_YEAR)
+    value = mean / deviation * math.sqrt(DAYS_PER_YEAR)
     return value if math.isfinite(value) else None
 
 
@@ -95,9 +98,9 @@ def block_indices(days: int, *, block_days: int, resamples: int, seed: int) -> n
 
 
 def _sharpes(samples: np.ndarray[Any, Any]) -> Series:
-    deviation = np.std(samples, axis=1, ddof=1)
-    mean = np.mean(samples, axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(all="ignore"):
+        deviation = np.std(samples, axis=1, ddof=1)
+        mean = np.mean(samples, axis=1)
         found = mean / deviation * math.sqrt(DAYS_PER_YEAR)
     return np.asarray(np.where(deviation > 1e-15, found, np.nan), dtype=np.float64)
 
@@ -141,11 +144,13 @@ def beats_p_value(
     days = len(contestant)
     if days < 2:
         return None
-    difference = np.asarray(contestant, dtype=np.float64) - np.asarray(baseline, dtype=np.float64)
-    observed = float(np.mean(difference))
     rows = block_indices(days, block_days=block_days or default_block(days), resamples=resamples, seed=seed)
-    centred = difference - observed
-    means = np.mean(centred[rows], axis=1)
+    with np.errstate(all="ignore"):
+        difference = np.asarray(contestant, dtype=np.float64) - np.asarray(baseline, dtype=np.float64)
+        observed = float(np.mean(difference))
+        means = np.mean((difference - observed)[rows], axis=1)
+    if not math.isfinite(observed):
+        return None
     # A tolerance so that a difference of exactly nothing is not a "win" by rounding.
     hits = int(np.count_nonzero(means >= observed - 1e-15))
     return (1 + hits) / (1 + resamples)
