@@ -216,4 +216,28 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
         readers_need=False,
     ),
+    Migration(
+        "m006_backtests",
+        (
+            # One row per `rez backtest`: what was asked (request JSON: the span, mode, model, data,
+            # profile), what it found (report JSON: metrics, curves, trades, decisions), the tape it
+            # read if any, and the audit once one has run (its grade, the reasons, the whole audit).
+            """
+            CREATE TABLE backtests (
+                id TEXT PRIMARY KEY,
+                run_id INTEGER REFERENCES runs (id),
+                created_ms INTEGER NOT NULL,
+                symbol TEXT NOT NULL,
+                request TEXT NOT NULL,
+                report TEXT NOT NULL,
+                tape_hash TEXT,
+                grade TEXT,
+                grade_reasons TEXT,
+                audit TEXT,
+                audited_ms INTEGER
+            )
+            """,
+        ),
+        readers_need=False,
+    ),
 )

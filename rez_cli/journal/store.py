@@ -9,6 +9,7 @@
 - ``recorder``: runs and cycles written as they happen (``JournalRecorder``);
 - ``blobs``: a backtest cycle's payload, stored once by content and deflated;
 - ``reads``: cycles listed, shown, summed up, and the memory of past decisions;
+- ``backtests``: each backtest's request and report, and its audit;
 - ``scores``: the live decisions ``rez score`` judges, and its verdicts;
 - ``maintenance``: ``rez journal prune`` and ``vacuum``;
 - ``lock``: one run per market and journal.
@@ -32,6 +33,9 @@ Schema (the ordered migrations in ``journal.migrations`` create it; ``_migration
                 details (json): what ``rez score`` judged came of a live decision (``rez_cli.scoring.run``);
                 ``recent()`` gives its ``details.summary`` to the model as the decision's ``outcome``
     blobs       id (pk), hash (unique), body (text, or zlib with a preset dictionary), dictionary -> blobs
+    backtests   id (pk), run_id -> runs, created_ms, symbol, request (json), report (json, curves included),
+                tape_hash, grade, grade_reasons (json), audit (json), audited_ms: one ``rez backtest`` each,
+                and its audit (``rez audit``)
 
 The file, its -wal and -shm files and the lock files are created 0600, in a 0700 directory when Rez
 creates it.
@@ -46,6 +50,7 @@ from pathlib import Path
 from rez_cli.clock import now_ms
 from rez_cli.config import paths
 from rez_cli.journal import lock as market_lock
+from rez_cli.journal.backtests import BacktestLedger
 from rez_cli.journal.blobs import Blobs
 from rez_cli.journal.db import Database
 from rez_cli.journal.encoding import Codec
@@ -180,6 +185,10 @@ class Journal(CycleReads, ScoreQueries, Maintenance):
     def paper(self) -> PaperLedger:
         """The paper account's rows (``rez_cli.journal.paper``)."""
         return PaperLedger(self._db, self._codec)
+
+    def backtests(self) -> BacktestLedger:
+        """The stored backtests and their audits (``rez_cli.journal.backtests``)."""
+        return BacktestLedger(self._db, self._codec)
 
     def lock_path(self, symbol: str) -> Path:
         """The lock file for a market on this journal (see ``rez_cli.journal.lock.lock_path``).
