@@ -14,6 +14,7 @@ import os
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from types import NoneType, UnionType
 from typing import Annotated, Any, Generic, Literal, TypeVar, Union, get_args, get_origin
@@ -133,6 +134,9 @@ class LLMSettings(_Section):
     extra_headers: dict[str, str] = Field(default_factory=dict)
     extra_body: dict[str, Any] = Field(default_factory=dict)
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    # Training cutoffs by model name (`rez audit` splits a backtest there); they add to and override
+    # the audit's approximate defaults for well-known models (rez_cli/audit/cutoffs.py).
+    cutoffs: dict[str, date] = Field(default_factory=dict)
     # A GGUF file Rez serves itself through llama.cpp (the `local` extra) for the length of a run.
     gguf: Path | None = None
     # SmolLM2 and most current small models were trained on 8k; Rez's prompt, a few tool turns and an
