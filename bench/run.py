@@ -32,7 +32,8 @@ BENCHMARKS = (
     "bench_journal.py",
 )
 # Run only when a word given names them: they need what a plain checkout does not have.
-OPT_IN = ("bench_real_model.py",)
+# bench_arena.py: three contestants × 500 cycles of a 1 s fake model, alone then together (~35 min).
+OPT_IN = ("bench_real_model.py", "bench_arena.py")
 
 
 def run_one(path: Path) -> tuple[int, float, list[str]]:
