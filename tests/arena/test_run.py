@@ -12,6 +12,7 @@ import json
 import random
 import re
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -162,3 +163,26 @@ def test_max_cost_stops_every_contestant_before_the_budget_is_passed(fake: FakeO
     for name in ("a", "b"):
         assert rows[name]["stopped"] == ["budget_exceeded"]
         assert rows[name]["cycles"] < 16
+
+
+def test_the_report_shows_every_curve_and_the_table(tmp_path: Path) -> None:
+    from rez_cli.arena.report import write_report
+
+    result = arena([])
+    page = write_report(result, leaderboard(result), tmp_path / "arena.html").read_text()
+    for name in ("rules", "always-hold", "buy-and-hold"):
+        assert f"<td>{name}</td>" in page
+        assert f'"name":"{name}"' in page  # its equity curve
+    assert "Sharpe 95% CI" in page
+
+
+def test_without_plotly_the_report_is_refused_with_the_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from rez_cli.arena.report import require_plotly
+    from rez_cli.errors import UsageError
+
+    monkeypatch.setitem(sys.modules, "plotly.graph_objects", None)
+    with pytest.raises(UsageError, match="--report needs plotly") as raised:
+        require_plotly()
+    assert raised.value.hint == "pip install 'rez-cli[report]'"
