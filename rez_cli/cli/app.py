@@ -51,6 +51,7 @@ def root(
 def _register() -> None:
     # Command modules import only typer at module level; their heavy imports happen when they run.
     from rez_cli.cli import (
+        audit_cmd,
         backtest_cmd,
         config_cmd,
         context_cmd,
@@ -73,6 +74,7 @@ def _register() -> None:
     app.add_typer(paper_cmd.app, name="paper")
     app.command("backtest")(backtest_cmd.backtest)
     app.command("score")(score_cmd.score)
+    app.command("audit")(audit_cmd.audit)
 
 
 _register()

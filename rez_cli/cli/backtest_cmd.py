@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
     from rez_cli.backtest.walk import BacktestReport, BacktestRequest, Progress
     from rez_cli.config.settings import RiskProfile, Settings
+    from rez_cli.market.source import MarketSource
+    from rez_cli.tape import Tape
 
 
 def summary_view(report: Mapping[str, Any]) -> RenderableType:
@@ -109,7 +111,10 @@ def exits_line(trades: Sequence[Mapping[str, Any]]) -> Text | None:
 
 
 def backtest(
-    symbol: Annotated[str, typer.Argument(help="The symbol, e.g. BTC/USDT.")],
+    symbol: Annotated[
+        str | None,
+        typer.Argument(help="The symbol, e.g. BTC/USDT (with --tape, the tape's).", show_default=False),
+    ] = None,
     from_: Annotated[
         str | None,
         typer.Option(
@@ -181,13 +186,19 @@ def backtest(
         float, typer.Option("--equity", min=1, max=1e15, help="Starting equity, quote currency.")
     ] = 10_000.0,
     training_cutoff: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--training-cutoff",
             help="The model's training cutoff: a react backtest over earlier prices gets a warning "
-            "(the model may remember them). 'none' turns it off.",
+            "(the model may remember them), and the audit splits there. 'none' turns it off. "
+            "Default: \\[llm.cutoffs], else Rez's table of well-known models, else 2023-10-01.",
+            show_default=False,
         ),
-    ] = "2023-10-01",
+    ] = None,
+    audit: Annotated[
+        bool,
+        typer.Option("--audit", help="Audit the result once the backtest is done (see rez audit)."),
+    ] = False,
     no_baselines: Annotated[
         bool, typer.Option("--no-baselines", help="Skip buy-and-hold and the rules baseline.")
     ] = False,
@@ -198,6 +209,16 @@ def backtest(
         ),
     ] = False,
     no_cache: NoCacheOption = False,
+    tape: Annotated[
+        Path | None,
+        typer.Option(
+            "--tape",
+            help="Walk a tape (rez tape record) instead: its candles, symbol, timeframes and moments, "
+            "and nothing else.",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
     json_output: JsonOption = False,
     journal: JournalOption = None,
     report_path: Annotated[
@@ -215,6 +236,8 @@ def backtest(
 
     Example: rez backtest BTC/USDT --exchange sim --mode rules --from 2021-01-01 --to 2021-03-01
 
+    Or over a tape: rez backtest --tape btc.tape --mode rules
+
     Every cycle sees only the candles closed by its moment, on every timeframe.
 
     Positions are isolated margin: one whose loss eats its margin down to the profile's
@@ -231,6 +254,8 @@ def backtest(
     import asyncio
 
     from rez_cli.account.fills import FillConfig
+    from rez_cli.audit.cutoffs import Cutoff, model_cutoff
+    from rez_cli.audit.stored import store_backtest
     from rez_cli.backtest.walk import BacktestRequest, parse_cutoff
     from rez_cli.cli.console import invocation_argv, print_json_line, stderr_console, stdout_console
     from rez_cli.config.settings import load_profile, load_settings
@@ -240,6 +265,24 @@ def backtest(
     from rez_cli.symbols import normalize_symbol
     from rez_cli.timeframes import parse_timeframes
 
+    frozen: Tape | None = None
+    if tape is not None:
+        given = {"--from": from_, "--to": to, "--timeframe": timeframe, "--timeframes": timeframes}
+        given |= {"--exchange": exchange, "--data": data, "--every": every if every != 1 else None}
+        clashing = [option for option, value in given.items() if value is not None]
+        if clashing:
+            raise UsageError(
+                f"--tape sets the candles, span, timeframes and moments: drop {', '.join(clashing)}"
+            )
+        from rez_cli.config import paths
+        from rez_cli.tape import load_tape
+
+        frozen = load_tape(paths.expand_user(tape))
+        if symbol is not None and normalize_symbol(symbol) != frozen.meta.symbol:
+            raise UsageError(f"the tape holds {frozen.meta.symbol}, not {normalize_symbol(symbol)}")
+        symbol = frozen.meta.symbol
+    if symbol is None:
+        raise UsageError("which symbol? give one (rez backtest BTC/USDT ...), or a --tape")
     symbol = normalize_symbol(symbol)
     start_ms = parse_time(from_, option="--from", past=True) if from_ is not None else None
     end_ms = parse_time(to, option="--to", past=True) if to is not None else None
@@ -260,6 +303,16 @@ def backtest(
             )
     settings = load_settings(config).value
     risk = load_profile(profile or settings.risk.profile).value
+    if frozen is not None:
+        # The cycles see what was recorded: the tape's timeframes and warm-up, not today's config.
+        settings = frozen.apply(settings)
+        meta = frozen.meta
+        start_ms, end_ms, timeframe, every = meta.start_ms, meta.end_ms, meta.timeframe, meta.every
+    cutoff = (
+        Cutoff(parse_cutoff(training_cutoff), "--training-cutoff")
+        if training_cutoff is not None
+        else model_cutoff(settings.llm.cutoffs, model or settings.llm.model)
+    )
     request = BacktestRequest(
         symbol=symbol,
         start_ms=start_ms,
@@ -281,19 +334,38 @@ def backtest(
         use_cache=not no_cache,
         llm_cache=not no_llm_cache,
         baselines=not no_baselines,
-        training_cutoff_ms=parse_cutoff(training_cutoff),
+        moments=frozen.meta.moments if frozen is not None else None,
+        training_cutoff_ms=cutoff.ms,
     )
     console = stderr_console()
-    report = asyncio.run(_run_with_progress(console, settings, risk, request))
+    source = frozen.source() if frozen is not None else None
+    report = asyncio.run(_run_with_progress(console, settings, risk, request, source))
     for warning in report.warnings:
         console.print(f"warning: {warning}", style="bold yellow")
     for notice in report.notices:
         console.print(f"note: {notice}", style="yellow")
+    # Kept for `rez audit BACKTEST_ID`, a partial result too.
+    store_backtest(settings, request, report, profile=risk, cutoff=cutoff)
     payload = report.to_json()
+    audited = None
+    if audit and report.complete:
+        from rez_cli.audit.run import AuditOptions
+        from rez_cli.cli.audit_cmd import run_with_progress
+
+        audited = asyncio.run(
+            run_with_progress(console, settings, report.journal, report.backtest_id, AuditOptions())
+        ).to_json()
+        payload["audit"] = audited
+    elif audit:
+        console.print("note: no audit: the backtest did not finish", style="yellow")
     if json_output:
         print_json_line(payload)
     else:
         stdout_console().print(summary_view(payload))
+        if audited is not None:
+            from rez_cli.cli.audit_cmd import audit_view
+
+            stdout_console().print(audit_view(audited))
     if report_path is not None:
         from rez_cli.backtest.report import write_report
 
@@ -303,7 +375,11 @@ def backtest(
 
 
 async def _run_with_progress(
-    console: Console, settings: Settings, risk: RiskProfile, request: BacktestRequest
+    console: Console,
+    settings: Settings,
+    risk: RiskProfile,
+    request: BacktestRequest,
+    source: MarketSource | None = None,
 ) -> BacktestReport:
     """The backtest under a progress bar on stderr (drawn only on a terminal)."""
     from rich.progress import (
@@ -339,4 +415,4 @@ async def _run_with_progress(
             idle = not (state.llm_calls or state.cache_hits or state.cost_usd)
             bar.update(tasks[state.phase], completed=state.done, spent="" if idle else spent)
 
-        return await run_backtest(settings, risk, request, on_progress=on_progress)
+        return await run_backtest(settings, risk, request, source=source, on_progress=on_progress)

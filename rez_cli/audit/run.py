@@ -1,0 +1,293 @@
+"""``rez audit BACKTEST_ID``: every check of a stored backtest, its grade, stored back with it.
+
+The cutoff and regime splits read the stored report. The altered copies and the probe need the
+candles again: they are read from the backtest's own source (its ``--data`` files, ``sim``, or the
+exchange, through the candle cache) over the backtest's span and warm-up, then held in memory, so
+the copies are made from exactly those. The model is the backtest's (``--model`` or ``[llm]``), one
+client for the whole audit, its answers cached like the backtest's: auditing again calls no model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from rez_cli.audit.altered import (
+    DEFAULT_PRICE_SCALE,
+    DEFAULT_SHIFT_YEARS,
+    FramesSource,
+    altered_copies,
+    compare_copies,
+    forward_returns,
+    replay,
+    sample_moments,
+)
+from rez_cli.audit.cutoffs import Cutoff, model_cutoff
+from rez_cli.audit.grade import grade
+from rez_cli.audit.probe import probe_windows, run_probe
+from rez_cli.audit.splits import cutoff_split, regime_split
+from rez_cli.audit.stored import request_of
+from rez_cli.clock import iso
+from rez_cli.config.settings import RiskProfile, Settings
+from rez_cli.errors import DataError, DataNotFound, UsageError
+from rez_cli.journal.backtests import StoredBacktest
+from rez_cli.llm.client import ChatResponse, LLMClient
+from rez_cli.timeframes import timeframe_ms
+
+# Timeframes a model's tool call may ask for beyond the context's: held too, when the source has them.
+EXTRA_TIMEFRAMES = ("15m", "1h", "4h", "1d")
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    """How much the audit replays and asks.
+
+    ``sample``: cycles replayed on each copy; ``probes``: windows the memorisation probe shows;
+    ``horizon``: candles after a replayed decision that score it; ``seed``: every random choice.
+    """
+
+    sample: int = 50
+    probes: int = 3
+    seed: int = 0
+    price_scale: float = DEFAULT_PRICE_SCALE
+    shift_years: int = DEFAULT_SHIFT_YEARS
+    horizon: int = 24
+
+
+@dataclass(frozen=True)
+class AuditProgress:
+    phase: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """What the audit found; ``to_json`` is what ``--json`` prints and what the journal keeps."""
+
+    backtest_id: str
+    grade: str
+    reasons: list[str]
+    findings: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "backtest_id": self.backtest_id,
+            "grade": self.grade,
+            "reasons": self.reasons,
+            **self.findings,
+        }
+
+
+class _Shared:
+    """The audit's one model client, lent to every replay: ``run_backtest`` closes what it is given."""
+
+    def __init__(self, inner: LLMClient) -> None:
+        self.inner = inner
+
+    async def chat(self, **kwargs: Any) -> ChatResponse:
+        return await self.inner.chat(**kwargs)
+
+    async def close(self) -> None:
+        return None
+
+
+def _cutoff(settings: Settings, stored: StoredBacktest, needs_model: bool) -> Cutoff:
+    if not needs_model:
+        return Cutoff(None, "no model: nothing to have memorised")
+    source = str(stored.request.get("training_cutoff_source") or "")
+    if source.startswith("--training-cutoff"):
+        ms = stored.request.get("training_cutoff_ms")
+        return Cutoff(int(ms) if isinstance(ms, int) else None, source)
+    # The configured cutoffs may have been corrected since the backtest ran.
+    return model_cutoff(settings.llm.cutoffs, stored.report.get("model"))
+
+
+async def _truth(
+    settings: Settings, stored: StoredBacktest, timeframes: list[str], warmup: int
+) -> FramesSource:
+    """The backtest's candles, read again from its source, held in memory."""
+    from rez_cli.backtest.history import HistorySource
+    from rez_cli.market.view import open_source
+
+    report, request = stored.report, stored.request
+    start, end = int(report["start_ms"]), int(report["end_ms"])
+    data = Path(request["data"]) if request.get("data") else None
+    market = open_source(settings, exchange=request.get("exchange"), data=data, now_ms=end)
+    try:
+        history = HistorySource(market, stored.symbol, start_ms=start, end_ms=end, warmup=warmup)
+        await history.load(timeframes)
+        for extra in EXTRA_TIMEFRAMES:
+            with contextlib.suppress(DataError):
+                await history.load([extra])
+        return FramesSource(stored.symbol, history.frames, name=market.name, simulated=market.simulated)
+    finally:
+        await market.close()
+
+
+async def audit_backtest(
+    settings: Settings,
+    stored: StoredBacktest,
+    options: AuditOptions,
+    *,
+    llm: LLMClient | None = None,
+    on_progress: Callable[[AuditProgress], None] | None = None,
+) -> AuditReport:
+    """Audit one stored backtest (nothing is written: ``rez audit`` stores the result).
+
+    Args:
+        settings: the effective settings (the model and its endpoint, ``[llm.cutoffs]``).
+        stored: the backtest, from ``Journal.backtests().load``.
+        options: sample sizes, the alterations, the seed.
+        llm: the model client instead of the configured one (closed at the end).
+        on_progress: called after each replayed cycle and probe.
+
+    Raises:
+        UsageError: the backtest's model is not configured now.
+        DataError, ExchangeError: its candles cannot be had again.
+    """
+    from rez_cli.cycle.context import context_timeframes
+    from rez_cli.cycle.run import make_llm
+    from rez_cli.llm import local_model
+    from rez_cli.llm.cache import CachingLLM, ResponseCache, default_cache_path
+    from rez_cli.llm.client import LLMNotConfigured
+    from rez_cli.reasoning.registry import mode_spec
+
+    if options.sample < 1 or options.probes < 0 or options.horizon < 1:
+        raise UsageError("--sample and --horizon must be at least 1, --probes at least 0")
+    report = stored.report
+    where = f"backtest {stored.id}"
+    try:
+        timeframe = str(report["timeframe"])
+        mode = str(report["mode"])
+        start, end = int(report["start_ms"]), int(report["end_ms"])
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{where}: the stored report lacks its span, timeframe or mode") from None
+    step = timeframe_ms(timeframe)
+    needs_model = mode_spec(mode).needs_model
+    profile = RiskProfile.model_validate(stored.request.get("profile") or {})
+    cutoff = _cutoff(settings, stored, needs_model)
+    findings: dict[str, Any] = {
+        "symbol": stored.symbol,
+        "mode": mode,
+        "model": report.get("model"),
+        "from": iso(start),
+        "to": iso(end),
+        "training_cutoff": {"date": cutoff.day, "source": cutoff.source},
+    }
+    cutoff_found = cutoff_split(report, cutoff.ms, step)
+    regimes = regime_split(report)
+    findings["cutoff_split"] = cutoff_found
+    findings["regimes"] = regimes
+
+    scratch = tempfile.TemporaryDirectory(prefix="rez-audit-")
+    request = replace(
+        request_of(stored.request, journal=Path(scratch.name) / "replays.sqlite", where=where),
+        mode=mode,
+    )
+    shaped = settings.with_timeframes(timeframe, request.context_timeframes)
+    timeframes = context_timeframes(list(shaped.market.context_timeframes), timeframe)
+    with contextlib.ExitStack() as stack:
+        stack.callback(scratch.cleanup)
+        client: CachingLLM | None = None
+        if needs_model:
+            inner = llm
+            if inner is None:
+                gguf = local_model.prepare(settings.llm, request.model)
+                local = stack.enter_context(local_model.serve(settings.llm, gguf)) if gguf else None
+                try:
+                    inner, _ = make_llm(settings, request.model, local)
+                except LLMNotConfigured as error:
+                    raise UsageError(error.message) from None
+                assert inner is not None
+            client = CachingLLM(inner, ResponseCache(default_cache_path()), prices=settings.llm.prices)
+        try:
+            truth = await _truth(settings, stored, timeframes, settings.market.candles)
+            if timeframe not in truth.frames:
+                raise DataNotFound(f"{where}: no {timeframe} candles of {stored.symbol} to audit on")
+            moments = sample_moments(
+                [int(row["timestamp"]) for row in report.get("decisions") or []], options.sample, options.seed
+            )
+            copies = altered_copies(
+                truth, start_ms=start, price_scale=options.price_scale, shift_years=options.shift_years
+            )
+            total = len(moments) * len(copies)
+            done = 0
+
+            def advanced(phase: str) -> Callable[[], None]:
+                def tick() -> None:
+                    nonlocal done
+                    done += 1
+                    if on_progress is not None:
+                        on_progress(AuditProgress(phase, done, total))
+
+                return tick
+
+            actions: dict[str, list[str | None]] = {}
+            failed: dict[str, int] = {}
+            shared = _Shared(client.inner) if client is not None else None
+            for copy in copies:
+                actions[copy.name], failed[copy.name] = await replay(
+                    shaped,
+                    profile,
+                    request,
+                    copy,
+                    moments,
+                    step,
+                    llm=shared,
+                    on_cycle=advanced("altered copies"),
+                )
+            moves = forward_returns(truth.frames[timeframe], moments, step, options.horizon)
+            altered = compare_copies(actions, moves, failed) if moments else []
+            findings["altered"] = {
+                "sampled": len(moments),
+                "seed": options.seed,
+                "horizon": options.horizon,
+                "copies": {copy.name: copy.description for copy in copies},
+                "results": altered,
+            }
+            probe: dict[str, Any] | None = None
+            if client is not None and options.probes:
+                windows = probe_windows(truth.frames[timeframe], start, end, options.probes, options.seed)
+                model = str(report.get("model") or request.model or "")
+                probe = await run_probe(client, model, stored.symbol, timeframe, windows, options.seed)
+            findings["probe"] = (
+                probe
+                if probe is not None
+                else {"skipped": "no model to probe" if client is None else "--probes 0"}
+            )
+        finally:
+            if client is not None:
+                await client.close()
+            elif llm is not None:
+                await llm.close()
+    letter, reasons = grade(report, cutoff_found, regimes, findings["altered"]["results"], probe)
+    return AuditReport(stored.id, letter, reasons, findings)
+
+
+async def audit_stored(
+    settings: Settings,
+    journal: Path | None,
+    backtest_id: str,
+    options: AuditOptions,
+    *,
+    on_progress: Callable[[AuditProgress], None] | None = None,
+) -> AuditReport:
+    """Load backtest ``backtest_id`` from the journal, audit it, and store the audit with it.
+
+    Raises:
+        DataNotFound: no journal, or no such backtest in it.
+        UsageError, DataError, ExchangeError: see ``audit_backtest``.
+    """
+    from rez_cli.journal.session import open_journal
+
+    with open_journal(settings, journal, create=False) as opened:
+        stored = opened.backtests().load(backtest_id)
+    found = await audit_backtest(settings, stored, options, on_progress=on_progress)
+    with open_journal(settings, journal) as opened:
+        opened.backtests().save_audit(found.backtest_id, found.grade, found.reasons, found.to_json())
+    return found
