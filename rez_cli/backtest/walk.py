@@ -74,7 +74,9 @@ class BacktestRequest:
     ``context_timeframes`` None keeps ``[market] context_timeframes``. ``mode`` None is ``react``
     when a model is configured, else ``rules``. ``training_cutoff_ms``: a react backtest over an
     earlier span gets a warning. The risk profile's ``maintenance_margin_pct`` replaces the one in
-    ``fills``: the profile is where a user sets it.
+    ``fills``: the profile is where a user sets it. ``moments`` (a tape's) are the moments cycles
+    stand at instead of a cycle every ``every`` candles: the span starts at the candle of the first
+    one, and a moment without a whole candle after it before ``end_ms`` is skipped with a notice.
     """
 
     symbol: str
@@ -96,6 +98,7 @@ class BacktestRequest:
     llm_cache: bool = True
     baselines: bool = True
     training_cutoff_ms: int | None = None
+    moments: Sequence[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -588,7 +591,14 @@ async def _run_backtest(
     requested_end = request.end_ms if request.end_ms is not None else clock.now_ms()
     end = requested_end // step * step
     start = end - DEFAULT_SPAN_MS  # until the data says where it ends (below)
-    if request.start_ms is not None:
+    moments = sorted(set(request.moments)) if request.moments is not None else None
+    if moments == []:
+        raise UsageError("no moments to walk: the tape holds none")
+    if moments is not None:
+        start = moments[0] // step * step
+        if start >= end:
+            raise UsageError(f"the moments from {iso(moments[0])} lie after the end {iso(requested_end)}")
+    elif request.start_ms is not None:
         start = -(-request.start_ms // step) * step
         if start >= end:
             raise UsageError(
@@ -625,7 +635,7 @@ async def _run_backtest(
         settings, exchange=request.exchange, data=request.data, use_cache=request.use_cache, now_ms=end
     )
     try:
-        if request.start_ms is None:
+        if request.start_ms is None and moments is None:
             # Files of last year, asked for "the last 30 days", mean their own last 30 days, not an
             # empty month before now.
             end = await _data_end(market, request.symbol, timeframe, end)
@@ -646,7 +656,17 @@ async def _run_backtest(
                 f"so that every timeframe has {MIN_HISTORY} candles behind it"
             )
         start = first
-        times = list(range(start, end - step + 1, step * request.every))
+        if moments is None:
+            times = list(range(start, end - step + 1, step * request.every))
+        else:
+            # Live cycles' moments need not fall on the candle grid; each needs a whole candle after it.
+            times = [moment for moment in moments if start <= moment <= end - step]
+            if len(times) < len(moments):
+                notices.append(
+                    f"{len(moments) - len(times)} of the {len(moments)} moments are skipped: "
+                    f"{MIN_HISTORY} candles on every timeframe before them, or a whole {timeframe} "
+                    f"candle after them by {iso(end)}, are missing"
+                )
         if not times:
             raise DataNotFound(
                 f"no {timeframe} candle of {request.symbol} between {iso(start)} and {iso(end)} to trade on",

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
     from rez_cli.backtest.walk import BacktestReport, BacktestRequest, Progress
     from rez_cli.config.settings import RiskProfile, Settings
+    from rez_cli.market.source import MarketSource
+    from rez_cli.tape import Tape
 
 
 def summary_view(report: Mapping[str, Any]) -> RenderableType:
@@ -109,7 +111,10 @@ def exits_line(trades: Sequence[Mapping[str, Any]]) -> Text | None:
 
 
 def backtest(
-    symbol: Annotated[str, typer.Argument(help="The symbol, e.g. BTC/USDT.")],
+    symbol: Annotated[
+        str | None,
+        typer.Argument(help="The symbol, e.g. BTC/USDT (with --tape, the tape's).", show_default=False),
+    ] = None,
     from_: Annotated[
         str | None,
         typer.Option(
@@ -204,6 +209,16 @@ def backtest(
         ),
     ] = False,
     no_cache: NoCacheOption = False,
+    tape: Annotated[
+        Path | None,
+        typer.Option(
+            "--tape",
+            help="Walk a tape (rez tape record) instead: its candles, symbol, timeframes and moments, "
+            "and nothing else.",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
     json_output: JsonOption = False,
     journal: JournalOption = None,
     report_path: Annotated[
@@ -220,6 +235,8 @@ def backtest(
     """Replay decisions over history, trade them, and score them against buy-and-hold and rules.
 
     Example: rez backtest BTC/USDT --exchange sim --mode rules --from 2021-01-01 --to 2021-03-01
+
+    Or over a tape: rez backtest --tape btc.tape --mode rules
 
     Every cycle sees only the candles closed by its moment, on every timeframe.
 
@@ -248,6 +265,29 @@ def backtest(
     from rez_cli.symbols import normalize_symbol
     from rez_cli.timeframes import parse_timeframes
 
+    frozen: Tape | None = None
+    if tape is not None:
+        given: dict[str, object] = {
+            "--from": from_,
+            "--to": to,
+            "--timeframe": timeframe,
+            "--timeframes": timeframes,
+        }
+        given |= {"--exchange": exchange, "--data": data, "--every": every if every != 1 else None}
+        clashing = [option for option, value in given.items() if value is not None]
+        if clashing:
+            raise UsageError(
+                f"--tape sets the candles, span, timeframes and moments: drop {', '.join(clashing)}"
+            )
+        from rez_cli.config import paths
+        from rez_cli.tape import load_tape
+
+        frozen = load_tape(paths.expand_user(tape))
+        if symbol is not None and normalize_symbol(symbol) != frozen.meta.symbol:
+            raise UsageError(f"the tape holds {frozen.meta.symbol}, not {normalize_symbol(symbol)}")
+        symbol = frozen.meta.symbol
+    if symbol is None:
+        raise UsageError("which symbol? give one (rez backtest BTC/USDT ...), or a --tape")
     symbol = normalize_symbol(symbol)
     start_ms = parse_time(from_, option="--from", past=True) if from_ is not None else None
     end_ms = parse_time(to, option="--to", past=True) if to is not None else None
@@ -268,6 +308,11 @@ def backtest(
             )
     settings = load_settings(config).value
     risk = load_profile(profile or settings.risk.profile).value
+    if frozen is not None:
+        # The cycles see what was recorded: the tape's timeframes and warm-up, not today's config.
+        settings = frozen.apply(settings)
+        meta = frozen.meta
+        start_ms, end_ms, timeframe, every = meta.start_ms, meta.end_ms, meta.timeframe, meta.every
     cutoff = (
         Cutoff(parse_cutoff(training_cutoff), "--training-cutoff")
         if training_cutoff is not None
@@ -294,10 +339,12 @@ def backtest(
         use_cache=not no_cache,
         llm_cache=not no_llm_cache,
         baselines=not no_baselines,
+        moments=frozen.meta.moments if frozen is not None else None,
         training_cutoff_ms=cutoff.ms,
     )
     console = stderr_console()
-    report = asyncio.run(_run_with_progress(console, settings, risk, request))
+    source = frozen.source() if frozen is not None else None
+    report = asyncio.run(_run_with_progress(console, settings, risk, request, source))
     for warning in report.warnings:
         console.print(f"warning: {warning}", style="bold yellow")
     for notice in report.notices:
@@ -333,7 +380,11 @@ def backtest(
 
 
 async def _run_with_progress(
-    console: Console, settings: Settings, risk: RiskProfile, request: BacktestRequest
+    console: Console,
+    settings: Settings,
+    risk: RiskProfile,
+    request: BacktestRequest,
+    source: MarketSource | None = None,
 ) -> BacktestReport:
     """The backtest under a progress bar on stderr (drawn only on a terminal)."""
     from rich.progress import (
@@ -369,4 +420,4 @@ async def _run_with_progress(
             idle = not (state.llm_calls or state.cache_hits or state.cost_usd)
             bar.update(tasks[state.phase], completed=state.done, spent="" if idle else spent)
 
-        return await run_backtest(settings, risk, request, on_progress=on_progress)
+        return await run_backtest(settings, risk, request, source=source, on_progress=on_progress)
