@@ -350,7 +350,15 @@ def backtest(
     for notice in report.notices:
         console.print(f"note: {notice}", style="yellow")
     # Kept for `rez audit BACKTEST_ID`, a partial result too.
-    store_backtest(settings, request, report, profile=risk, cutoff=cutoff)
+    store_backtest(
+        settings,
+        request,
+        report,
+        profile=risk,
+        cutoff=cutoff,
+        tape=tape.resolve() if tape is not None else None,
+        tape_hash=frozen.hash if frozen is not None else None,
+    )
     payload = report.to_json()
     audited = None
     if audit and report.complete:
