@@ -4,9 +4,12 @@ Three copies, each changing one thing a model could recognise the market by:
 
 - ``anonymised``: the symbol becomes ``ASSET/USD``;
 - ``rescaled``: open, high, low and close are multiplied by a constant (1.37; volume is left);
-- ``shifted``: every timestamp moves by whole calendar years (``shift_years``, -4 by default): by
-  the days between the span's first day and the same day that many years away (Feb 29 → Feb 28),
-  so candles stay on their hours and days but weekdays change.
+- ``shifted``: every timestamp moves by whole calendar years (``shift_years``, -4 by default), as
+  ``Tape.altered`` does it: by the days from 1 January of the first candle's year to 1 January that
+  many years away, so candles stay on their hours and days but weekdays change.
+
+A backtest run over a tape is audited on that tape; any other is first frozen into one from its
+own source.
 
 A model that reasons from the candles decides the same on every copy; one that remembers the real
 market by its name, its price level or its dates does worse on the copy that hides it.
@@ -22,7 +25,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
@@ -31,9 +33,8 @@ import pandas as pd
 from rez_cli.backtest.walk import BacktestRequest, run_backtest
 from rez_cli.config.settings import RiskProfile, Settings
 from rez_cli.decision.codes import FATAL, TRANSIENT
-from rez_cli.errors import DataNotFound, UsageError
 from rez_cli.llm.client import LLMClient
-from rez_cli.timeframes import timeframe_ms
+from rez_cli.tape import Tape
 
 ANONYMOUS_SYMBOL = "ASSET/USD"
 DEFAULT_PRICE_SCALE = 1.37
@@ -42,98 +43,35 @@ DAY_MS = 86_400_000
 # A copy that loses edge against the truth with a paired t statistic at least this large, and by
 # at least half the true edge, does worse on purpose, not by chance.
 SIGNIFICANT_T = 2.0
-PRICE_COLUMNS = ("open", "high", "low", "close")
 # A replayed cycle that held for one of these did not decide: it is counted as failed.
 FAILURES = frozenset(str(code) for code in (*FATAL, *TRANSIENT))
 
 
-class FramesSource:
-    """A ``MarketSource`` over frames held in memory: only candles closed by ``until_ms`` exist."""
-
-    def __init__(
-        self, symbol: str, frames: Mapping[str, pd.DataFrame], *, name: str, simulated: bool
-    ) -> None:
-        self.symbol = symbol
-        self.frames = dict(frames)
-        self.name = name
-        self.simulated = simulated
-
-    async def fetch(
-        self, symbol: str, timeframes: Sequence[str], limit: int, *, until_ms: int | None = None
-    ) -> dict[str, pd.DataFrame]:
-        if symbol != self.symbol:
-            raise UsageError(f"the audited candles are {self.symbol}, not {symbol}")
-        found: dict[str, pd.DataFrame] = {}
-        for timeframe in timeframes:
-            frame = self.frames.get(timeframe)
-            if frame is None:
-                raise DataNotFound(
-                    f"the audit holds no {timeframe} candles of {self.symbol}",
-                    hint=f"it holds {', '.join(self.frames)}: the timeframes the backtest used",
-                )
-            closed = (
-                frame if until_ms is None else frame[frame["timestamp"] + timeframe_ms(timeframe) <= until_ms]
-            )
-            found[timeframe] = closed.tail(max(0, limit)).reset_index(drop=True)
-        return found
-
-    async def close(self) -> None:
-        return None
-
-
 @dataclass(frozen=True)
 class Copy:
-    """The candles a replay runs on: the truth or an altered copy of it."""
+    """The candles a replay runs on: the true tape or an altered copy of it (``Tape.altered``)."""
 
     name: str
     description: str
-    source: FramesSource
+    tape: Tape
     shift_ms: int = 0
 
 
-def shift_ms_for(start_ms: int, years: int) -> int:
-    """Whole calendar years from ``start_ms``'s day, in milliseconds (365 or 366 days a year)."""
-    first = datetime.fromtimestamp(start_ms / 1000, tz=UTC).date()
-    try:
-        target = first.replace(year=first.year + years)
-    except ValueError:  # Feb 29 in a year without one
-        target = date(first.year + years, 2, 28)
-    return (target - first).days * DAY_MS
+def altered_copies(truth: Tape, *, price_scale: float, shift_years: int) -> list[Copy]:
+    """The true tape and its three altered copies.
 
-
-def altered_copies(truth: FramesSource, *, start_ms: int, price_scale: float, shift_years: int) -> list[Copy]:
-    """The true candles and the three altered copies of them."""
-    if not (math.isfinite(price_scale) and price_scale > 0):
-        raise UsageError(f"--price-scale must be a positive number, got {price_scale}")
-    scaled = {}
-    for timeframe, frame in truth.frames.items():
-        copy = frame.copy()
-        for column in PRICE_COLUMNS:
-            copy[column] = copy[column] * price_scale
-        scaled[timeframe] = copy
-    shift = shift_ms_for(start_ms, shift_years)
-    shifted = {}
-    for timeframe, frame in truth.frames.items():
-        copy = frame.copy()
-        copy["timestamp"] = copy["timestamp"] + shift
-        shifted[timeframe] = copy
-    name, simulated = truth.name, truth.simulated
+    Raises:
+        UsageError: a scale that is not a finite positive number, or a shift beyond 1970..9999.
+    """
+    shift = truth.shift_ms(shift_years)
     return [
-        Copy("true", f"the candles the backtest saw ({truth.symbol})", truth),
-        Copy(
-            "anonymised",
-            f"the symbol renamed {ANONYMOUS_SYMBOL}",
-            FramesSource(ANONYMOUS_SYMBOL, truth.frames, name=name, simulated=simulated),
-        ),
-        Copy(
-            "rescaled",
-            f"prices times {price_scale:g}",
-            FramesSource(truth.symbol, scaled, name=name, simulated=simulated),
-        ),
+        Copy("true", f"the candles the backtest saw ({truth.meta.symbol})", truth),
+        Copy("anonymised", f"the symbol renamed {ANONYMOUS_SYMBOL}", truth.altered(symbol=ANONYMOUS_SYMBOL)),
+        Copy("rescaled", f"prices times {price_scale:g}", truth.altered(price_scale=price_scale)),
         Copy(
             "shifted",
             f"dates moved {shift_years:+d} years ({shift // DAY_MS:+d} days)",
-            FramesSource(truth.symbol, shifted, name=name, simulated=simulated),
+            truth.altered(shift_years=shift_years),
             shift_ms=shift,
         ),
     ]
@@ -238,7 +176,7 @@ async def replay(
         at = moment + copy.shift_ms
         one = replace(
             request,
-            symbol=copy.source.symbol,
+            symbol=copy.tape.meta.symbol,
             start_ms=at,
             end_ms=at + step_ms,
             every=1,
@@ -246,7 +184,7 @@ async def replay(
             training_cutoff_ms=None,
             max_cost_usd=None,
         )
-        report = await run_backtest(settings, profile, one, source=copy.source, llm=llm)
+        report = await run_backtest(settings, profile, one, source=copy.tape.source(), llm=llm)
         rows = report.strategy.decisions
         row = rows[0] if rows else None
         if row is None or row.get("error") in FAILURES:

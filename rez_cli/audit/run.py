@@ -1,10 +1,11 @@
 """``rez audit BACKTEST_ID``: every check of a stored backtest, its grade, stored back with it.
 
 The cutoff and regime splits read the stored report. The altered copies and the probe need the
-candles again: they are read from the backtest's own source (its ``--data`` files, ``sim``, or the
-exchange, through the candle cache) over the backtest's span and warm-up, then held in memory, so
-the copies are made from exactly those. The model is the backtest's (``--model`` or ``[llm]``), one
-client for the whole audit, its answers cached like the backtest's: auditing again calls no model.
+candles again: the tape the backtest ran on (checked against its stored hash), or else its own
+source (its ``--data`` files, ``sim``, or the exchange, through the candle cache) read over its span
+and warm-up and frozen into a tape, so that the copies are ``Tape.altered`` copies of exactly that.
+The model is the backtest's (``--model`` or ``[llm]``), one client for the whole audit, its answers
+cached like the backtest's: auditing again calls no model.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from typing import Any
 from rez_cli.audit.altered import (
     DEFAULT_PRICE_SCALE,
     DEFAULT_SHIFT_YEARS,
-    FramesSource,
     altered_copies,
     compare_copies,
     forward_returns,
@@ -31,15 +31,13 @@ from rez_cli.audit.grade import grade
 from rez_cli.audit.probe import probe_windows, run_probe
 from rez_cli.audit.splits import cutoff_split, regime_split
 from rez_cli.audit.stored import request_of
-from rez_cli.clock import iso
+from rez_cli.clock import iso, now_ms
 from rez_cli.config.settings import RiskProfile, Settings
 from rez_cli.errors import DataError, DataNotFound, UsageError
 from rez_cli.journal.backtests import StoredBacktest
 from rez_cli.llm.client import ChatResponse, LLMClient
+from rez_cli.tape import Tape
 from rez_cli.timeframes import timeframe_ms
-
-# Timeframes a model's tool call may ask for beyond the context's: held too, when the source has them.
-EXTRA_TIMEFRAMES = ("15m", "1h", "4h", "1d")
 
 
 @dataclass(frozen=True)
@@ -107,24 +105,46 @@ def _cutoff(settings: Settings, stored: StoredBacktest, needs_model: bool) -> Cu
     return model_cutoff(settings.llm.cutoffs, stored.report.get("model"))
 
 
-async def _truth(
-    settings: Settings, stored: StoredBacktest, timeframes: list[str], warmup: int
-) -> FramesSource:
-    """The backtest's candles, read again from its source, held in memory."""
+async def _truth(settings: Settings, stored: StoredBacktest, timeframes: list[str]) -> Tape:
+    """The backtest's candles as a tape: the tape it ran on (checked against the stored hash), or
+    its candles read again from its own source over its span and warm-up, frozen."""
     from rez_cli.backtest.history import HistorySource
     from rez_cli.market.view import open_source
+    from rez_cli.tape import TapeMeta, load_tape
 
     report, request = stored.report, stored.request
+    if request.get("tape"):
+        tape = load_tape(Path(str(request["tape"])))
+        if stored.tape_hash is not None and tape.hash != stored.tape_hash:
+            raise DataError(
+                f"the tape {request['tape']} is {tape.hash}, "
+                f"not the {stored.tape_hash} backtest {stored.id} read",
+                hint="audit with the tape the backtest ran on",
+            )
+        return tape
     start, end = int(report["start_ms"]), int(report["end_ms"])
     data = Path(request["data"]) if request.get("data") else None
     market = open_source(settings, exchange=request.get("exchange"), data=data, now_ms=end)
     try:
-        history = HistorySource(market, stored.symbol, start_ms=start, end_ms=end, warmup=warmup)
+        history = HistorySource(
+            market, stored.symbol, start_ms=start, end_ms=end, warmup=settings.market.candles
+        )
         await history.load(timeframes)
-        for extra in EXTRA_TIMEFRAMES:
-            with contextlib.suppress(DataError):
-                await history.load([extra])
-        return FramesSource(stored.symbol, history.frames, name=market.name, simulated=market.simulated)
+        meta = TapeMeta(
+            symbol=stored.symbol,
+            exchange=market.name,
+            simulated=market.simulated,
+            timeframe=str(report["timeframe"]),
+            context_timeframes=tuple(tf for tf in timeframes if tf != report["timeframe"]),
+            every=int(report.get("every") or 1),
+            start_ms=start,
+            end_ms=end,
+            moments=tuple(int(row["timestamp"]) for row in report.get("decisions") or []),
+            created_ms=now_ms(),
+            warmup=settings.market.candles,
+            seed=settings.market.seed,
+        )
+        return Tape.of(meta, history.frames)
     finally:
         await market.close()
 
@@ -206,15 +226,15 @@ async def audit_backtest(
                 assert inner is not None
             client = CachingLLM(inner, ResponseCache(default_cache_path()), prices=settings.llm.prices)
         try:
-            truth = await _truth(settings, stored, timeframes, settings.market.candles)
+            truth = await _truth(settings, stored, timeframes)
+            # The cycles see the candles as the tape holds them: its timeframes and warm-up.
+            shaped = truth.apply(shaped)
             if timeframe not in truth.frames:
                 raise DataNotFound(f"{where}: no {timeframe} candles of {stored.symbol} to audit on")
             moments = sample_moments(
                 [int(row["timestamp"]) for row in report.get("decisions") or []], options.sample, options.seed
             )
-            copies = altered_copies(
-                truth, start_ms=start, price_scale=options.price_scale, shift_years=options.shift_years
-            )
+            copies = altered_copies(truth, price_scale=options.price_scale, shift_years=options.shift_years)
             total = len(moments) * len(copies)
             done = 0
 
