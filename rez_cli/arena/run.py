@@ -16,7 +16,6 @@ as interrupted, and every answer received is in the caches, so a rerun resumes f
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,7 +86,7 @@ ProfileLoader = Callable[[str | None], RiskProfile]
 
 
 def _request(spec: ArenaSpec, mode: str, model: str | None, *, baselines: bool) -> BacktestRequest:
-    request = BacktestRequest(
+    return BacktestRequest(
         symbol=spec.symbol,
         start_ms=spec.start_ms,
         end_ms=spec.end_ms,
@@ -104,11 +103,9 @@ def _request(spec: ArenaSpec, mode: str, model: str | None, *, baselines: bool) 
         llm_cache=False,
         baselines=baselines,
         training_cutoff_ms=None,
+        # A tape's moments: the walk visits exactly those.
+        moments=list(spec.moments) if spec.moments is not None else None,
     )
-    if spec.moments is not None and "moments" in {f.name for f in dataclasses.fields(BacktestRequest)}:
-        # A tape's moments (the walk visits exactly those), once the backtest takes them.
-        request = dataclasses.replace(request, moments=list(spec.moments))  # type: ignore[call-arg]  # a field added beside the arena
-    return request
 
 
 def _always_hold(reference: StrategyRun, initial_equity: float, timeframe: str) -> StrategyRun:

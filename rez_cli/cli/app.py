@@ -51,6 +51,7 @@ def root(
 def _register() -> None:
     # Command modules import only typer at module level; their heavy imports happen when they run.
     from rez_cli.cli import (
+        arena_cmd,
         audit_cmd,
         backtest_cmd,
         config_cmd,
@@ -74,6 +75,7 @@ def _register() -> None:
     app.add_typer(paper_cmd.app, name="paper")
     app.command("backtest")(backtest_cmd.backtest)
     app.command("score")(score_cmd.score)
+    app.command("arena")(arena_cmd.arena)
     app.command("audit")(audit_cmd.audit)
 
 
