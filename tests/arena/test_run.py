@@ -186,3 +186,29 @@ def test_without_plotly_the_report_is_refused_with_the_install_hint(monkeypatch:
     with pytest.raises(UsageError, match="--report needs plotly") as raised:
         require_plotly()
     assert raised.value.hint == "pip install 'rez-cli[report]'"
+
+
+def test_ctrl_c_keeps_the_finished_cycles_and_a_rerun_resumes_from_the_caches(fake: FakeOpenAI) -> None:
+    import signal
+
+    def on_cycle(name: str, done: int) -> None:
+        if name == "eager" and done == 3:
+            signal.raise_signal(signal.SIGINT)  # what Ctrl-C sends; asyncio.run cancels the arena
+
+    contestants = [parse_contestant("eager=eager")]
+    stopped = arena(contestants, on_cycle=on_cycle)
+    assert stopped.interrupted
+    eager = next(e for e in stopped.runs if e.contestant.name == "eager")
+    assert eager.stopped == "interrupted"
+    assert eager.run is not None
+    assert len(eager.run.decisions) == 3
+    # The fourth cycle's request may be on its way when the cancellation lands; it is not kept.
+    asked = len(fake.bodies)
+    assert asked in (3, 4)
+
+    resumed = arena(contestants)
+    assert not resumed.interrupted
+    eager = next(e for e in resumed.runs if e.contestant.name == "eager")
+    assert eager.cache_hits >= 3  # the three cycles done before Ctrl-C are not asked again
+    assert eager.calls + eager.cache_hits == 16
+    assert len(fake.bodies) == asked + eager.calls
