@@ -62,6 +62,7 @@ def _register() -> None:
         journal_cmd,
         paper_cmd,
         score_cmd,
+        tape_cmd,
         traces_cmd,
     )
 
@@ -77,6 +78,7 @@ def _register() -> None:
     app.command("score")(score_cmd.score)
     app.command("arena")(arena_cmd.arena)
     app.command("audit")(audit_cmd.audit)
+    app.add_typer(tape_cmd.app, name="tape")
 
 
 _register()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -16,10 +18,12 @@ from rez_cli import clock
 from rez_cli.clock import iso
 from rez_cli.config.settings import Settings
 from rez_cli.errors import DataNotFound, UsageError
-from rez_cli.journal.store import Journal
 from rez_cli.market.source import MarketSource
 from rez_cli.tape.model import Tape, TapeMeta
 from rez_cli.timeframes import timeframe_ms
+
+if TYPE_CHECKING:
+    from rez_cli.journal.store import Journal
 
 
 async def capture(
@@ -202,3 +206,33 @@ def _meta(
         seed=settings.market.seed,
         origin=origin,
     )
+
+
+def journal_source(
+    settings: Settings,
+    exchanges: Sequence[str],
+    *,
+    exchange: str | None = None,
+    data: Path | None = None,
+    now_ms: int | None = None,
+) -> MarketSource:
+    """Where a journal tape's candles come from: ``--exchange``/``--data``, else where the cycles ran.
+
+    Raises:
+        UsageError: the cycles ran on several exchanges, or on files, and no source was given.
+        DataNotFound, UnknownExchange: from ``open_source``.
+    """
+    from rez_cli.market.view import open_source
+
+    if exchange is None and data is None:
+        if len(exchanges) > 1:
+            raise UsageError(
+                f"the live cycles ran on {len(exchanges)} exchanges ({', '.join(exchanges[:5])})",
+                hint="choose where the tape's candles come from with --exchange or --data",
+            )
+        if exchanges == ["files"]:
+            raise UsageError(
+                "the live cycles read candles from files", hint="give the same files again with --data"
+            )
+        exchange = exchanges[0] if exchanges else None
+    return open_source(settings, exchange=exchange, data=data, now_ms=now_ms)
