@@ -91,7 +91,7 @@ def grade(
         if len(seen) > 1 and len(ahead) == 1:
             fired.append(("B", f"it beats buy-and-hold only in {ahead[0]} windows"))
     if not fired:
-        return "A", ["no sign of memorisation, and the result holds after the training cutoff"]
+        return "A", ["A: no rule fired: no sign of memorisation, and the result holds on the altered copies"]
     worst = max(letter for letter, _ in fired)
     fired.sort(key=lambda item: item[0], reverse=True)
     return worst, [f"{letter}: {reason}" for letter, reason in fired]

@@ -213,3 +213,34 @@ def test_auditing_a_backtest_the_journal_lacks_is_exit_2_in_one_line(
     unknown = run(capsys, "audit", "bt-000000000000", "--journal", str(journal))
     assert unknown.exit_code == 2
     assert "no backtest 'bt-000000000000' in journal" in unknown.stderr
+
+
+def test_a_backtest_over_a_tape_is_audited_on_that_tape_and_refused_when_it_changed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    journal, tape = str(tmp_path / "journal.sqlite"), tmp_path / "btc.tape"
+    recorded = run(
+        capsys, "tape", "record", "BTC/USDT", "--exchange", "sim", "--from", "2021-01-01",
+        "--to", "2021-01-04", "-o", str(tape),
+    )  # fmt: skip
+    assert recorded.exit_code == 0, recorded.stderr
+    result = run(capsys, "backtest", "--tape", str(tape), "--mode", "rules", "--journal", journal, "--json")
+    assert result.exit_code == 0, result.stderr
+    backtest_id = result.json_lines()[0]["backtest_id"]
+    audited = run(capsys, "audit", backtest_id, "--journal", journal, "--sample", "5", "--json")
+    assert audited.exit_code == 0, audited.stderr
+    audit = audited.json_lines()[0]
+    assert audit["probe"] == {"skipped": "no model to probe"}
+    assert audit["training_cutoff"]["date"] is None
+    assert [row["decisions_changed"] for row in audit["altered"]["results"]] == [0, 0, 0, 0]
+
+    # Another span recorded over the same file: a valid tape, but not the one the backtest read.
+    recorded = run(
+        capsys, "tape", "record", "BTC/USDT", "--exchange", "sim", "--from", "2021-01-02",
+        "--to", "2021-01-04", "-o", str(tape), "--force",
+    )  # fmt: skip
+    assert recorded.exit_code == 0, recorded.stderr
+    changed = run(capsys, "audit", backtest_id, "--journal", journal, "--sample", "5")
+    assert changed.exit_code == 2
+    assert f"the tape {tape} is sha256:" in changed.stderr
+    assert f"backtest {backtest_id} read" in changed.stderr
