@@ -22,6 +22,7 @@ return of the next ``horizon`` candles, a sell its opposite, a hold or close not
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rez_cli.backtest.walk import BacktestRequest, run_backtest
+from rez_cli.backtest.walk import INTERRUPTED, BacktestRequest, run_backtest
 from rez_cli.config.settings import RiskProfile, Settings
 from rez_cli.decision.codes import FATAL, TRANSIENT
 from rez_cli.llm.client import LLMClient
@@ -185,6 +186,9 @@ async def replay(
             max_cost_usd=None,
         )
         report = await run_backtest(settings, profile, one, source=copy.tape.source(), llm=llm)
+        if report.stopped == INTERRUPTED:
+            # The walk kept Ctrl-C to itself to return its partial result; the audit stops there.
+            raise asyncio.CancelledError
         rows = report.strategy.decisions
         row = rows[0] if rows else None
         if row is None or row.get("error") in FAILURES:

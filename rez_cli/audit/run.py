@@ -34,6 +34,7 @@ from rez_cli.audit.stored import request_of
 from rez_cli.clock import iso, now_ms
 from rez_cli.config.settings import RiskProfile, Settings
 from rez_cli.errors import DataError, DataNotFound, UsageError
+from rez_cli.formatting import json_ready
 from rez_cli.journal.backtests import StoredBacktest
 from rez_cli.llm.client import ChatResponse, LLMClient
 from rez_cli.tape import Tape
@@ -73,12 +74,11 @@ class AuditReport:
     findings: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "backtest_id": self.backtest_id,
-            "grade": self.grade,
-            "reasons": self.reasons,
-            **self.findings,
-        }
+        """The audit as one JSON-ready object (no NaN or infinity anywhere)."""
+        found: dict[str, Any] = json_ready(
+            {"backtest_id": self.backtest_id, "grade": self.grade, "reasons": self.reasons, **self.findings}
+        )
+        return found
 
 
 class _Shared:

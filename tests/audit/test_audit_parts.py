@@ -244,3 +244,34 @@ def test_a_backtest_over_a_tape_is_audited_on_that_tape_and_refused_when_it_chan
     assert changed.exit_code == 2
     assert f"the tape {tape} is sha256:" in changed.stderr
     assert f"backtest {backtest_id} read" in changed.stderr
+
+
+def test_ctrl_c_during_the_replays_ends_the_audit_and_stores_nothing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import asyncio
+    import signal
+
+    from rez_cli.audit.run import AuditOptions, AuditProgress, audit_stored
+    from rez_cli.config.settings import load_settings
+
+    journal = tmp_path / "journal.sqlite"
+    result = run(
+        capsys, "backtest", "BTC/USDT", "--exchange", "sim", "--mode", "rules", "--from", "2021-01-01",
+        "--to", "2021-01-03", "--journal", str(journal), "--json",
+    )  # fmt: skip
+    backtest_id = result.json_lines()[0]["backtest_id"]
+    seen: list[int] = []
+
+    def on_progress(progress: AuditProgress) -> None:
+        seen.append(progress.done)
+        if progress.done == 3:
+            signal.raise_signal(signal.SIGINT)  # what Ctrl-C sends; asyncio.run cancels the audit
+
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(
+            audit_stored(load_settings().value, journal, backtest_id, AuditOptions(), on_progress=on_progress)
+        )
+    assert seen == [1, 2, 3]
+    with Journal(journal) as opened:
+        assert opened.backtests().load(backtest_id).grade is None
