@@ -275,3 +275,54 @@ def test_ctrl_c_during_the_replays_ends_the_audit_and_stores_nothing(
     assert seen == [1, 2, 3]
     with Journal(journal) as opened:
         assert opened.backtests().load(backtest_id).grade is None
+
+
+def test_backtest_with_audit_prints_the_grade_after_the_summary(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    journal = str(tmp_path / "journal.sqlite")
+    span = ("--exchange", "sim", "--mode", "rules", "--from", "2021-01-01", "--to", "2021-01-01T12:00")
+    result = run(capsys, "backtest", "BTC/USDT", *span, "--journal", journal, "--audit")
+    assert result.exit_code == 0, result.stderr
+    summary, _, audit = result.stdout.partition("grade ")
+    assert "buy & hold" in summary
+    assert audit.splitlines()[0].startswith(("A · backtest bt-", "B · backtest bt-", "C · backtest bt-"))
+    assert "memorisation probe: skipped (no model to probe)" in audit
+    assert "shifted: dates moved -4 years (-1461 days)" in audit
+    result = run(capsys, "backtest", "BTC/USDT", *span, "--journal", journal, "--audit", "--json")
+    payload = result.json_lines()[0]
+    with Journal(Path(journal)) as opened:
+        stored = opened.backtests().load(payload["backtest_id"])
+    assert payload["audit"]["grade"] == stored.grade
+    assert payload["audit"]["reasons"] == stored.grade_reasons
+
+
+def test_the_audit_view_shows_text_from_the_journal_as_data() -> None:
+    import io
+
+    from rich.console import Console
+
+    from rez_cli.cli.audit_cmd import audit_view
+
+    audit = {
+        "backtest_id": "bt-1",
+        "grade": "D",
+        "reasons": ["D: memorisation probe: it continued 2 of 2 real windows"],
+        "symbol": "[red]X\x1b[2J/USD",
+        "mode": "react",
+        "model": "m[bold]",
+        "from": "2021-01-01T00:00:00Z",
+        "to": "2021-01-08T00:00:00Z",
+        "training_cutoff": {"date": None, "source": "no model"},
+        "cutoff_split": {"before": None, "after": None},
+        "regimes": None,
+        "altered": {"results": []},
+        "probe": {"skipped": "--probes 0"},
+    }
+    out = io.StringIO()
+    Console(file=out, width=100, color_system=None).print(audit_view(audit))
+    text = out.getvalue()
+    assert "grade D · backtest bt-1 · [red]X␛[2J/USD · react (m[bold]) · 2021-01-01 → 2021-01-08" in text
+    assert "\x1b" not in text
+    assert "  D: memorisation probe: it continued 2 of 2 real windows" in text
+    assert "memorisation probe: skipped (--probes 0)" in text
