@@ -85,6 +85,11 @@ class Maintenance:
                 table: _delete_chosen(db, table)
                 for table in ("tool_calls", "turns", "verdicts", "scores", "cycles")
             }
+            # A backtest's stored report and audit (m006) go with its run: they name it.
+            db.execute(
+                "DELETE FROM backtests WHERE run_id IN (SELECT id FROM prune_runs)"
+                " AND NOT EXISTS (SELECT 1 FROM cycles WHERE cycles.run_id = backtests.run_id)"
+            )
             runs = db.execute(
                 "DELETE FROM runs WHERE id IN (SELECT id FROM prune_runs)"
                 " AND NOT EXISTS (SELECT 1 FROM cycles WHERE cycles.run_id = runs.id)"

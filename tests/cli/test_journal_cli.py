@@ -169,6 +169,8 @@ def test_prune_backtests_deletes_whole_backtests_and_leaves_live_cycles(
     assert left["backtest_id"] is None
     with sqlite3.connect(journal) as db:
         assert db.execute("SELECT COUNT(*) FROM blobs").fetchone() == (0,)
+        # Its stored report, kept for rez audit, goes with it.
+        assert db.execute("SELECT COUNT(*) FROM backtests").fetchone() == (0,)
     db.close()
 
     vacuumed = run(capsys, "journal", "vacuum")
