@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from rez_cli.indicators import IndicatorMemo
-from rez_cli.invalidation import Condition, InvalidationError, first_firing, parse_invalidation
+from rez_cli.invalidation import Condition, InvalidationError, SeriesTables, first_firing, parse_invalidation
 
 
 def condition_of(text: str | None) -> Condition | None:
@@ -37,6 +37,8 @@ class FrameWatch:
         self.memo = memo or IndicatorMemo()
         self.unchecked: list[str] = []
         self._parsed: dict[str, Condition | None] = {}
+        # A position is checked at every candle it stays open: each series is computed once.
+        self._tables = SeriesTables(frames, self.memo)
 
     def holds(self, condition: str, previous_ms: int, moment_ms: int) -> str | None:
         if condition not in self._parsed:
@@ -50,5 +52,5 @@ class FrameWatch:
             if note not in self.unchecked:
                 self.unchecked.append(note)
             return None
-        firing = first_firing(parsed, self.frames, [moment_ms], previous_ms, memo=self.memo)
+        firing = first_firing(parsed, self._tables, [moment_ms], previous_ms)
         return firing.describe() if firing is not None else None

@@ -12,7 +12,15 @@ never parsed; ``invalidation_problem`` and ``parse_optional`` take None or blank
 
 from __future__ import annotations
 
-from rez_cli.invalidation.evaluation import Firing, Reading, first_firing, holds, moment_text, series_at
+from rez_cli.invalidation.evaluation import (
+    Firing,
+    Reading,
+    SeriesTables,
+    first_firing,
+    holds,
+    moment_text,
+    series_at,
+)
 from rez_cli.invalidation.language import (
     COMPARATORS,
     MAX_CHARS,
@@ -42,6 +50,7 @@ __all__ = [
     "Number",
     "Reading",
     "Series",
+    "SeriesTables",
     "Term",
     "first_firing",
     "holds",

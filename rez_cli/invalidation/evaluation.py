@@ -103,14 +103,53 @@ def series_at(
         memo: where indicator results are remembered (a backtest's ``HistorySource`` memo); the
             values are the same without one.
     """
-    moments = np.asarray(moments_ms, dtype=np.int64)
-    if not len(frame):
-        return np.full(len(moments), np.nan)
-    per_candle = _per_candle(series, frame, memo)
-    closes = frame["timestamp"].to_numpy(dtype=np.int64) + timeframe_ms(series.timeframe)
-    last_closed = np.searchsorted(closes, moments, side="right") - 1
-    values: FloatArray = np.where(last_closed >= 0, per_candle[np.maximum(last_closed, 0)], np.nan)
-    return values
+    return SeriesTable(series, frame, memo).at(moments_ms)
+
+
+class SeriesTable:
+    """A series' value at every candle of one frame, with the candles' close times: what
+    ``series_at`` looks moments up in. Built once, it answers any number of moments, which is what a
+    position checked candle after candle over the same frames needs."""
+
+    def __init__(self, series: Series, frame: pd.DataFrame, memo: indicators.IndicatorMemo | None = None):
+        self.per_candle = _per_candle(series, frame, memo) if len(frame) else np.empty(0)
+        self.closes = frame["timestamp"].to_numpy(dtype=np.int64) + timeframe_ms(series.timeframe)
+
+    def at(self, moments_ms: Moments) -> FloatArray:
+        moments = np.asarray(moments_ms, dtype=np.int64)
+        if not len(self.closes):
+            return np.full(len(moments), np.nan)
+        last_closed = np.searchsorted(self.closes, moments, side="right") - 1
+        values: FloatArray = np.where(last_closed >= 0, self.per_candle[np.maximum(last_closed, 0)], np.nan)
+        return values
+
+
+class SeriesTables:
+    """The ``SeriesTable`` of every series asked for over fixed frames, each built on first use.
+
+    Args:
+        frames: a validated candle frame per timeframe, oldest first; they must not change while
+            this is in use.
+        memo: as for ``series_at``.
+    """
+
+    def __init__(
+        self, frames: Mapping[str, pd.DataFrame], memo: indicators.IndicatorMemo | None = None
+    ) -> None:
+        self.frames = frames
+        self.memo = memo
+        self._tables: dict[Series, SeriesTable] = {}
+
+    def at(self, series: Series, moments_ms: Moments, condition: Condition) -> FloatArray:
+        table = self._tables.get(series)
+        if table is None:
+            frame = self.frames.get(series.timeframe)
+            if frame is None:
+                raise DataNotFound(
+                    f"no {series.timeframe} candles to evaluate {series.text} in {condition.text!r}"
+                )
+            table = self._tables[series] = SeriesTable(series, frame, self.memo)
+        return table.at(moments_ms)
 
 
 def _per_candle(series: Series, frame: pd.DataFrame, memo: indicators.IndicatorMemo | None) -> FloatArray:
@@ -128,7 +167,7 @@ def _per_candle(series: Series, frame: pd.DataFrame, memo: indicators.IndicatorM
 
 def holds(
     condition: Condition,
-    frames: Mapping[str, pd.DataFrame],
+    frames: Mapping[str, pd.DataFrame] | SeriesTables,
     moments_ms: Moments,
     previous_ms: int | None = None,
     *,
@@ -139,7 +178,8 @@ def holds(
     Args:
         condition: a parsed condition.
         frames: a validated candle frame per timeframe the condition reads (``condition.timeframes``);
-            other timeframes are ignored.
+            other timeframes are ignored. Or ``SeriesTables`` over such frames, to evaluate the
+            same frames at many moments without looking each series up again.
         moments_ms: the moments to evaluate, ms since epoch, ascending: the close times of the
             primary candles.
         previous_ms: the moment before the first one (the previous evaluation, or the moment the
@@ -150,13 +190,13 @@ def holds(
     Raises:
         DataNotFound: ``frames`` has no frame for a timeframe the condition reads.
     """
-    held, _ = _evaluate(condition, frames, moments_ms, previous_ms, memo)
+    held, _ = _evaluate(condition, _tables(frames, memo), moments_ms, previous_ms)
     return held
 
 
 def first_firing(
     condition: Condition,
-    frames: Mapping[str, pd.DataFrame],
+    frames: Mapping[str, pd.DataFrame] | SeriesTables,
     moments_ms: Moments,
     previous_ms: int | None = None,
     *,
@@ -166,7 +206,7 @@ def first_firing(
 
     Arguments and errors as for ``holds``.
     """
-    held, clauses = _evaluate(condition, frames, moments_ms, previous_ms, memo)
+    held, clauses = _evaluate(condition, _tables(frames, memo), moments_ms, previous_ms)
     if not held.any():
         return None
     at = int(np.argmax(held))
@@ -201,12 +241,17 @@ class _ClauseArrays:
     held: BoolArray
 
 
+def _tables(
+    frames: Mapping[str, pd.DataFrame] | SeriesTables, memo: indicators.IndicatorMemo | None
+) -> SeriesTables:
+    return frames if isinstance(frames, SeriesTables) else SeriesTables(frames, memo)
+
+
 def _evaluate(
     condition: Condition,
-    frames: Mapping[str, pd.DataFrame],
+    tables: SeriesTables,
     moments_ms: Moments,
     previous_ms: int | None,
-    memo: indicators.IndicatorMemo | None,
 ) -> tuple[BoolArray, list[_ClauseArrays]]:
     moments = np.asarray(moments_ms, dtype=np.int64)
     count = len(moments)
@@ -214,12 +259,7 @@ def _evaluate(
     with_previous = np.concatenate(([previous_ms], moments)) if previous_ms is not None else moments
     values: dict[Series, FloatArray] = {}
     for series in condition.series:
-        frame = frames.get(series.timeframe)
-        if frame is None:
-            raise DataNotFound(
-                f"no {series.timeframe} candles to evaluate {series.text} in {condition.text!r}"
-            )
-        looked_up = series_at(series, frame, with_previous, memo=memo)
+        looked_up = tables.at(series, with_previous, condition)
         if previous_ms is None:
             # No previous moment: its values are unknown, so no crossing holds at the first moment.
             looked_up = np.concatenate(([np.nan], looked_up))
