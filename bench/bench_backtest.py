@@ -46,6 +46,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 GOAL_S = 10.0
+GOAL_CANDLES = 10_000
 START = "2021-01-01"
 HOUR_MS = 3_600_000
 
@@ -228,9 +229,11 @@ def main() -> int:
         f"  journal writes: {measured.journal_s:6.1f} s, {journal_ms:.2f} ms per cycle "
         f"({measured.journal_s / seconds:.0%} of the wall)"
     )
-    verdict = "ok" if seconds < GOAL_S else "MISSED"
-    print(f"  goal: {args.candles:,} candles in under {GOAL_S:g} s: {verdict} ({seconds:.1f} s)")
-    if seconds >= GOAL_S:
+    # The goal is a rate: a shorter run (--candles) is held to its share of the 10 s.
+    goal_s = GOAL_S * args.candles / GOAL_CANDLES
+    verdict = "ok" if seconds < goal_s else "MISSED"
+    print(f"  goal: {args.candles:,} candles in under {goal_s:.3g} s: {verdict} ({seconds:.1f} s)")
+    if seconds >= goal_s:
         rest = seconds - measured.journal_s
         print(f"    everything but the journal's writes: {rest:.1f} s (their cost is up to rez_cli/journal)")
 
@@ -244,7 +247,7 @@ def main() -> int:
     print(f"  the same indicators over 300-candle windows: {windowed * 1000:.2f} ms per step")
     print(f"  ratio naive / this backtest (whole cycles, journal included): {naive_total / seconds:5.2f}x")
     print(f"  ratio naive / windowed, indicators only:                       {prefix / windowed:5.2f}x")
-    return 0 if seconds < GOAL_S else 1
+    return 0 if seconds < goal_s else 1
 
 
 if __name__ == "__main__":
