@@ -9,13 +9,16 @@ policy passed it; the book may still refuse it (the account's limits across symb
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from rez_cli.account.fills import Order, Position
 from rez_cli.clock import iso
+from rez_cli.config.settings import RiskProfile
 from rez_cli.decision.codes import Hold
 from rez_cli.decision.model import Decision
+from rez_cli.decision.policy import exposure_problem
 from rez_cli.formatting import price_decimals
 
 
@@ -106,7 +109,7 @@ class PositionView:
     def of_order(cls, symbol: str, order: Order, *, equity: float, last_price: float) -> PositionView:
         """An order placed by the last cycle that the next candle's open will fill (or not)."""
         reference = order.entry_price if order.entry_price is not None else last_price
-        notional = equity * order.size_pct / 100 * order.leverage
+        notional = order_notional(order, equity)
         return cls(
             symbol=symbol,
             side=order.side,
@@ -195,6 +198,32 @@ def decision_order(decision: Decision, placed_ms: int, *, add: bool = False) -> 
         add=add,
         rationale=decision.rationale,
         invalidation=decision.invalidation,
+    )
+
+
+def order_notional(order: Order, equity: float) -> float:
+    """What an order commits once filled: its share of ``equity`` times its leverage, in quote currency."""
+    return equity * order.size_pct / 100 * order.leverage
+
+
+def order_exposure_problem(
+    profile: RiskProfile, order: Order, equity: float, open_notionals: Sequence[float]
+) -> tuple[Hold, str] | None:
+    """Whether an account may take an order opening or adding to a position, or why not.
+
+    One rule for the paper account and a backtest's walk, so that a backtest refuses exactly what
+    the paper account would.
+
+    Args:
+        profile: the limits across symbols (``max_open_positions``, ``max_total_exposure_pct``).
+        order: an ``open`` order from ``decision_order``; ``order.add`` marks an add to the position
+            already held on its symbol, which counts as no new position.
+        equity: the account's equity, in quote currency.
+        open_notionals: the notional of every position open, and every order waiting to open one,
+            on the account, the order's own symbol included.
+    """
+    return exposure_problem(
+        profile, open_notionals, equity, order_notional(order, equity), new_position=not order.add
     )
 
 

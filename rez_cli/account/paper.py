@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from rez_cli.account.book import PositionView, decision_order
+from rez_cli.account.book import PositionView, decision_order, order_exposure_problem, order_notional
 from rez_cli.account.fills import (
     Account,
     AccountState,
@@ -35,7 +35,6 @@ from rez_cli.clock import iso
 from rez_cli.config.settings import RiskProfile, Settings
 from rez_cli.decision.codes import Hold
 from rez_cli.decision.model import Decision
-from rez_cli.decision.policy import exposure_problem
 from rez_cli.errors import ExchangeUnavailable, UsageError
 from rez_cli.journal.paper import BookRow, PaperLedger, PaperTx
 from rez_cli.market.source import MarketSource
@@ -378,13 +377,7 @@ class PaperBook:
                 open_notionals = [
                     notional for other in books.values() if (notional := _committed(other, row.equity)) > 0
                 ]
-                refused = exposure_problem(
-                    self.profile,
-                    open_notionals,
-                    row.equity,
-                    row.equity * order.size_pct / 100 * order.leverage,
-                    new_position=held is None,
-                )
+                refused = order_exposure_problem(self.profile, order, row.equity, open_notionals)
                 if refused is not None:
                     return refused
             after = AccountState(held, order, state.closing, state.checked_ms)
@@ -436,7 +429,7 @@ def _committed(state: AccountState, equity: float) -> float:
         return state.position.notional
     order = state.pending
     if order is not None and order.kind == "open":
-        return equity * order.size_pct / 100 * order.leverage
+        return order_notional(order, equity)
     return 0.0
 
 

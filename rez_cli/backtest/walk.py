@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from rez_cli import clock
-from rez_cli.account.book import PositionView, decision_order
+from rez_cli.account.book import PositionView, decision_order, order_exposure_problem
 from rez_cli.account.fills import (
     PENDING,
     Account,
@@ -44,7 +44,6 @@ from rez_cli.cycle.context import context_timeframes
 from rez_cli.cycle.orchestrator import Event, EventResult, Orchestrator
 from rez_cli.decision.codes import FATAL, TRANSIENT, Hold
 from rez_cli.decision.model import Decision
-from rez_cli.decision.policy import exposure_problem
 from rez_cli.errors import DataNotFound, ExitCode, UsageError
 from rez_cli.formatting import json_ready, price
 from rez_cli.llm.cache import CachingLLM, ResponseCache, default_cache_path
@@ -358,13 +357,7 @@ class WalkBook:
             return None
         if order.kind == "open":
             open_notionals = [held.notional] if held is not None else []
-            refused = exposure_problem(
-                self.profile,
-                open_notionals,
-                account.equity,
-                account.equity * order.size_pct / 100 * order.leverage,
-                new_position=held is None,
-            )
+            refused = order_exposure_problem(self.profile, order, account.equity, open_notionals)
             if refused is not None:
                 return refused
         state = account.submit(order)
