@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from rez_cli.cli.options import ConfigOption, JournalOption, JsonOption
+from rez_cli.cli.options import (
+    ConfigOption,
+    JournalOption,
+    JsonOption,
+    max_cost_option,
+    report_option,
+    report_target,
+)
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -132,25 +139,15 @@ def arena(
     ] = 4,
     max_cost: Annotated[
         float | None,
-        typer.Option(
-            "--max-cost",
-            min=0,
-            help="Stop every contestant before the model calls together could cost more US$ than this.",
-            show_default=False,
+        max_cost_option(
+            "Stop every contestant before the model calls together could cost more US$ than this."
         ),
     ] = None,
     config: ConfigOption = None,
     json_output: JsonOption = False,
     journal: JournalOption = None,
     report_path: Annotated[
-        Path | None,
-        typer.Option(
-            "--report",
-            help="Also write an HTML page: the equity curves side by side and the leaderboard (needs the "
-            "report extra: pip install 'rez-cli\\[report]').",
-            dir_okay=False,
-            show_default=False,
-        ),
+        Path | None, report_option("an HTML page: the equity curves side by side and the leaderboard")
     ] = None,
 ) -> None:
     """Rank models, prompts and profiles on one tape, against rules, always-hold and buy-and-hold.
@@ -171,7 +168,7 @@ def arena(
     from rez_cli.cli.console import invocation_argv, print_json_line, stderr_console, stdout_console
     from rez_cli.config import paths
     from rez_cli.config.settings import RiskProfile, load_profile, load_settings
-    from rez_cli.errors import ExitCode, UsageError
+    from rez_cli.errors import ExitCode
 
     entrants = [parse_contestant(text) for text in contestant or []]
     given = {c.name: c for c in entrants}
@@ -189,14 +186,7 @@ def arena(
         # A bad profile or prompt template is refused before any model is asked anything.
         check_prompt(entrant, profile_of(entrant.profile))
     if report_path is not None:
-        from rez_cli.arena.report import require_plotly
-
-        require_plotly()
-        report_path = paths.expand_user(report_path)
-        if not report_path.parent.is_dir():
-            raise UsageError(
-                f"cannot write the report {report_path}: {report_path.parent} is not a directory"
-            )
+        report_path = report_target(report_path)
     # The tape's timeframes, warm-up and market seed: every contestant sees what was recorded.
     from rez_cli.tape import load_tape
 

@@ -21,6 +21,9 @@ from rez_cli.cli.options import (
     ProfileOption,
     TimeframeOption,
     TimeframesOption,
+    max_cost_option,
+    report_option,
+    report_target,
 )
 
 if TYPE_CHECKING:
@@ -146,12 +149,9 @@ def backtest(
     model: ModelOption = None,
     max_cost: Annotated[
         float | None,
-        typer.Option(
-            "--max-cost",
-            min=0,
-            help="Stop before the model calls of the whole backtest could cost more US$ than this "
-            "(needs the model's price in \\[llm.prices]); the report covers what was done.",
-            show_default=False,
+        max_cost_option(
+            "Stop before the model calls of the whole backtest could cost more US$ than this "
+            "(needs the model's price in \\[llm.prices]); the report covers what was done."
         ),
     ] = None,
     fee_pct: Annotated[
@@ -223,13 +223,7 @@ def backtest(
     journal: JournalOption = None,
     report_path: Annotated[
         Path | None,
-        typer.Option(
-            "--report",
-            help="Also write a self-contained HTML page: equity curve, drawdown and the trades on the "
-            "price (needs the report extra: pip install 'rez-cli\\[report]').",
-            dir_okay=False,
-            show_default=False,
-        ),
+        report_option("a self-contained HTML page: equity curve, drawdown and the trades on the price"),
     ] = None,
 ) -> None:
     """Replay decisions over history, trade them, and score them against buy-and-hold and rules.
@@ -296,16 +290,7 @@ def backtest(
     if entry not in ("open", "limit"):
         raise UsageError(f"unknown entry rule {entry!r}", hint="use --entry open or --entry limit")
     if report_path is not None:
-        from rez_cli.backtest.report import require_plotly
-        from rez_cli.config import paths
-
-        # Before the walk: a missing extra or folder must not cost a whole backtest's model calls.
-        require_plotly()
-        report_path = paths.expand_user(report_path)
-        if not report_path.parent.is_dir():
-            raise UsageError(
-                f"cannot write the report {report_path}: {report_path.parent} is not a directory"
-            )
+        report_path = report_target(report_path)
     settings = load_settings(config).value
     risk = load_profile(profile or settings.risk.profile).value
     if frozen is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from typer.models import OptionInfo
@@ -106,6 +106,49 @@ NotifyOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+def max_cost_option(help: str) -> Any:
+    """``--max-cost USD``, its ``help`` saying what the budget stops."""
+    return typer.Option("--max-cost", min=0, help=help, show_default=False)
+
+
+def report_option(page: str) -> Any:
+    """``--report FILE.html``, its help saying what the ``page`` shows."""
+    return typer.Option(
+        "--report",
+        help=f"Also write {page} (needs the report extra: pip install 'rez-cli\\[report]').",
+        dir_okay=False,
+        show_default=False,
+    )
+
+
+def writable_path(path: Path, what: str) -> Path:
+    """``path`` with ``~`` expanded, once its folder is known to exist.
+
+    Raises:
+        UsageError: the folder is not a directory (``what`` names the file in the message).
+    """
+    from rez_cli.config import paths
+    from rez_cli.errors import UsageError
+
+    target = paths.expand_user(path)
+    if not target.parent.is_dir():
+        raise UsageError(f"cannot write {what} {target}: {target.parent} is not a directory")
+    return target
+
+
+def report_target(path: Path) -> Path:
+    """Where ``--report`` writes, checked before any work: a missing extra or folder must not cost a
+    whole run's model calls.
+
+    Raises:
+        UsageError: plotly (the ``report`` extra) is not installed, or the folder does not exist.
+    """
+    from rez_cli.backtest.report import require_plotly
+
+    require_plotly()
+    return writable_path(path, "the report")
 
 
 class _ModeOptionInfo(OptionInfo):

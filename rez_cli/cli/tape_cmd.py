@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -15,11 +16,13 @@ from rez_cli.cli.options import (
     JsonOption,
     TimeframeOption,
     TimeframesOption,
+    writable_path,
 )
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
+    from rez_cli.market.source import MarketSource
     from rez_cli.tape import Tape
 
 app = typer.Typer(
@@ -94,26 +97,45 @@ def tape_view(tape: Tape, title: str, *, verified: bool) -> RenderableType:
     return Group(display_text(title, "dim", multiline=False), header, details, hash_line, table)
 
 
-def _written(tape: Tape, path: Path, json_output: bool) -> None:
-    from rez_cli.cli.console import print_json_line, stdout_console
-
-    if json_output:
-        print_json_line(tape_json(tape, path))
-    else:
-        stdout_console().print(tape_view(tape, f"tape written to {path}", verified=False))
-
-
 def _target(out: Path, force: bool) -> Path:
-    from rez_cli.config import paths
     from rez_cli.errors import UsageError
 
-    target = paths.expand_user(out)
-    # Before any candle is fetched: an existing file must not cost a whole download.
+    # Before any candle is fetched: an existing file or a missing folder must not cost a whole download.
+    target = writable_path(out, "the tape")
     if target.exists() and not force:
         raise UsageError(f"{target} exists: not overwriting it", hint="use --force to replace it")
-    if not target.parent.is_dir():
-        raise UsageError(f"cannot write the tape {target}: {target.parent} is not a directory")
     return target
+
+
+def _write_tape(
+    open_market: Callable[[], MarketSource],
+    capture: Callable[[MarketSource], Awaitable[Tape]],
+    target: Path,
+    *,
+    force: bool,
+    json_output: bool,
+) -> None:
+    """Capture a tape from the market ``open_market`` opens (closed afterwards, whatever happens),
+    write it to ``target`` and show what was written."""
+    import asyncio
+
+    from rez_cli.cli.console import print_json_line, stdout_console
+    from rez_cli.tape import save_tape
+
+    async def go() -> Tape:
+        # A ccxt source serves one event loop: it is opened, used and closed within this one.
+        source = open_market()
+        try:
+            return await capture(source)
+        finally:
+            await source.close()
+
+    tape = asyncio.run(go())
+    save_tape(tape, target, overwrite=force)
+    if json_output:
+        print_json_line(tape_json(tape, target))
+    else:
+        stdout_console().print(tape_view(tape, f"tape written to {target}", verified=False))
 
 
 @app.command("record")
@@ -143,13 +165,11 @@ def record(
     The moments are those `rez backtest --from --to --every` walks; `rez backtest --tape FILE`
     walks them again, from the file alone.
     """
-    import asyncio
-
     from rez_cli.config.settings import load_settings
     from rez_cli.market.candles import parse_time
     from rez_cli.market.view import open_source
     from rez_cli.symbols import normalize_symbol
-    from rez_cli.tape import record_tape, save_tape
+    from rez_cli.tape import record_tape
     from rez_cli.timeframes import parse_timeframes
 
     symbol = normalize_symbol(symbol)
@@ -157,26 +177,22 @@ def record(
     end_ms = parse_time(to, option="--to", past=True)
     target = _target(out, force)
     settings = load_settings(config).value
-
-    async def go() -> Tape:
-        source = open_source(settings, exchange=exchange, data=data, now_ms=end_ms)
-        try:
-            return await record_tape(
-                settings,
-                source,
-                symbol,
-                start_ms=start_ms,
-                end_ms=end_ms,
-                every=every,
-                timeframe=timeframe,
-                context_timeframes=parse_timeframes(timeframes) if timeframes else None,
-            )
-        finally:
-            await source.close()
-
-    tape = asyncio.run(go())
-    save_tape(tape, target, overwrite=force)
-    _written(tape, target, json_output)
+    _write_tape(
+        lambda: open_source(settings, exchange=exchange, data=data, now_ms=end_ms),
+        lambda source: record_tape(
+            settings,
+            source,
+            symbol,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            every=every,
+            timeframe=timeframe,
+            context_timeframes=parse_timeframes(timeframes) if timeframes else None,
+        ),
+        target,
+        force=force,
+        json_output=json_output,
+    )
 
 
 @app.command("from-journal")
@@ -206,13 +222,11 @@ def from_journal(
     from --exchange or --data, else from where those cycles ran. A tape holds one symbol: with
     several in the journal, choose one with --symbol and make one tape per symbol.
     """
-    import asyncio
-
     from rez_cli.config.settings import load_settings
     from rez_cli.journal.session import open_journal
     from rez_cli.market.candles import parse_time
     from rez_cli.symbols import normalize_symbol
-    from rez_cli.tape import journal_moments, save_tape, tape_from_journal
+    from rez_cli.tape import journal_moments, tape_from_journal
     from rez_cli.tape.record import journal_source
     from rez_cli.timeframes import parse_timeframes
 
@@ -223,24 +237,20 @@ def from_journal(
         chosen, exchanges, moments = journal_moments(
             opened, since_ms=since_ms, symbol=normalize_symbol(symbol) if symbol else None
         )
-
-    async def go() -> Tape:
-        source = journal_source(settings, exchanges, exchange=exchange, data=data)
-        try:
-            return await tape_from_journal(
-                settings,
-                source,
-                chosen,
-                moments,
-                timeframe=timeframe,
-                context_timeframes=parse_timeframes(timeframes) if timeframes else None,
-            )
-        finally:
-            await source.close()
-
-    tape = asyncio.run(go())
-    save_tape(tape, target, overwrite=force)
-    _written(tape, target, json_output)
+    _write_tape(
+        lambda: journal_source(settings, exchanges, exchange=exchange, data=data),
+        lambda source: tape_from_journal(
+            settings,
+            source,
+            chosen,
+            moments,
+            timeframe=timeframe,
+            context_timeframes=parse_timeframes(timeframes) if timeframes else None,
+        ),
+        target,
+        force=force,
+        json_output=json_output,
+    )
 
 
 @app.command("show")
