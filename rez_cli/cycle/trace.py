@@ -91,6 +91,11 @@ class Trace:
         shared by the cycle's secret check and the journal; None when it holds a non-finite number."""
         return self._json_text
 
+    def context_json_text(self) -> str | None:
+        """The context's own part of ``json_text``, for a journal that stores the context with the
+        cycle's inputs as well; None without a context or when ``json_text`` is None."""
+        return self._context_json_text if self._json_text is not None else None
+
     @cached_property
     def _json(self) -> dict[str, Any]:
         record: dict[str, Any] = {}
@@ -113,10 +118,27 @@ class Trace:
 
     @cached_property
     def _json_text(self) -> str | None:
-        try:
-            return json.dumps(self._json, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        except (TypeError, ValueError):
+        record = self._json
+        if "context" not in record:
+            return _compact(record)
+        # Written in two parts, the context (the most of it) and the rest, so that the context's
+        # text is there for the journal's inputs too: written once per cycle, not twice.
+        rest = _compact({key: value for key, value in record.items() if key != "context"})
+        if self._context_json_text is None or rest is None:
             return None
+        return '{"context":' + self._context_json_text + ("}" if rest == "{}" else "," + rest[1:])
+
+    @cached_property
+    def _context_json_text(self) -> str | None:
+        return _compact(self._json["context"]) if "context" in self._json else None
+
+
+def _compact(value: Any) -> str | None:
+    """``value`` as the journal writes JSON, or None when it holds a non-finite number."""
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return None
 
 
 _Value = TypeVar("_Value")

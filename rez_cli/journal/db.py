@@ -92,6 +92,7 @@ class Database:
         self._batch_size = 0
         self._batch_pending = 0
         self._batch_started = 0.0
+        self._batch_end: list[Callable[[], None]] = []
         self._deferred: Sequence[Migration] = ()
         self.backup: Path | None = None
         self.has_blobs = False
@@ -215,10 +216,25 @@ class Database:
         try:
             yield
         finally:
-            self._batch_size = 0
-            with self.read("write") as db:
-                if db.in_transaction:
-                    db.execute("COMMIT")
+            try:
+                while self._batch_end:
+                    self._batch_end.pop(0)()
+            finally:
+                self._batch_size = 0
+                with self.read("write") as db:
+                    if db.in_transaction:
+                        db.execute("COMMIT")
+
+    @property
+    def batching(self) -> bool:
+        """Whether writes are being batched (inside ``batched()``)."""
+        return self._batch_size > 0
+
+    def at_batch_end(self, write: Callable[[], None]) -> None:
+        """Call ``write`` once as the current batch ends (Ctrl-C and errors included), before its last
+        commit: for a write a caller holds back while the batch lasts, to make it with a later one."""
+        if write not in self._batch_end:
+            self._batch_end.append(write)
 
     def _refuse_newer(self) -> None:
         """Raise ConfigError, before anything is written, when a newer Rez has migrated this journal.

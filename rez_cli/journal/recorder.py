@@ -3,7 +3,9 @@
 Write-as-you-go (simonw/llm's log, made crash-safe): every call of the recorder is its own committed
 transaction (or a savepoint of a batch, see ``Journal.batched``), so a run killed mid-cycle leaves
 the cycle row with ``finished_ms`` NULL and every turn recorded so far. Readers show such a cycle
-with the status ``incomplete``.
+with the status ``incomplete``. In a batch a backtest cycle's inputs wait for its end, to be written
+with its record (its trace's JSON holds the context's text then): the batch's end writes those of a
+cycle that never got there, so an interrupted cycle reads back as it did.
 """
 
 from __future__ import annotations
@@ -80,6 +82,15 @@ class _Inputs:
     context_text_json: str | None = None
 
 
+@dataclass(frozen=True)
+class _Held:
+    """A batched backtest cycle's inputs as they came, held from its start to its end."""
+
+    candles: Mapping[str, Any]
+    context: BaseModel | Mapping[str, Any]
+    context_text: str | None
+
+
 class JsonRecord(Protocol):
     """A typed record of the cycle's (``TurnRecord``, ``Trace``) that knows its own JSON."""
 
@@ -134,6 +145,10 @@ class JournalRecorder:
         self.run_id = run_id
         self.backtest_id = backtest_id
         self._inputs: dict[str, _Inputs] = {}
+        # Batched, a backtest cycle's inputs are written at its end, with its record: its trace's JSON
+        # then holds the context's text, written once for both. The batch's end writes those of the
+        # cycles that never got there (Ctrl-C, an error).
+        self._held: dict[str, _Held] = {}
         # The cycles this recorder wrote a turn of, until they finish.
         self._turned: set[str] = set()
         # The last cycle's inputs and record (what the next ones' are deflated against), and how many
@@ -167,7 +182,8 @@ class JournalRecorder:
             codec.text(model),
         )
         if self.backtest_id is not None:
-            inputs = self._packed_inputs(candles, _record_json(context), context_text)
+            held = _Held(candles, context, context_text) if self._db.batching else None
+            inputs = None if held else self._packed_inputs(candles, _record_json(context), context_text)
             with self._db.write() as db:
                 db.execute(
                     "INSERT INTO cycles (trace_id, run_id, symbol, exchange, simulated, mode, model,"
@@ -181,10 +197,14 @@ class JournalRecorder:
                         self._db.clock(),
                         self.backtest_id,
                         self._profile_blob(db, profile),
-                        self._put(db, inputs.text, "inputs"),
+                        None if inputs is None else self._put(db, inputs.text, "inputs"),
                     ),
                 )
-            self._inputs[trace_id] = inputs
+            if held is not None:
+                self._held[trace_id] = held
+                self._db.at_batch_end(self._write_held)
+            elif inputs is not None:
+                self._inputs[trace_id] = inputs
             return
         with self._db.write() as db:
             db.execute(
@@ -214,13 +234,18 @@ class JournalRecorder:
             self._profile = (profile, blob_id)
         return blob_id
 
-    def _packed_inputs(self, candles: Mapping[str, Any], context: Any, context_text: str | None) -> _Inputs:
+    def _packed_inputs(
+        self,
+        candles: Mapping[str, Any],
+        context: Any,
+        context_text: str | None,
+        context_json: str | None = None,
+    ) -> _Inputs:
+        """The inputs as stored; ``context_json``: ``context`` already written as the journal writes it."""
         inputs = {"candles": candles, "context": context, "context_text": context_text}
-        candles_json, context_json, context_text_json = (
-            _compact(candles),
-            _compact(context),
-            _compact(context_text),
-        )
+        candles_json, context_text_json = _compact(candles), _compact(context_text)
+        if context_json is None:
+            context_json = _compact(context)
         written = None
         if candles_json is not None and context_json is not None and context_text_json is not None:
             written = (
@@ -232,6 +257,30 @@ class JournalRecorder:
             # Written as it came: the trace's JSON holds the same text for each, which it may share.
             return _Inputs(context, context_text, text, context_json, context_text_json)
         return _Inputs(context, context_text, text)
+
+    def _held_inputs(self, held: _Held, trace: Any, trace_json: Mapping[str, Any] | None) -> _Inputs:
+        """A held cycle's inputs, the context's text taken from its trace's JSON when the trace holds
+        that very context (not a copy with a secret struck out)."""
+        written = getattr(trace, "context_json_text", None)
+        if trace_json is not None and getattr(trace, "context", None) is held.context and callable(written):
+            context_json = written()
+            if context_json is not None:
+                return self._packed_inputs(
+                    held.candles, trace_json["context"], held.context_text, context_json
+                )
+        return self._packed_inputs(held.candles, _record_json(held.context), held.context_text)
+
+    def _write_held(self) -> None:
+        """Write the inputs of the cycles started in a batch that is ending without their end."""
+        for trace_id, held in list(self._held.items()):
+            inputs = self._held_inputs(held, None, None)
+            with self._db.write() as db:
+                db.execute(
+                    "UPDATE cycles SET inputs_blob = ? WHERE trace_id = ?",
+                    (self._put(db, inputs.text, "inputs"), trace_id),
+                )
+            del self._held[trace_id]
+            self._inputs[trace_id] = inputs
 
     def _put(self, db: Connection, text: str, kind: str | None) -> int:
         """Store ``text``; a ``kind`` of payload (inputs, record) is deflated against the previous one.
@@ -287,6 +336,9 @@ class JournalRecorder:
         usage: Mapping[str, Any] = raw_usage if isinstance(raw_usage, Mapping) else {}
         record_text: str | None = None
         inputs = self._inputs.pop(trace_id, None)
+        held = self._held.get(trace_id)
+        if held is not None:
+            inputs = self._held_inputs(held, trace, trace_json)
         if self.backtest_id is not None:
             record_text = self._record_text(stored, trace_json, trace_text, signals_json, inputs)
             payload: tuple[str | None, ...] = (None, None, None, None)
@@ -330,11 +382,15 @@ class JournalRecorder:
                     "SELECT COUNT(*) FROM turns WHERE trace_id = ?", (trace_id,)
                 ).fetchone()[0]
             self._turned.discard(trace_id)
+            # Inputs before record: the order the blobs were stored in when the inputs were written
+            # at the cycle's start.
+            held_blob = () if held is None or inputs is None else (self._put(db, inputs.text, "inputs"),)
             packed = () if record_text is None else (self._put(db, record_text, "record"),)
             db.execute(
                 "UPDATE cycles SET finished_ms = ?, status = ?, action = ?, error = ?, source = ?,"
                 " confidence = ?, decision = ?, trace = ?, signals = ?, usage = ?, cost_usd = ?,"
                 " llm_calls = ?, tool_calls = ?, turn_count = ?"
+                + (", inputs_blob = ?" if held_blob else "")
                 + (", record_blob = ?" if packed else "")
                 + " WHERE trace_id = ?",
                 (
@@ -349,6 +405,7 @@ class JournalRecorder:
                     integer(usage.get("llm_calls")),
                     integer(usage.get("tool_calls")),
                     turn_count,
+                    *held_blob,
                     *packed,
                     trace_id,
                 ),
@@ -361,6 +418,7 @@ class JournalRecorder:
                         " VALUES (?, ?, ?, ?, ?, ?)",
                         (trace_id, verdict_idx, seq, rule, int(passed), detail),
                     )
+        self._held.pop(trace_id, None)
 
     def _record_text(
         self,

@@ -15,7 +15,7 @@ import pytest
 from rez_cli.backtest.walk import BacktestRequest, run_backtest
 from rez_cli.config.settings import load_profile, load_settings
 from rez_cli.errors import DataError
-from rez_cli.journal import Journal, JournalRecorder
+from rez_cli.journal import INCOMPLETE, Journal, JournalRecorder
 from rez_cli.journal.blobs import Blobs, Dictionary
 from rez_cli.market.candles import parse_time
 
@@ -102,6 +102,36 @@ def test_a_backtest_cycle_reads_back_as_the_same_cycle_kept_in_columns(
     prices = packed.backtest_prices("bt-test")
     assert len(prices) == len(trace_ids)
     assert prices[0] == (backtest_calls[0][2]["as_of_ms"], backtest_calls[0][2]["context"].last_price)
+
+
+def test_a_batched_backtest_stopped_mid_cycle_keeps_that_cycle_incomplete_with_its_inputs(
+    backtest_calls: list[Call], tmp_path: Path
+) -> None:
+    """Batched, a cycle's inputs wait for its end to be written with its record: the batch's end
+    writes those of a cycle that never got there."""
+    packed, inline = Journal(tmp_path / "packed.sqlite"), Journal(tmp_path / "inline.sqlite")
+    replay(backtest_calls, inline, None)
+    started = backtest_calls[:5]  # two whole cycles, and the start of a third
+    assert [method for method, _, _ in started][-1] == "cycle_started"
+    recorder = packed.recorder(None, backtest_id="bt-test")
+
+    def interrupted_backtest() -> None:
+        with packed.batched():
+            for method, trace_id, kwargs in started:
+                getattr(recorder, method)(trace_id, **kwargs)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted_backtest()
+    reread = Journal(tmp_path / "packed.sqlite")
+    for _, trace_id, _ in started:
+        stored, expected = reread.get_cycle(trace_id), inline.get_cycle(trace_id)
+        assert stored["context"] == expected["context"]
+        assert stored["context_text"] == expected["context_text"]
+    interrupted = reread.get_cycle(started[-1][1])
+    assert interrupted["status"] == INCOMPLETE
+    assert interrupted["context"]["symbol"] == "BTC/USDT"
+    assert reread.get_cycle(started[0][1])["trace"] == inline.get_cycle(started[0][1])["trace"]
 
 
 def test_a_backtest_cycle_takes_a_few_kilobytes(backtest_calls: list[Call], tmp_path: Path) -> None:
