@@ -468,9 +468,10 @@ class JournalRecorder:
         if inputs.context_text is not None and trace.get("context_text") == inputs.context_text:
             # The trace holds it at its top level; found once in the text, that is where.
             written = '"context_text":' + str(inputs.context_text_json)
-            if text.count(written) != 1:
+            at = text.find(written)
+            if at < 0 or text.find(written, at + 1) >= 0:
                 return None
-            text = text.replace(written, '"context_text":null')
+            text = text[:at] + '"context_text":null' + text[at + len(written) :]
             shares.append("context_text")
         return text, shares
 
