@@ -127,7 +127,8 @@ class Journal(CycleReads, ScoreQueries, Maintenance):
 
         For backtests, where thousands of cycles are written in a row: a commit per write is most
         of their journal time. Live runs keep write-as-you-go. Leaving the block, even by Ctrl-C or
-        an error, commits every whole write made inside it.
+        an error, commits every whole write made inside it, and the inputs of a backtest cycle that
+        started in it and never finished (a recorder holds them back to write them at a cycle's end).
         """
         with self._db.batched(size):
             yield
