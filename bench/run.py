@@ -30,6 +30,7 @@ BENCHMARKS = (
     "bench_decide.py",
     "bench_backtest.py",
     "bench_journal.py",
+    "bench_text_and_tape.py",
 )
 # Run only when a word given names them: they need what a plain checkout does not have.
 # bench_arena.py: three contestants × 500 cycles of a 1 s fake model, alone then together (~35 min).

@@ -321,17 +321,12 @@ def test_only_the_tail_of_a_huge_text_is_read() -> None:
     assert parse_answer(head).error == "no_json_found"
 
 
-def test_a_100_kb_answer_parses_well_under_100_ms() -> None:
+def test_a_100_kb_answer_of_prose_full_of_numbers_and_brackets_is_read() -> None:
+    # How long it takes is bench/bench_text_and_tape.py's to say; here, that the decision is found.
     reasoning = 'RSI 61.2, MACD [123.4, 125.1], EMA {"ema20": 35010.2} and "quoted" words. ' * 1_400
     text = reasoning[:100_000] + "\n```json\n" + BUY + "\n```"
-    parse_answer(text)  # warm up the regex cache
 
-    started = time.perf_counter()
-    outcome = parse_answer(text)
-    elapsed = time.perf_counter() - started
-
-    assert outcome.answer == answer_of(BUY)
-    assert elapsed < 0.1
+    assert parse_answer(text).answer == answer_of(BUY)
 
 
 # --- numbers_in ----------------------------------------------------------------------------------

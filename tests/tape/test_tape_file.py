@@ -214,11 +214,9 @@ def test_a_missing_tape_is_data_not_found(tmp_path: Path) -> None:
         load_tape(tmp_path / "absent.tape")
 
 
-def test_six_months_of_1h_and_4h_record_and_load_in_well_under_two_seconds(tmp_path: Path) -> None:
-    import time
-
+def test_six_months_of_1h_and_4h_record_and_load_whole(tmp_path: Path) -> None:
+    # How long it takes is bench/bench_text_and_tape.py's to say.
     settings = Settings().with_timeframes("1h", ["1h", "4h"])
-    began = time.perf_counter()
     recorded = asyncio.run(
         record_tape(
             settings,
@@ -231,5 +229,3 @@ def test_six_months_of_1h_and_4h_record_and_load_in_well_under_two_seconds(tmp_p
     loaded = load_tape(save_tape(recorded, tmp_path / "eth.tape"))
     assert loaded.hash == recorded.hash
     assert len(loaded.meta.moments) == 181 * 24
-    # Generous for a shared CI core; it takes about 0.4 s here.
-    assert time.perf_counter() - began < 4.0
