@@ -92,37 +92,33 @@ def _snapshot(
         def indicator(name: str, length: int) -> np.ndarray[Any, np.dtype[np.float64]]:
             return memo.values(frame, timeframe, name, {"length": length})[name]
 
-    def column(label: str) -> np.ndarray[Any, np.dtype[np.float64]]:
-        return array[:, frame.columns.get_loc(label)]
-
-    opens = column("timestamp")  # as float64: exact for any time in milliseconds
+    at = _Columns(frame)
+    opens = array[:, at.timestamp]  # as float64: exact for any time in milliseconds
+    close, volume = array[:, at.close], array[:, at.volume]
     step_ms = timeframe_ms(timeframe)
-    close = column("close")
     last_close = float(close[-1])
     ema = indicator("ema", 20)
     ema_now = _last(ema)
     ema_then = float(ema[-1 - SLOPE_BARS]) if len(ema) > SLOPE_BARS else math.nan
     slope = _pct(ema_now, ema_then) if ema_now is not None and math.isfinite(ema_then) else None
-    volume = column("volume")
     average_volume = float(volume[-VOLUME_WINDOW - 1 : -1].mean()) if len(volume) > VOLUME_WINDOW else 0.0
-    high, low = float(column("high").max()), float(column("low").min())
+    high, low = float(array[:, at.high].max()), float(array[:, at.low].min())
     # As market.candles.find_gaps counts them: consecutive candles more than one interval apart.
     steps = np.diff(opens)
-    recent = slice(max(0, len(frame) - RECENT_CANDLES), None)
-    highs, lows = column("high"), column("low")
+    apart = steps > step_ms
+    gaps = int((steps[apart] // step_ms - 1).sum()) if apart.any() else 0
+    recent = array[max(0, len(frame) - RECENT_CANDLES) :]
     # Kept as the model reads them, to the instrument's decimals: a journal stores thousands of
     # contexts, and rounded numbers it has just seen in the text compress to almost nothing.
     places = model_decimals(last_close)
-
-    def prices(values: np.ndarray[Any, np.dtype[np.float64]]) -> tuple[float, ...]:
-        return tuple(np.round(values, places).tolist())
-
+    # The four price columns rounded together: one numpy call rather than one per column.
+    ohlc = np.round(recent[:, [at.open, at.high, at.low, at.close]], places).T.tolist()
     return TimeframeSnapshot(
         candles=len(frame),
         first_open_ms=int(opens[0]),
         last_close_ms=int(opens[-1]) + step_ms,
         last_close=last_close,
-        change_pct=_pct(last_close, float(column("open")[0])),
+        change_pct=_pct(last_close, float(array[0, at.open])),
         ema_20=ema_now,
         ema_20_slope_pct=slope,
         rsi_14=_last(indicator("rsi", 14)),
@@ -132,31 +128,46 @@ def _snapshot(
         from_high_pct=_pct(last_close, high),
         from_low_pct=_pct(last_close, low),
         volume_ratio=float(volume[-1]) / average_volume if average_volume > 0 else None,
-        gaps=int((steps[steps > step_ms] // step_ms - 1).sum()),
+        gaps=gaps,
         recent=RecentCandles(
-            open_ms=tuple(int(value) for value in opens[recent].tolist()),
-            open=prices(column("open")[recent]),
-            high=prices(highs[recent]),
-            low=prices(lows[recent]),
-            close=prices(close[recent]),
+            open_ms=tuple(int(value) for value in recent[:, at.timestamp].tolist()),
+            open=tuple(ohlc[0]),
+            high=tuple(ohlc[1]),
+            low=tuple(ohlc[2]),
+            close=tuple(ohlc[3]),
         ),
-        swing_highs=_swings(highs, opens, high=True, places=places),
-        swing_lows=_swings(lows, opens, high=False, places=places),
+        swing_highs=_swings(frame, array, at, high=True, places=places, memo=memo),
+        swing_lows=_swings(frame, array, at, high=False, places=places, memo=memo),
     )
 
 
-def _swings(
-    values: np.ndarray[Any, np.dtype[np.float64]],
-    opens: np.ndarray[Any, np.dtype[np.float64]],
-    *,
-    high: bool,
-    places: int,
-) -> Swings:
-    """The last ``SWINGS_SHOWN`` fractals (see ``SWING_BARS``) of highs (or of lows), oldest first,
-    rounded to ``places``."""
+class _Columns:
+    """Where each candle column is in a frame's array (pandas charges for every look-up by label)."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.timestamp, self.open, self.high, self.low, self.close, self.volume = (
+            _position(frame, label) for label in ("timestamp", "open", "high", "low", "close", "volume")
+        )
+
+
+def _position(frame: pd.DataFrame, label: str) -> int:
+    position = frame.columns.get_loc(label)
+    if not isinstance(position, int):  # a validated frame has each column once
+        raise ValueError(f"the candles have more than one {label} column")
+    return position
+
+
+def _fractals(
+    values: np.ndarray[Any, np.dtype[np.float64]], *, high: bool
+) -> np.ndarray[Any, np.dtype[np.intp]]:
+    """The rows of ``values`` that are fractals (see ``SWING_BARS``) of highs (or of lows), in order.
+
+    Whether a row is one depends on the ``SWING_BARS`` rows either side of it alone, so the fractals
+    of a window are those of a longer run of candles that lie at least ``SWING_BARS`` rows inside it.
+    """
     bars, count = SWING_BARS, len(values)
     if count < 2 * bars + 1:
-        return Swings()
+        return np.empty(0, dtype=np.intp)
     # A swing low is a swing high of the negated lows.
     signed = values if high else -values
     centre = signed[bars : count - bars]
@@ -164,10 +175,43 @@ def _swings(
     for k in range(1, bars + 1):
         found &= centre > signed[bars - k : count - bars - k]
         found &= centre >= signed[bars + k : count - bars + k]
-    where = np.flatnonzero(found)[-SWINGS_SHOWN:] + bars
+    return np.flatnonzero(found) + bars
+
+
+def _swings(
+    frame: pd.DataFrame,
+    array: np.ndarray[Any, np.dtype[np.float64]],
+    at: _Columns,
+    *,
+    high: bool,
+    places: int,
+    memo: indicators.IndicatorMemo | None,
+) -> Swings:
+    """The last ``SWINGS_SHOWN`` fractals of the window's highs (or lows), oldest first, rounded to
+    ``places``.
+
+    A backtest's windows are cut from one history: its fractals are found once (``_fractals`` of
+    the whole history) and each window takes those at least ``SWING_BARS`` rows inside it, the very
+    rows its own search would find.
+    """
+    column = at.high if high else at.low
+    across = (
+        memo.across_history(
+            frame, ("context.fractals", column, high), lambda rows: _fractals(rows[:, column], high=high)
+        )
+        if memo is not None
+        else None
+    )
+    if across is None:
+        where = _fractals(array[:, column], high=high)[-SWINGS_SHOWN:]
+    else:
+        found, start = across
+        first = int(found.searchsorted(start + SWING_BARS))
+        end = int(found.searchsorted(start + len(array) - SWING_BARS))
+        where = found[max(first, end - SWINGS_SHOWN) : end] - start
     return Swings(
-        open_ms=tuple(int(value) for value in opens[where].tolist()),
-        price=tuple(np.round(values[where], places).tolist()),
+        open_ms=tuple(int(value) for value in array[where, at.timestamp].tolist()),
+        price=tuple(np.round(array[where, column], places).tolist()),
     )
 
 
@@ -184,16 +228,19 @@ def previous_day(
         if step > DAY_MS or DAY_MS % step or frame.empty:
             continue
         array = memo.array(frame) if memo is not None else frame.to_numpy(dtype="float64")
-        opens = array[:, frame.columns.get_loc("timestamp")]
+        at = _Columns(frame)
+        opens = array[:, at.timestamp]
         if opens[0] > day_start or opens[-1] + step < day_end:
             continue
-        inside = (opens >= day_start) & (opens + step <= day_end)
-        if not inside.any():
+        # The candles that open and close within the day: open times are in order, so they are one run.
+        first = int(np.searchsorted(opens, day_start, side="left"))
+        end = int(np.searchsorted(opens, day_end - step, side="right"))
+        if end <= first:
             continue
         return DayRange(
             day_open_ms=day_start,
-            high=float(array[inside, frame.columns.get_loc("high")].max()),
-            low=float(array[inside, frame.columns.get_loc("low")].min()),
+            high=float(array[first:end, at.high].max()),
+            low=float(array[first:end, at.low].min()),
             timeframe=timeframe,
         )
     return None
@@ -228,8 +275,8 @@ def build_context(
     )
 
 
-# A cycle formats some hundred numbers against one reference price, and a backtest's windows show
-# the same candle times again and again: both are remembered rather than worked out each time.
+# A backtest's windows show the same candles, times and reference decimals again and again: each is
+# worked out once rather than for every cycle that shows it.
 @lru_cache(maxsize=1024)
 def model_decimals(reference: float) -> int:
     """Decimals that show prices of this size to 6 significant digits: a model reads every digit as a
@@ -242,9 +289,19 @@ def model_decimals(reference: float) -> int:
 def number(value: float | None, reference: float) -> str:
     """A price-unit value as the model reads it: ``model_decimals`` of the reference, no thousands
     separators."""
+    return _number(value, model_decimals(reference))
+
+
+def _number(value: float | None, places: int) -> str:
     if value is None or not math.isfinite(value):
         return "n/a"
-    places = model_decimals(reference)
+    return _fixed(value, places)
+
+
+# A cycle writes about a hundred numbers, and most of them (its recent candles, its swings) the cycle
+# before it wrote too.
+@lru_cache(maxsize=4096)
+def _fixed(value: float, places: int) -> str:
     rounded = round(value, places)
     # round() keeps the sign of a tiny negative: "-0.00" would read as a level below zero.
     return f"{0.0 if rounded == 0 else rounded:.{places}f}"
@@ -263,16 +320,17 @@ def context_text(context: Context) -> str:
     with a legend, then each timeframe's recent candles (OHLC for the primary one, closes for the
     others) and swings."""
     last = context.last_price
+    places = model_decimals(last)
     lines = [
         f"{context.symbol} on {context.exchange}{' (SIMULATED market)' if context.simulated else ''}, "
-        f"as of {iso(context.as_of)} (close of the last closed candle). Last price {number(last, last)}. "
+        f"as of {iso(context.as_of)} (close of the last closed candle). Last price {_number(last, places)}. "
         f"Primary timeframe {context.primary_timeframe}. Times are candle open times in UTC.",
     ]
     day = context.previous_day
     if day is not None:
         lines.append(
             f"Previous UTC day ({candle_time(day.day_open_ms, DAY_MS)}): "
-            f"high {number(day.high, last)}, low {number(day.low, last)}."
+            f"high {_number(day.high, places)}, low {_number(day.low, places)}."
         )
     lines.append(
         "tf | candles | close | chg% window | EMA20 | EMA20 slope 5 bars | RSI14 | ATR14 | "
@@ -282,19 +340,20 @@ def context_text(context: Context) -> str:
         vol = "n/a" if item.volume_ratio is None else f"{item.volume_ratio:.2f}x"
         rsi = "n/a" if item.rsi_14 is None else f"{item.rsi_14:.1f}"
         lines.append(
-            f"{timeframe} | {item.candles} | {number(item.last_close, last)} | "
-            f"{signed_pct(item.change_pct)} | {number(item.ema_20, last)} | "
+            f"{timeframe} | {item.candles} | {_number(item.last_close, places)} | "
+            f"{signed_pct(item.change_pct)} | {_number(item.ema_20, places)} | "
             f"{signed_pct(item.ema_20_slope_pct, 3)} | {rsi} | "
-            f"{number(item.atr_14, last)} | {number(item.high, last)} ({signed_pct(item.from_high_pct)}) | "
-            f"{number(item.low, last)} ({signed_pct(item.from_low_pct)}) | {vol}"
+            f"{_number(item.atr_14, places)} | "
+            f"{_number(item.high, places)} ({signed_pct(item.from_high_pct)}) | "
+            f"{_number(item.low, places)} ({signed_pct(item.from_low_pct)}) | {vol}"
             + (f" | {item.gaps} missing candles" if item.gaps else "")
         )
     for timeframe, item in context.timeframes.items():
-        lines += ["", *_price_action(timeframe, item, last, ohlc=timeframe == context.primary_timeframe)]
+        lines += ["", *_price_action(timeframe, item, places, ohlc=timeframe == context.primary_timeframe)]
     return "\n".join(lines)
 
 
-def _price_action(timeframe: str, item: TimeframeSnapshot, last: float, *, ohlc: bool) -> list[str]:
+def _price_action(timeframe: str, item: TimeframeSnapshot, places: int, *, ohlc: bool) -> list[str]:
     step = timeframe_ms(timeframe)
     candles = item.recent
     count = len(candles.open_ms)
@@ -308,18 +367,21 @@ def _price_action(timeframe: str, item: TimeframeSnapshot, last: float, *, ohlc:
             moment = _moment(ts, step)
             label = moment if moment[:5] != day else moment[6:] or moment
             day = moment[:5]
-            lines.append(f"{label} {number(o, last)} {number(h, last)} {number(lo, last)} {number(c, last)}")
+            lines.append(
+                f"{label} {_number(o, places)} {_number(h, places)} "
+                f"{_number(lo, places)} {_number(c, places)}"
+            )
     else:
         span = (
             f" (opened {_moment(candles.open_ms[0], step)} to {_moment(candles.open_ms[-1], step)})"
             if count
             else ""
         )
-        closes = " ".join(number(value, last) for value in candles.close)
+        closes = " ".join(_number(value, places) for value in candles.close)
         lines = [f"{timeframe} last {count} closes, oldest first{span}: {closes}"]
     for name, swings in (("swing highs", item.swing_highs), ("swing lows", item.swing_lows)):
         points = ", ".join(
-            f"{number(level, last)} ({_moment(ts, step)})"
+            f"{_number(level, places)} ({_moment(ts, step)})"
             for ts, level in zip(swings.open_ms, swings.price, strict=True)
         )
         lines.append(f"{timeframe} {name}: {points or 'none in the window'}")

@@ -106,6 +106,8 @@ class IndicatorMemo:
         self._blocks: OrderedDict[Hashable, _Block] = OrderedDict()
         # The last window end computed on its own under the same key, and how far it was from the one before.
         self._ends: dict[Hashable, tuple[int, int]] = {}
+        # Values of whole histories by (history, label): each holds its history, whose id it is keyed by.
+        self._across: dict[Hashable, tuple[Rows, Any]] = {}
         self._lock = threading.RLock()
 
     def __len__(self) -> int:
@@ -392,6 +394,34 @@ class IndicatorMemo:
             timeframe_ms,
         )
         return table_text(rows, decimals), rows
+
+    def across_history(
+        self, frame: pd.DataFrame, label: Hashable, make: Callable[[Rows], T]
+    ) -> tuple[T, int] | None:
+        """``make(history)`` of the whole history ``frame`` was cut from, remembered for that history
+        under ``label``, and the row of it ``frame`` starts at; None for a frame not cut from one
+        (see ``adopt``).
+
+        For values of each row that depend on that row and a few neighbours alone (a fractal, a gap
+        to the candle before): a window's own are then the ones of its rows whose neighbours are in
+        it too, found without computing them again for every window. The caller must read only
+        those: every other row of the history, before the window or after it, is none of its
+        business (``tests/backtest/test_lookahead.py``).
+        """
+        window = self._window(frame)
+        if window.history is None:
+            return None
+        history, start = window.history
+        key = (id(history), label)
+        with self._lock:
+            found = self._across.get(key)
+            if found is None or found[0] is not history:
+                if len(self._across) >= 64:  # one history per backtest: a few labels each
+                    self._across.clear()
+                found = (history, make(history))
+                self._across[key] = found
+        value: T = found[1]
+        return value, start
 
     def derived(self, frame: pd.DataFrame, timeframe: str, label: Hashable, make: Callable[[], T]) -> T:
         """``make()``, remembered for this window under ``label``.
