@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -157,25 +158,34 @@ def _position(frame: pd.DataFrame, label: str) -> int:
     return position
 
 
-def _fractals(
-    values: np.ndarray[Any, np.dtype[np.float64]], *, high: bool
-) -> np.ndarray[Any, np.dtype[np.intp]]:
-    """The rows of ``values`` that are fractals (see ``SWING_BARS``) of highs (or of lows), in order.
+@dataclass(frozen=True)
+class _Fractals:
+    """The fractals (see ``SWING_BARS``) of a run of candles' highs (or lows), in order."""
+
+    rows: np.ndarray[Any, np.dtype[np.intp]]
+    open_ms: list[int]
+    price: np.ndarray[Any, np.dtype[np.float64]]
+
+
+def _fractals(array: np.ndarray[Any, np.dtype[np.float64]], at: _Columns, *, high: bool) -> _Fractals:
+    """The fractals of the highs (or lows) of the candles in ``array``.
 
     Whether a row is one depends on the ``SWING_BARS`` rows either side of it alone, so the fractals
     of a window are those of a longer run of candles that lie at least ``SWING_BARS`` rows inside it.
     """
-    bars, count = SWING_BARS, len(values)
-    if count < 2 * bars + 1:
-        return np.empty(0, dtype=np.intp)
-    # A swing low is a swing high of the negated lows.
-    signed = values if high else -values
-    centre = signed[bars : count - bars]
-    found = np.ones(len(centre), dtype=bool)
-    for k in range(1, bars + 1):
-        found &= centre > signed[bars - k : count - bars - k]
-        found &= centre >= signed[bars + k : count - bars + k]
-    return np.flatnonzero(found) + bars
+    bars, values = SWING_BARS, array[:, at.high if high else at.low]
+    count = len(values)
+    rows = np.empty(0, dtype=np.intp)
+    if count >= 2 * bars + 1:
+        # A swing low is a swing high of the negated lows.
+        signed = values if high else -values
+        centre = signed[bars : count - bars]
+        found = np.ones(len(centre), dtype=bool)
+        for k in range(1, bars + 1):
+            found &= centre > signed[bars - k : count - bars - k]
+            found &= centre >= signed[bars + k : count - bars + k]
+        rows = np.flatnonzero(found) + bars
+    return _Fractals(rows, [int(value) for value in array[rows, at.timestamp].tolist()], values[rows])
 
 
 def _swings(
@@ -194,24 +204,26 @@ def _swings(
     the whole history) and each window takes those at least ``SWING_BARS`` rows inside it, the very
     rows its own search would find.
     """
-    column = at.high if high else at.low
     across = (
         memo.across_history(
-            frame, ("context.fractals", column, high), lambda rows: _fractals(rows[:, column], high=high)
+            frame,
+            ("context.fractals", at.timestamp, at.high if high else at.low, high),
+            lambda rows: _fractals(rows, at, high=high),
         )
         if memo is not None
         else None
     )
     if across is None:
-        where = _fractals(array[:, column], high=high)[-SWINGS_SHOWN:]
+        fractals = _fractals(array, at, high=high)
+        end = len(fractals.rows)
+        first = max(0, end - SWINGS_SHOWN)
     else:
-        found, start = across
-        first = int(found.searchsorted(start + SWING_BARS))
-        end = int(found.searchsorted(start + len(array) - SWING_BARS))
-        where = found[max(first, end - SWINGS_SHOWN) : end] - start
+        fractals, start = across
+        end = int(fractals.rows.searchsorted(start + len(array) - SWING_BARS))
+        first = max(int(fractals.rows.searchsorted(start + SWING_BARS)), end - SWINGS_SHOWN)
     return Swings(
-        open_ms=tuple(int(value) for value in array[where, at.timestamp].tolist()),
-        price=tuple(np.round(array[where, column], places).tolist()),
+        open_ms=tuple(fractals.open_ms[first:end]),
+        price=tuple(np.round(fractals.price[first:end], places).tolist()),
     )
 
 
@@ -307,6 +319,12 @@ def _fixed(value: float, places: int) -> str:
     return f"{0.0 if rounded == 0 else rounded:.{places}f}"
 
 
+# A candle's prices, and a slower timeframe's closes, come back cycle after cycle.
+@lru_cache(maxsize=1024)
+def _prices(values: tuple[float, ...], places: int) -> str:
+    return " ".join(_number(value, places) for value in values)
+
+
 @lru_cache(maxsize=4096)
 def _moment(ts_ms: int, step_ms: int) -> str:
     """A candle's open time without its year (the header's as_of has it): ``06-30 21:00``, or
@@ -367,17 +385,14 @@ def _price_action(timeframe: str, item: TimeframeSnapshot, places: int, *, ohlc:
             moment = _moment(ts, step)
             label = moment if moment[:5] != day else moment[6:] or moment
             day = moment[:5]
-            lines.append(
-                f"{label} {_number(o, places)} {_number(h, places)} "
-                f"{_number(lo, places)} {_number(c, places)}"
-            )
+            lines.append(f"{label} {_prices((o, h, lo, c), places)}")
     else:
         span = (
             f" (opened {_moment(candles.open_ms[0], step)} to {_moment(candles.open_ms[-1], step)})"
             if count
             else ""
         )
-        closes = " ".join(_number(value, places) for value in candles.close)
+        closes = _prices(candles.close, places)
         lines = [f"{timeframe} last {count} closes, oldest first{span}: {closes}"]
     for name, swings in (("swing highs", item.swing_highs), ("swing lows", item.swing_lows)):
         points = ", ".join(
