@@ -34,6 +34,7 @@ import pandas as pd
 from rez_cli.backtest.walk import INTERRUPTED, BacktestRequest, run_backtest
 from rez_cli.config.settings import RiskProfile, Settings
 from rez_cli.decision.codes import FATAL, TRANSIENT
+from rez_cli.errors import DataNotFound
 from rez_cli.llm.client import LLMClient
 from rez_cli.tape import Tape
 
@@ -159,6 +160,13 @@ def compare_copies(
     return rows
 
 
+def _trade_end(opens: np.ndarray[Any, Any], at: int, step_ms: int) -> int:
+    """The close of the first candle that opens at or after ``at``: a cycle needs a candle to trade
+    on after it, and over a gap in the data (an exchange's outage) that is a later one than the next."""
+    index = int(np.searchsorted(opens, at, side="left"))
+    return int(opens[index]) + step_ms if index < len(opens) else at + step_ms
+
+
 async def replay(
     settings: Settings,
     profile: RiskProfile,
@@ -173,19 +181,27 @@ async def replay(
     """The action decided at each moment on ``copy``, each cycle run alone; and how many failed."""
     actions: list[str | None] = []
     failed = 0
+    opens = copy.tape.frames[request.timeframe or copy.tape.meta.timeframe]["timestamp"].to_numpy()
     for moment in moments:
         at = moment + copy.shift_ms
         one = replace(
             request,
             symbol=copy.tape.meta.symbol,
             start_ms=at,
-            end_ms=at + step_ms,
+            end_ms=_trade_end(opens, at, step_ms),
             every=1,
+            moments=[at],
             baselines=False,
             training_cutoff_ms=None,
             max_cost_usd=None,
         )
-        report = await run_backtest(settings, profile, one, source=copy.tape.source(), llm=llm)
+        try:
+            report = await run_backtest(settings, profile, one, source=copy.tape.source(), llm=llm)
+        except DataNotFound:
+            # Not a moment of the backtest's after all (a hand-edited report): nothing to compare.
+            failed += 1
+            actions.append(None)
+            continue
         if report.stopped == INTERRUPTED:
             # The walk kept Ctrl-C to itself to return its partial result; the audit stops there.
             raise asyncio.CancelledError

@@ -135,7 +135,9 @@ async def _truth(settings: Settings, stored: StoredBacktest, timeframes: list[st
             exchange=market.name,
             simulated=market.simulated,
             timeframe=str(report["timeframe"]),
-            context_timeframes=tuple(tf for tf in timeframes if tf != report["timeframe"]),
+            # The primary timeframe stays among them: a context always holds it, and a backtest on
+            # the primary alone (--timeframes 1h) has no other.
+            context_timeframes=tuple(timeframes),
             every=int(report.get("every") or 1),
             start_ms=start,
             end_ms=end,

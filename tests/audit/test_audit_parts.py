@@ -326,3 +326,30 @@ def test_the_audit_view_shows_text_from_the_journal_as_data() -> None:
     assert "\x1b" not in text
     assert "  D: memorisation probe: it continued 2 of 2 real windows" in text
     assert "memorisation probe: skipped (--probes 0)" in text
+
+
+def test_cycles_at_a_gap_in_the_candles_are_replayed_on_the_candle_after_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Real Binance data has outages (2021-04-20 01:00-04:00 in the 1h candles): the cycle that stands
+    # at the gap trades on the first candle after it, and so must its replay on every copy.
+    real = Path(__file__).parents[1] / "fixtures" / "binance_btc_1h" / "BTC_USDT-1h.csv"
+    lines = real.read_text().splitlines()
+    data = tmp_path / "data"
+    data.mkdir()
+    gap = (lines[0], *lines[1:351], *lines[353:])  # two candles missing, late enough for the warm-up
+    (data / "BTC_USDT-1h.csv").write_text("\n".join(gap) + "\n")
+    journal = str(tmp_path / "journal.sqlite")
+    span = ["--data", str(data), "--timeframes", "1h", "--mode", "rules"]
+    span += ["--from", "2021-03-07T16:00", "--to", "2021-03-08T02:00"]
+    result = run(capsys, "backtest", "BTC/USDT", *span, "--journal", journal, "--json")
+    assert result.exit_code == 0, result.stderr
+    report = result.json_lines()[0]
+    gap_opens_ms = int(lines[351].split(",")[0])
+    assert gap_opens_ms in [row["timestamp"] for row in report["decisions"]]
+
+    audit = run(capsys, "audit", report["backtest_id"], "--journal", journal, "--sample", "100", "--json")
+    assert audit.exit_code == 0, audit.stderr
+    copies = {row["copy"]: row for row in audit.json_lines()[0]["altered"]["results"]}
+    assert all(row["errors"] == 0 for row in copies.values()), copies
+    assert copies["anonymised"]["decisions_changed"] == 0
