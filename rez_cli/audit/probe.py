@@ -27,6 +27,7 @@ import pandas as pd
 
 from rez_cli.clock import iso
 from rez_cli.llm.client import LLMClient, LLMError
+from rez_cli.llm.meter import BudgetExceeded
 
 SHOWN = 48
 ASKED = 12
@@ -214,7 +215,7 @@ async def run_probe(
                 model=model, messages=probe_messages(symbol, timeframe, window), temperature=0.0
             )
             closes = parse_closes(answer.content, len(window.truth), window.shown[-1])
-        except LLMError as failure:
+        except (LLMError, BudgetExceeded) as failure:  # an unanswered window, like a failed call
             closes, error = None, str(failure.code)
         result = score_window(window, closes, seed)
         result["error"] = error

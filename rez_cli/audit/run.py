@@ -33,10 +33,12 @@ from rez_cli.audit.splits import cutoff_split, regime_split
 from rez_cli.audit.stored import request_of
 from rez_cli.clock import iso, now_ms
 from rez_cli.config.settings import RiskProfile, Settings
-from rez_cli.errors import DataError, DataNotFound, UsageError
+from rez_cli.decision.codes import Hold
+from rez_cli.errors import DataError, DataNotFound, ExitCode, UsageError
 from rez_cli.formatting import json_ready
 from rez_cli.journal.backtests import StoredBacktest
 from rez_cli.llm.client import ChatResponse, LLMClient
+from rez_cli.llm.meter import BudgetExceeded
 from rez_cli.tape import Tape
 from rez_cli.timeframes import timeframe_ms
 
@@ -46,7 +48,9 @@ class AuditOptions:
     """How much the audit replays and asks.
 
     ``sample``: cycles replayed on each copy; ``probes``: windows the memorisation probe shows;
-    ``horizon``: candles after a replayed decision that score it; ``seed``: every random choice.
+    ``horizon``: candles after a replayed decision that score it; ``seed``: every random choice;
+    ``max_cost_usd``: what the model calls the audit makes (replays and probe together) may cost,
+    None for no limit; answers from the cache cost nothing.
     """
 
     sample: int = 50
@@ -55,6 +59,7 @@ class AuditOptions:
     price_scale: float = DEFAULT_PRICE_SCALE
     shift_years: int = DEFAULT_SHIFT_YEARS
     horizon: int = 24
+    max_cost_usd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,11 @@ class AuditReport:
     reasons: list[str]
     findings: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def exit_code(self) -> ExitCode:
+        """0 a whole audit; 3 one that ``--max-cost`` cut short."""
+        return ExitCode.HOLD_BY_FAILURE if self.findings.get("stopped") else ExitCode.OK
+
     def to_json(self) -> dict[str, Any]:
         """The audit as one JSON-ready object (no NaN or infinity anywhere)."""
         found: dict[str, Any] = json_ready(
@@ -82,13 +92,19 @@ class AuditReport:
 
 
 class _Shared:
-    """The audit's one model client, lent to every replay: ``run_backtest`` closes what it is given."""
+    """The audit's one model client, lent to every replay and the probe: ``run_backtest`` closes
+    what it is given. It counts the calls the budget refused."""
 
     def __init__(self, inner: LLMClient) -> None:
         self.inner = inner
+        self.refused = 0
 
     async def chat(self, **kwargs: Any) -> ChatResponse:
-        return await self.inner.chat(**kwargs)
+        try:
+            return await self.inner.chat(**kwargs)
+        except BudgetExceeded:
+            self.refused += 1
+            raise
 
     async def close(self) -> None:
         return None
@@ -172,6 +188,7 @@ async def audit_backtest(
         UsageError: the backtest's model is not configured now.
         DataError, ExchangeError: its candles cannot be had again.
     """
+    from rez_cli.cycle.choice import require_price_for_limit
     from rez_cli.cycle.context import context_timeframes
     from rez_cli.cycle.run import make_llm
     from rez_cli.llm import local_model
@@ -218,15 +235,24 @@ async def audit_backtest(
         client: CachingLLM | None = None
         if needs_model:
             inner = llm
+            calls_model = str(report.get("model") or request.model or settings.llm.model or "")
+            served_here = False
             if inner is None:
                 gguf = local_model.prepare(settings.llm, request.model)
+                served_here = gguf is not None
                 local = stack.enter_context(local_model.serve(settings.llm, gguf)) if gguf else None
                 try:
                     inner, _ = make_llm(settings, request.model, local)
                 except LLMNotConfigured as error:
                     raise UsageError(error.message) from None
                 assert inner is not None
-            client = CachingLLM(inner, ResponseCache(default_cache_path()), prices=settings.llm.prices)
+            require_price_for_limit(settings.llm, calls_model, options.max_cost_usd, local=served_here)
+            client = CachingLLM(
+                inner,
+                ResponseCache(default_cache_path()),
+                prices=settings.llm.prices,
+                max_cost_usd=options.max_cost_usd,
+            )
         try:
             truth = await _truth(settings, stored, timeframes)
             # The cycles see the candles as the tape holds them: its timeframes and warm-up.
@@ -251,7 +277,8 @@ async def audit_backtest(
 
             actions: dict[str, list[str | None]] = {}
             failed: dict[str, int] = {}
-            shared = _Shared(client.inner) if client is not None else None
+            # Every replay's calls go through the audit's one client: one budget for the whole audit.
+            shared = _Shared(client) if client is not None else None
             for copy in copies:
                 actions[copy.name], failed[copy.name] = await replay(
                     shaped,
@@ -276,18 +303,30 @@ async def audit_backtest(
             if client is not None and options.probes:
                 windows = probe_windows(truth.frames[timeframe], start, end, options.probes, options.seed)
                 model = str(report.get("model") or request.model or "")
-                probe = await run_probe(client, model, stored.symbol, timeframe, windows, options.seed)
+                assert shared is not None
+                probe = await run_probe(shared, model, stored.symbol, timeframe, windows, options.seed)
             findings["probe"] = (
                 probe
                 if probe is not None
                 else {"skipped": "no model to probe" if client is None else "--probes 0"}
             )
+            if client is not None:
+                findings["spent_usd"] = client.cost_usd
+            if shared is not None and shared.refused:
+                findings["stopped"] = str(Hold.BUDGET_EXCEEDED)
         finally:
             if client is not None:
                 await client.close()
             elif llm is not None:
                 await llm.close()
     letter, reasons = grade(report, cutoff_found, regimes, findings["altered"]["results"], probe)
+    if findings.get("stopped") == Hold.BUDGET_EXCEEDED:
+        # The grade stands on what was done; the reader must know it is not the whole audit.
+        reasons.insert(
+            0,
+            f"incomplete: --max-cost ${options.max_cost_usd:g} stopped the model calls "
+            f"(spent ${findings['spent_usd']:.4f}); the replays and probes it refused count as failed",
+        )
     return AuditReport(stored.id, letter, reasons, findings)
 
 

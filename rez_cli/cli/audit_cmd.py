@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from rez_cli.cli.options import ConfigOption, JournalOption, JsonOption
+from rez_cli.cli.options import ConfigOption, JournalOption, JsonOption, max_cost_option
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -192,6 +192,14 @@ def audit(
         int,
         typer.Option("--horizon", min=1, max=10_000, help="Candles after a replayed decision that score it."),
     ] = 24,
+    max_cost: Annotated[
+        float | None,
+        max_cost_option(
+            "Refuse any model call that could take the audit's calls (replays and probe together) "
+            "past this many US$ (needs the model's price in \\[llm.prices]); answers from the "
+            "cache cost nothing, so a rerun finishes what a stopped audit left."
+        ),
+    ] = None,
     config: ConfigOption = None,
     journal: JournalOption = None,
     json_output: JsonOption = False,
@@ -205,7 +213,8 @@ def audit(
     rescaled and the dates shifted; asks the model to continue real windows of closes (the
     memorisation probe). The grade is stored with the backtest; auditing again replaces it.
 
-    Exit codes: 0 audited · 2 no such backtest, usage, config or data error · 130 interrupted.
+    Exit codes: 0 audited · 2 no such backtest, usage, config or data error · 3 --max-cost stopped
+    the model calls (the grade stands on what was done, and says so) · 130 interrupted.
     """
     import asyncio
 
@@ -221,10 +230,11 @@ def audit(
         price_scale=price_scale,
         shift_years=shift_years,
         horizon=horizon,
+        max_cost_usd=max_cost,
     )
     found = asyncio.run(run_with_progress(stderr_console(), settings, journal, backtest_id, options))
     print_audit(found, json_output=json_output)
-    raise typer.Exit(0)
+    raise typer.Exit(int(found.exit_code))
 
 
 def print_audit(found: AuditReport, *, json_output: bool) -> None:

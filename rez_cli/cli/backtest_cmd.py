@@ -150,8 +150,8 @@ def backtest(
     max_cost: Annotated[
         float | None,
         max_cost_option(
-            "Stop before the model calls of the whole backtest could cost more US$ than this "
-            "(needs the model's price in \\[llm.prices]); the report covers what was done."
+            "Stop before the model calls of the whole backtest (and its --audit) could cost more US$ "
+            "than this (needs the model's price in \\[llm.prices]); the report covers what was done."
         ),
     ] = None,
     fee_pct: Annotated[
@@ -350,8 +350,12 @@ def backtest(
         from rez_cli.audit.run import AuditOptions
         from rez_cli.cli.audit_cmd import run_with_progress
 
+        # --max-cost bounds the backtest and its audit together: the audit gets what is left.
+        left = None if max_cost is None else max(0.0, max_cost - report.cost_usd)
         audited = asyncio.run(
-            run_with_progress(console, settings, report.journal, report.backtest_id, AuditOptions())
+            run_with_progress(
+                console, settings, report.journal, report.backtest_id, AuditOptions(max_cost_usd=left)
+            )
         ).to_json()
         payload["audit"] = audited
     elif audit:
@@ -369,6 +373,10 @@ def backtest(
 
         written = write_report(report, report_path)
         console.print(f"report written to {written}")
+    from rez_cli.errors import ExitCode
+
+    if audited is not None and audited.get("stopped") and report.exit_code == ExitCode.OK:
+        raise typer.Exit(int(ExitCode.HOLD_BY_FAILURE))  # the budget cut the audit short
     raise typer.Exit(int(report.exit_code))
 
 
