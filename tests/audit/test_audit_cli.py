@@ -240,3 +240,59 @@ def test_max_cost_stops_the_audits_model_calls_before_the_budget_is_passed(
     shown = run(capsys, *audit_of, "--seed", "9", "--max-cost", str(budget))
     assert shown.exit_code == 3
     assert "incomplete: --max-cost" in shown.stdout
+
+
+def test_max_cost_lets_the_audit_spend_up_to_the_budget_then_refuses(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, fake_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    def priced(body: dict[str, Any]) -> Reply:
+        # 2,000 tokens in and 200 out: $0.0024 a call at the price below, under the estimate Rez
+        # makes before each call (its prompt as sent and a typical answer), so no call overshoots.
+        answer = reasoning(body)
+        return replace(answer, usage=(2_000, 200)) if isinstance(answer, Reply) else answer
+
+    fake = fake_model(priced, "rsi-model")
+    journal = tmp_path / "journal.sqlite"
+    report, _ = backtest_then_audit(capsys, journal)
+    monkeypatch.setenv("REZ__LLM__PRICES", json.dumps({"rsi-model": {"input": 1, "output": 2}}))
+    asked = len(fake.bodies)
+    budget = 0.02
+    audit_of = ("audit", report["backtest_id"], "--journal", str(journal), *AUDIT_OPTIONS, "--seed", "9")
+    stopped = run(capsys, *audit_of, "--max-cost", str(budget), "--json")
+    assert stopped.exit_code == 3, stopped.stderr
+    audit = stopped.json_lines()[0]
+    made = len(fake.bodies) - asked
+    assert made >= 3
+    assert audit["spent_usd"] == pytest.approx(made * 0.0024)
+    assert audit["spent_usd"] <= budget
+
+    # The calls it made are cached: a larger budget finishes the audit, paying only for the rest.
+    finished = run(capsys, *audit_of, "--max-cost", "10", "--json")
+    assert finished.exit_code == 0, finished.stderr
+    assert "stopped" not in finished.json_lines()[0]
+
+
+def test_backtest_max_cost_bounds_its_audit_with_what_the_backtest_left(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, fake_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    def priced(body: dict[str, Any]) -> Reply:
+        answer = reasoning(body)
+        return replace(answer, usage=(2_000, 200)) if isinstance(answer, Reply) else answer
+
+    fake_model(priced, "rsi-model")
+    monkeypatch.setenv("REZ__LLM__PRICES", json.dumps({"rsi-model": {"input": 1, "output": 2}}))
+    budget = 0.22  # the 84 cycles' $0.2016, and less than the audit would need on top
+    result = run(
+        capsys, "backtest", "BTC/USDT", "--exchange", "sim", "--mode", "react", *SPAN, *CUTOFF,
+        "--journal", str(tmp_path / "journal.sqlite"), "--max-cost", str(budget), "--audit", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 3, result.stderr
+    payload = result.json_lines()[0]
+    assert payload["stopped"] is None
+    assert payload["cost_usd"] == pytest.approx(84 * 0.0024)
+    assert payload["audit"]["stopped"] == "budget_exceeded"
+    assert payload["cost_usd"] + payload["audit"]["spent_usd"] <= budget
