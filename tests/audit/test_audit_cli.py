@@ -210,38 +210,6 @@ def test_a_model_that_reasons_from_the_context_is_not_graded_d_and_a_rerun_asks_
     assert again.json_lines()[0] == audit
 
 
-def test_max_cost_stops_the_audits_model_calls_before_the_budget_is_passed(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, fake_model: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fake = fake_model(reasoning, "rsi-model")
-    journal = tmp_path / "journal.sqlite"
-    report, _ = backtest_then_audit(capsys, journal)
-    audit_of = ("audit", report["backtest_id"], "--journal", str(journal), *AUDIT_OPTIONS)
-    unpriced = run(capsys, *audit_of, "--max-cost", "0.01")
-    assert unpriced.exit_code == 2
-    assert "[llm.prices]" in unpriced.stderr
-
-    # A new seed samples other cycles: calls the cache cannot answer, at $1 per million tokens in.
-    monkeypatch.setenv("REZ__LLM__PRICES", json.dumps({"rsi-model": {"input": 1, "output": 2}}))
-    asked = len(fake.bodies)
-    # Less than one call is estimated to cost (its prompt as sent): every uncached call is refused.
-    budget = 0.001
-    stopped = run(capsys, *audit_of, "--seed", "9", "--max-cost", str(budget), "--json")
-    assert stopped.exit_code == 3, stopped.stderr
-    audit = stopped.json_lines()[0]
-    assert audit["stopped"] == "budget_exceeded"
-    assert audit["spent_usd"] <= budget
-    assert len(fake.bodies) == asked
-    assert audit["reasons"][0].startswith("incomplete: --max-cost $0.001 stopped the model calls")
-    assert any(row["errors"] > 0 for row in audit["altered"]["results"])
-    with Journal(journal) as opened:
-        assert opened.backtests().load(report["backtest_id"]).grade_reasons == audit["reasons"]
-
-    shown = run(capsys, *audit_of, "--seed", "9", "--max-cost", str(budget))
-    assert shown.exit_code == 3
-    assert "incomplete: --max-cost" in shown.stdout
-
-
 def test_max_cost_lets_the_audit_spend_up_to_the_budget_then_refuses(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, fake_model: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -256,10 +224,15 @@ def test_max_cost_lets_the_audit_spend_up_to_the_budget_then_refuses(
     fake = fake_model(priced, "rsi-model")
     journal = tmp_path / "journal.sqlite"
     report, _ = backtest_then_audit(capsys, journal)
+    # A new seed samples other cycles: calls the cache cannot answer.
+    audit_of = ("audit", report["backtest_id"], "--journal", str(journal), *AUDIT_OPTIONS, "--seed", "9")
+    unpriced = run(capsys, *audit_of, "--max-cost", "0.02")
+    assert unpriced.exit_code == 2
+    assert "[llm.prices]" in unpriced.stderr
+
     monkeypatch.setenv("REZ__LLM__PRICES", json.dumps({"rsi-model": {"input": 1, "output": 2}}))
     asked = len(fake.bodies)
     budget = 0.02
-    audit_of = ("audit", report["backtest_id"], "--journal", str(journal), *AUDIT_OPTIONS, "--seed", "9")
     stopped = run(capsys, *audit_of, "--max-cost", str(budget), "--json")
     assert stopped.exit_code == 3, stopped.stderr
     audit = stopped.json_lines()[0]
@@ -267,6 +240,14 @@ def test_max_cost_lets_the_audit_spend_up_to_the_budget_then_refuses(
     assert made >= 3
     assert audit["spent_usd"] == pytest.approx(made * 0.0024)
     assert audit["spent_usd"] <= budget
+    assert audit["stopped"] == "budget_exceeded"
+    assert audit["reasons"][0].startswith("incomplete: --max-cost $0.02 stopped the model calls")
+    assert any(row["errors"] > 0 for row in audit["altered"]["results"])
+    with Journal(journal) as opened:
+        assert opened.backtests().load(report["backtest_id"]).grade_reasons == audit["reasons"]
+    shown = run(capsys, *audit_of, "--max-cost", str(budget))
+    assert shown.exit_code == 3
+    assert "incomplete: --max-cost" in shown.stdout
 
     # The calls it made are cached: a larger budget finishes the audit, paying only for the rest.
     finished = run(capsys, *audit_of, "--max-cost", "10", "--json")
