@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -210,17 +211,20 @@ def test_a_model_that_reasons_from_the_context_is_not_graded_d_and_a_rerun_asks_
     assert again.json_lines()[0] == audit
 
 
+PRICES = json.dumps({"rsi-model": {"input": 1, "output": 2}})
+CALL_USD = 0.0024
+
+
+def priced(body: dict[str, Any]) -> Reply:
+    """``reasoning`` at 2,000 tokens in and 200 out: ``CALL_USD`` a call at ``PRICES``, under the
+    estimate Rez makes before each call (its prompt as sent and a typical answer), so no call
+    overshoots a budget."""
+    return dataclasses.replace(reasoning(body), usage=(2_000, 200))
+
+
 def test_max_cost_lets_the_audit_spend_up_to_the_budget_then_refuses(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, fake_model: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dataclasses import replace
-
-    def priced(body: dict[str, Any]) -> Reply:
-        # 2,000 tokens in and 200 out: $0.0024 a call at the price below, under the estimate Rez
-        # makes before each call (its prompt as sent and a typical answer), so no call overshoots.
-        answer = reasoning(body)
-        return replace(answer, usage=(2_000, 200)) if isinstance(answer, Reply) else answer
-
     fake = fake_model(priced, "rsi-model")
     journal = tmp_path / "journal.sqlite"
     report, _ = backtest_then_audit(capsys, journal)
@@ -230,7 +234,7 @@ def test_max_cost_lets_the_audit_spend_up_to_the_budget_then_refuses(
     assert unpriced.exit_code == 2
     assert "[llm.prices]" in unpriced.stderr
 
-    monkeypatch.setenv("REZ__LLM__PRICES", json.dumps({"rsi-model": {"input": 1, "output": 2}}))
+    monkeypatch.setenv("REZ__LLM__PRICES", PRICES)
     asked = len(fake.bodies)
     budget = 0.02
     stopped = run(capsys, *audit_of, "--max-cost", str(budget), "--json")
@@ -238,7 +242,7 @@ def test_max_cost_lets_the_audit_spend_up_to_the_budget_then_refuses(
     audit = stopped.json_lines()[0]
     made = len(fake.bodies) - asked
     assert made >= 3
-    assert audit["spent_usd"] == pytest.approx(made * 0.0024)
+    assert audit["spent_usd"] == pytest.approx(made * CALL_USD)
     assert audit["spent_usd"] <= budget
     assert audit["stopped"] == "budget_exceeded"
     assert audit["reasons"][0].startswith("incomplete: --max-cost $0.02 stopped the model calls")
@@ -258,14 +262,8 @@ def test_max_cost_lets_the_audit_spend_up_to_the_budget_then_refuses(
 def test_backtest_max_cost_bounds_its_audit_with_what_the_backtest_left(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, fake_model: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dataclasses import replace
-
-    def priced(body: dict[str, Any]) -> Reply:
-        answer = reasoning(body)
-        return replace(answer, usage=(2_000, 200)) if isinstance(answer, Reply) else answer
-
     fake_model(priced, "rsi-model")
-    monkeypatch.setenv("REZ__LLM__PRICES", json.dumps({"rsi-model": {"input": 1, "output": 2}}))
+    monkeypatch.setenv("REZ__LLM__PRICES", PRICES)
     budget = 0.22  # the 84 cycles' $0.2016, and less than the audit would need on top
     result = run(
         capsys, "backtest", "BTC/USDT", "--exchange", "sim", "--mode", "react", *SPAN, *CUTOFF,
@@ -274,6 +272,6 @@ def test_backtest_max_cost_bounds_its_audit_with_what_the_backtest_left(
     assert result.exit_code == 3, result.stderr
     payload = result.json_lines()[0]
     assert payload["stopped"] is None
-    assert payload["cost_usd"] == pytest.approx(84 * 0.0024)
+    assert payload["cost_usd"] == pytest.approx(84 * CALL_USD)
     assert payload["audit"]["stopped"] == "budget_exceeded"
     assert payload["cost_usd"] + payload["audit"]["spent_usd"] <= budget
