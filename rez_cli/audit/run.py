@@ -233,9 +233,10 @@ async def audit_backtest(
     with contextlib.ExitStack() as stack:
         stack.callback(scratch.cleanup)
         client: CachingLLM | None = None
+        # The model the backtest asked: the replays ask it again, the probe asks it, the budget prices it.
+        model = str(report.get("model") or request.model or "")
         if needs_model:
             inner = llm
-            calls_model = str(report.get("model") or request.model or settings.llm.model or "")
             served_here = False
             if inner is None:
                 gguf = local_model.prepare(settings.llm, request.model)
@@ -246,7 +247,7 @@ async def audit_backtest(
                 except LLMNotConfigured as error:
                     raise UsageError(error.message) from None
                 assert inner is not None
-            require_price_for_limit(settings.llm, calls_model, options.max_cost_usd, local=served_here)
+            require_price_for_limit(settings.llm, model, options.max_cost_usd, local=served_here)
             client = CachingLLM(
                 inner,
                 ResponseCache(default_cache_path()),
@@ -302,7 +303,6 @@ async def audit_backtest(
             probe: dict[str, Any] | None = None
             if client is not None and options.probes:
                 windows = probe_windows(truth.frames[timeframe], start, end, options.probes, options.seed)
-                model = str(report.get("model") or request.model or "")
                 assert shared is not None
                 probe = await run_probe(shared, model, stored.symbol, timeframe, windows, options.seed)
             findings["probe"] = (

@@ -346,17 +346,20 @@ def backtest(
     )
     payload = report.to_json()
     audited = None
+    audit_exit = 0
     if audit and report.complete:
         from rez_cli.audit.run import AuditOptions
         from rez_cli.cli.audit_cmd import run_with_progress
 
         # --max-cost bounds the backtest and its audit together: the audit gets what is left.
         left = None if max_cost is None else max(0.0, max_cost - report.cost_usd)
-        audited = asyncio.run(
+        found = asyncio.run(
             run_with_progress(
                 console, settings, report.journal, report.backtest_id, AuditOptions(max_cost_usd=left)
             )
-        ).to_json()
+        )
+        audit_exit = found.exit_code
+        audited = found.to_json()
         payload["audit"] = audited
     elif audit:
         console.print("note: no audit: the backtest did not finish", style="yellow")
@@ -373,11 +376,8 @@ def backtest(
 
         written = write_report(report, report_path)
         console.print(f"report written to {written}")
-    from rez_cli.errors import ExitCode
-
-    if audited is not None and audited.get("stopped") and report.exit_code == ExitCode.OK:
-        raise typer.Exit(int(ExitCode.HOLD_BY_FAILURE))  # the budget cut the audit short
-    raise typer.Exit(int(report.exit_code))
+    # A whole backtest whose audit the budget cut short ends as the audit does.
+    raise typer.Exit(int(report.exit_code) or int(audit_exit))
 
 
 async def _run_with_progress(
