@@ -8,7 +8,6 @@ The orchestrator builds one ``Trace`` per cycle and hands it, as it is, to the c
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, TypeVar
@@ -16,6 +15,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from rez_cli.decision.policy import Check
+from rez_cli.formatting import compact_json
 from rez_cli.market.snapshot import Context
 from rez_cli.reasoning.trace import ReasoningTrace
 from rez_cli.redact import Redactor
@@ -120,25 +120,17 @@ class Trace:
     def _json_text(self) -> str | None:
         record = self._json
         if "context" not in record:
-            return _compact(record)
+            return compact_json(record)
         # Written in two parts, the context (the most of it) and the rest, so that the context's
         # text is there for the journal's inputs too: written once per cycle, not twice.
-        rest = _compact({key: value for key, value in record.items() if key != "context"})
+        rest = compact_json({key: value for key, value in record.items() if key != "context"})
         if self._context_json_text is None or rest is None:
             return None
         return '{"context":' + self._context_json_text + ("}" if rest == "{}" else "," + rest[1:])
 
     @cached_property
     def _context_json_text(self) -> str | None:
-        return _compact(self._json["context"]) if "context" in self._json else None
-
-
-def _compact(value: Any) -> str | None:
-    """``value`` as the journal writes JSON, or None when it holds a non-finite number."""
-    try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError):
-        return None
+        return compact_json(self._json["context"]) if "context" in self._json else None
 
 
 _Value = TypeVar("_Value")

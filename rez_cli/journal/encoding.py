@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rez_cli.errors import DataError
+from rez_cli.formatting import compact_json
 from rez_cli.redact import Redactor
 
 __all__ = ["Codec", "JsonKind", "PolicyCheck", "finite", "integer", "parse_stored", "plain", "policy_checks"]
@@ -83,10 +84,7 @@ class Codec:
         # Fast path: most values are plain finite JSON with no secret in them. Walking every value in
         # Python first cost more than the SQLite write; the walk now runs only when it is needed.
         if text is None:
-            try:
-                text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-            except (ValueError, TypeError):
-                text = None
+            text = compact_json(value)
         if text is not None and not self.redactor.touches(text):
             return text
         return json.dumps(self.clean(value), ensure_ascii=False, allow_nan=False, separators=(",", ":"))

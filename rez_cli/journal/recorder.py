@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from rez_cli.decision.model import Decision
+from rez_cli.formatting import compact_json
 from rez_cli.journal.blobs import KEYFRAME_EVERY, Blobs, Dictionary
 from rez_cli.journal.db import Connection, Database
 from rez_cli.journal.encoding import Codec, finite, integer, policy_checks
@@ -54,17 +55,6 @@ def insert_run(
     run_id = cursor.lastrowid
     assert run_id is not None  # an INSERT into a rowid table always sets it
     return run_id
-
-
-_COMPACT: dict[str, Any] = {"ensure_ascii": False, "allow_nan": False, "separators": (",", ":")}
-
-
-def _compact(value: Any) -> str | None:
-    """``value`` as the journal writes JSON, or None when it holds a non-finite number."""
-    try:
-        return json.dumps(value, **_COMPACT)
-    except (ValueError, TypeError):
-        return None
 
 
 @dataclass
@@ -243,9 +233,9 @@ class JournalRecorder:
     ) -> _Inputs:
         """The inputs as stored; ``context_json``: ``context`` already written as the journal writes it."""
         inputs = {"candles": candles, "context": context, "context_text": context_text}
-        candles_json, context_text_json = _compact(candles), _compact(context_text)
+        candles_json, context_text_json = compact_json(candles), compact_json(context_text)
         if context_json is None:
-            context_json = _compact(context)
+            context_json = compact_json(context)
         written = None
         if candles_json is not None and context_json is not None and context_text_json is not None:
             written = (
@@ -434,7 +424,7 @@ class JournalRecorder:
             shared = self._shared_text(trace, trace_text, inputs)
             if shared is not None:
                 trace_text, shares = shared
-                decision_json, signals_json = _compact(decision), _compact(signals)
+                decision_json, signals_json = compact_json(decision), compact_json(signals)
                 if decision_json is not None and signals_json is not None:
                     written = (
                         f'{{"decision":{decision_json},"trace":{trace_text},"signals":{signals_json},'
