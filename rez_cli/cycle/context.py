@@ -12,13 +12,13 @@ day's high and low. Everything comes from the closed candles the frames hold, so
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -93,31 +93,24 @@ def _snapshot(
         def indicator(name: str, length: int) -> np.ndarray[Any, np.dtype[np.float64]]:
             return memo.values(frame, timeframe, name, {"length": length})[name]
 
-    at = _Columns(frame)
-    opens = array[:, at.timestamp]  # as float64: exact for any time in milliseconds
-    close, volume = array[:, at.close], array[:, at.volume]
+    at = _columns(tuple(frame.columns))
     step_ms = timeframe_ms(timeframe)
-    last_close = float(close[-1])
+    last_close = float(array[-1, at.close]) if len(array) else math.nan
+    # Kept as the model reads them, to the instrument's decimals: a journal stores thousands of
+    # contexts, and rounded numbers it has just seen in the text compress to almost nothing.
+    places = model_decimals(last_close)
+    found = _Shown.of_history(frame, at, step_ms, memo) if memo is not None else None
+    shown, start = found if found is not None else (_Shown(array, at, step_ms), 0)
+    fields = shown.window(start, len(array), places)
     ema = indicator("ema", 20)
     ema_now = _last(ema)
     ema_then = float(ema[-1 - SLOPE_BARS]) if len(ema) > SLOPE_BARS else math.nan
     slope = _pct(ema_now, ema_then) if ema_now is not None and math.isfinite(ema_then) else None
-    average_volume = float(volume[-VOLUME_WINDOW - 1 : -1].mean()) if len(volume) > VOLUME_WINDOW else 0.0
-    high, low = float(array[:, at.high].max()), float(array[:, at.low].min())
-    # As market.candles.find_gaps counts them: consecutive candles more than one interval apart.
-    steps = np.diff(opens)
-    apart = steps > step_ms
-    gaps = int((steps[apart] // step_ms - 1).sum()) if apart.any() else 0
-    recent = array[max(0, len(frame) - RECENT_CANDLES) :]
-    # Kept as the model reads them, to the instrument's decimals: a journal stores thousands of
-    # contexts, and rounded numbers it has just seen in the text compress to almost nothing.
-    places = model_decimals(last_close)
-    # The four price columns rounded together: one numpy call rather than one per column.
-    ohlc = np.round(recent[:, [at.open, at.high, at.low, at.close]], places).T.tolist()
+    high, low, average_volume = fields.high, fields.low, fields.average_volume
     return TimeframeSnapshot(
         candles=len(frame),
-        first_open_ms=int(opens[0]),
-        last_close_ms=int(opens[-1]) + step_ms,
+        first_open_ms=int(array[0, at.timestamp]),
+        last_close_ms=int(array[-1, at.timestamp]) + step_ms,
         last_close=last_close,
         change_pct=_pct(last_close, float(array[0, at.open])),
         ema_20=ema_now,
@@ -128,34 +121,142 @@ def _snapshot(
         low=low,
         from_high_pct=_pct(last_close, high),
         from_low_pct=_pct(last_close, low),
-        volume_ratio=float(volume[-1]) / average_volume if average_volume > 0 else None,
-        gaps=gaps,
-        recent=RecentCandles(
-            open_ms=tuple(int(value) for value in recent[:, at.timestamp].tolist()),
-            open=tuple(ohlc[0]),
-            high=tuple(ohlc[1]),
-            low=tuple(ohlc[2]),
-            close=tuple(ohlc[3]),
-        ),
-        swing_highs=_swings(frame, array, at, high=True, places=places, memo=memo),
-        swing_lows=_swings(frame, array, at, high=False, places=places, memo=memo),
+        volume_ratio=float(array[-1, at.volume]) / average_volume if average_volume > 0 else None,
+        gaps=fields.gaps,
+        recent=fields.recent,
+        swing_highs=fields.swing_highs,
+        swing_lows=fields.swing_lows,
     )
 
 
-class _Columns:
-    """Where each candle column is in a frame's array (pandas charges for every look-up by label)."""
+@dataclass(frozen=True)
+class _WindowFields:
+    """The parts of a snapshot that ``_Shown`` works out: everything but the indicators and the
+    numbers read straight off the window's first and last candles."""
 
-    def __init__(self, frame: pd.DataFrame) -> None:
-        self.timestamp, self.open, self.high, self.low, self.close, self.volume = (
-            _position(frame, label) for label in ("timestamp", "open", "high", "low", "close", "volume")
+    high: float
+    low: float
+    average_volume: float
+    gaps: int
+    recent: RecentCandles
+    swing_highs: Swings
+    swing_lows: Swings
+
+
+class _Shown:
+    """What the windows of one run of candles show: their highs and lows, volume averages, missing
+    candles, recent candles and swings, worked out for every window of the run at once.
+
+    A backtest cuts thousands of windows from one history, each a candle on from the one before;
+    each value below depends on the rows of its own window alone, so a window reads the very numbers
+    a search of it alone would find (``tests/backtest/test_context_windows.py``), and nothing of the
+    rows after it (``tests/backtest/test_lookahead.py``). Per window size, since a window's high is
+    the highest of its own rows.
+    """
+
+    def __init__(self, array: np.ndarray[Any, np.dtype[np.float64]], at: _Columns, step_ms: int) -> None:
+        self._array, self._at, self._step_ms = array, at, step_ms
+        opens = array[:, at.timestamp]  # as float64: exact for any time in milliseconds
+        self._opens: list[int] = [int(value) for value in opens.tolist()]
+        # As market.candles.find_gaps counts them: consecutive candles more than one interval apart.
+        steps = np.diff(opens)
+        missing = np.where(steps > step_ms, steps // step_ms - 1, 0.0)
+        # Missing candles between row 0 and row i, summed in order: whole numbers, exact in float64.
+        self._missing_before = np.concatenate(([0.0], np.cumsum(missing)))
+        self._fractals = (_fractals(array, at, high=True), _fractals(array, at, high=False))
+        self._by_size: dict[int, tuple[np.ndarray[Any, np.dtype[np.float64]], ...]] = {}
+        self._rounded: dict[int, tuple[list[list[float]], list[float], list[float]]] = {}
+
+    @staticmethod
+    def of_history(
+        frame: pd.DataFrame, at: _Columns, step_ms: int, memo: indicators.IndicatorMemo
+    ) -> tuple[_Shown, int] | None:
+        """The ``_Shown`` of the history ``frame`` was cut from, and the row the frame starts at (see
+        ``IndicatorMemo.across_history``); None for a frame not cut from one."""
+        return memo.across_history(
+            frame, ("context.shown", at, step_ms), lambda history: _Shown(history, at, step_ms)
+        )
+
+    def _sized(self, size: int) -> tuple[np.ndarray[Any, np.dtype[np.float64]], ...]:
+        """Per window of ``size`` rows, by its first row: highest high, lowest low, and the mean volume
+        of the ``VOLUME_WINDOW`` candles before its last."""
+        found = self._by_size.get(size)
+        if found is None:
+            array, at = self._array, self._at
+            windows = np.lib.stride_tricks.sliding_window_view
+            highs = windows(array[:, at.high], size).max(axis=1)
+            lows = windows(array[:, at.low], size).min(axis=1)
+            if size > VOLUME_WINDOW:
+                averages = windows(array[: len(array) - 1, at.volume], VOLUME_WINDOW).mean(axis=1)
+                # The window starting at row s averages rows s + size - 1 - VOLUME_WINDOW onwards.
+                averages = averages[size - 1 - VOLUME_WINDOW :]
+            else:
+                averages = np.zeros(len(highs))
+            found = (highs, lows, averages)
+            self._by_size[size] = found
+        return found
+
+    def _rounded_to(self, places: int) -> tuple[list[list[float]], list[float], list[float]]:
+        """Open, high, low and close of every row, and the swings' prices, rounded to ``places``."""
+        found = self._rounded.get(places)
+        if found is None:
+            at = self._at
+            ohlc = np.round(self._array[:, [at.open, at.high, at.low, at.close]], places).T.tolist()
+            swings = tuple(np.round(fractals.price, places).tolist() for fractals in self._fractals)
+            found = (ohlc, swings[0], swings[1])
+            self._rounded[places] = found
+        return found
+
+    def window(self, start: int, size: int, places: int) -> _WindowFields:
+        """The fields of the window of ``size`` (at least 1) rows from row ``start``."""
+        end = start + size
+        highs, lows, averages = self._sized(size)
+        ohlc, high_prices, low_prices = self._rounded_to(places)
+        first_recent = max(start, end - RECENT_CANDLES)
+        swings = []
+        for fractals, prices in zip(self._fractals, (high_prices, low_prices), strict=True):
+            # A fractal needs SWING_BARS candles either side of it inside the window.
+            last = int(fractals.rows.searchsorted(end - SWING_BARS))
+            first = max(int(fractals.rows.searchsorted(start + SWING_BARS)), last - SWINGS_SHOWN)
+            swings.append(
+                Swings(open_ms=tuple(fractals.open_ms[first:last]), price=tuple(prices[first:last]))
+            )
+        return _WindowFields(
+            high=float(highs[start]),
+            low=float(lows[start]),
+            average_volume=float(averages[start]),
+            gaps=int(self._missing_before[end - 1] - self._missing_before[start]),
+            recent=RecentCandles(
+                open_ms=tuple(self._opens[first_recent:end]),
+                open=tuple(ohlc[0][first_recent:end]),
+                high=tuple(ohlc[1][first_recent:end]),
+                low=tuple(ohlc[2][first_recent:end]),
+                close=tuple(ohlc[3][first_recent:end]),
+            ),
+            swing_highs=swings[0],
+            swing_lows=swings[1],
         )
 
 
-def _position(frame: pd.DataFrame, label: str) -> int:
-    position = frame.columns.get_loc(label)
-    if not isinstance(position, int):  # a validated frame has each column once
-        raise ValueError(f"the candles have more than one {label} column")
-    return position
+class _Columns(NamedTuple):
+    """Where each candle column is in a frame's array (pandas charges for every look-up by label)."""
+
+    timestamp: int
+    open: int
+    high: int
+    low: int
+    close: int
+    volume: int
+
+
+@lru_cache(maxsize=64)
+def _columns(labels: tuple[Hashable, ...]) -> _Columns:
+    def position(label: str) -> int:
+        if labels.count(label) != 1:  # a validated frame has each column once
+            raise ValueError(f"the candles have no single {label} column")
+        return labels.index(label)
+
+    return _Columns(*(position(label) for label in _Columns._fields))
 
 
 @dataclass(frozen=True)
@@ -188,45 +289,6 @@ def _fractals(array: np.ndarray[Any, np.dtype[np.float64]], at: _Columns, *, hig
     return _Fractals(rows, [int(value) for value in array[rows, at.timestamp].tolist()], values[rows])
 
 
-def _swings(
-    frame: pd.DataFrame,
-    array: np.ndarray[Any, np.dtype[np.float64]],
-    at: _Columns,
-    *,
-    high: bool,
-    places: int,
-    memo: indicators.IndicatorMemo | None,
-) -> Swings:
-    """The last ``SWINGS_SHOWN`` fractals of the window's highs (or lows), oldest first, rounded to
-    ``places``.
-
-    A backtest's windows are cut from one history: its fractals are found once (``_fractals`` of
-    the whole history) and each window takes those at least ``SWING_BARS`` rows inside it, the very
-    rows its own search would find.
-    """
-    across = (
-        memo.across_history(
-            frame,
-            ("context.fractals", at.timestamp, at.high if high else at.low, high),
-            lambda rows: _fractals(rows, at, high=high),
-        )
-        if memo is not None
-        else None
-    )
-    if across is None:
-        fractals = _fractals(array, at, high=high)
-        end = len(fractals.rows)
-        first = max(0, end - SWINGS_SHOWN)
-    else:
-        fractals, start = across
-        end = int(fractals.rows.searchsorted(start + len(array) - SWING_BARS))
-        first = max(int(fractals.rows.searchsorted(start + SWING_BARS)), end - SWINGS_SHOWN)
-    return Swings(
-        open_ms=tuple(fractals.open_ms[first:end]),
-        price=tuple(np.round(fractals.price[first:end], places).tolist()),
-    )
-
-
 def previous_day(
     frames: Mapping[str, pd.DataFrame], as_of_ms: int, memo: indicators.IndicatorMemo | None = None
 ) -> DayRange | None:
@@ -240,7 +302,7 @@ def previous_day(
         if step > DAY_MS or DAY_MS % step or frame.empty:
             continue
         array = memo.array(frame) if memo is not None else frame.to_numpy(dtype="float64")
-        at = _Columns(frame)
+        at = _columns(tuple(frame.columns))
         opens = array[:, at.timestamp]
         if opens[0] > day_start or opens[-1] + step < day_end:
             continue
