@@ -12,7 +12,7 @@ day's high and low. Everything comes from the closed candles the frames hold, so
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -93,7 +93,7 @@ def _snapshot(
         def indicator(name: str, length: int) -> np.ndarray[Any, np.dtype[np.float64]]:
             return memo.values(frame, timeframe, name, {"length": length})[name]
 
-    at = _columns(tuple(frame.columns))
+    at = _columns_of(frame)
     step_ms = timeframe_ms(timeframe)
     last_close = float(array[-1, at.close]) if len(array) else math.nan
     # Kept as the model reads them, to the instrument's decimals: a journal stores thousands of
@@ -249,12 +249,16 @@ class _Columns(NamedTuple):
     volume: int
 
 
-@lru_cache(maxsize=64)
-def _columns(labels: tuple[Hashable, ...]) -> _Columns:
+def _columns_of(frame: pd.DataFrame) -> _Columns:
+    """Where the candle columns are in ``frame``'s array (a look-up each: listing an index of Arrow
+    strings costs more)."""
+    labels = frame.columns
+
     def position(label: str) -> int:
-        if labels.count(label) != 1:  # a validated frame has each column once
-            raise ValueError(f"the candles have no single {label} column")
-        return labels.index(label)
+        found = labels.get_loc(label)
+        if not isinstance(found, int):  # a validated frame has each column once
+            raise ValueError(f"the candles have more than one {label} column")
+        return found
 
     return _Columns(*(position(label) for label in _Columns._fields))
 
@@ -302,7 +306,7 @@ def previous_day(
         if step > DAY_MS or DAY_MS % step or frame.empty:
             continue
         array = memo.array(frame) if memo is not None else frame.to_numpy(dtype="float64")
-        at = _columns(tuple(frame.columns))
+        at = _columns_of(frame)
         opens = array[:, at.timestamp]
         if opens[0] > day_start or opens[-1] + step < day_end:
             continue
