@@ -7,6 +7,7 @@ instant by it, and a test or a replay that needs another present passes its own 
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import UTC, datetime
 
@@ -18,6 +19,8 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+# A backtest writes the same few moments into every cycle's text (as of, the last decision's time).
+@functools.lru_cache(maxsize=1024)
 def iso(ts_ms: int) -> str:
     """A millisecond timestamp as compact ISO 8601 UTC, for messages; the number itself past year 9999."""
     try:

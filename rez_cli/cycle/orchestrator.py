@@ -17,6 +17,7 @@ Two kinds of event:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -105,6 +106,12 @@ class _Prepared:
     position: PositionView | None = None
     position_text: str | None = None
     account_notes: tuple[str, ...] = ()
+
+    @functools.cached_property
+    def context_json(self) -> dict[str, Any]:
+        """The context as JSON, written once for the modes' payload and the trace (neither changes it:
+        the manager hands modes a copy)."""
+        return self.context.model_dump(mode="json")
 
 
 CHART_CANDLES = 100
@@ -360,6 +367,8 @@ class Orchestrator:
             source = SimSource(seed=settings.market.seed)
         self.settings = settings
         self.profile = profile
+        # The profile is frozen: its JSON, which every cycle's payload holds, is written once.
+        self._profile_json = profile.model_dump(mode="json")
         self.source = source
         self.llm = llm
         self.model = model or settings.llm.model or (DEFAULT_MODEL if llm is not None else None)
@@ -485,8 +494,8 @@ class Orchestrator:
         # may read it); Rez's modes read the typed context and profile from their services.
         mode_payload = {
             "symbol": symbol,
-            "context": prepared.context.model_dump(mode="json"),
-            "profile": self.profile.model_dump(mode="json"),
+            "context": prepared.context_json,
+            "profile": self._profile_json,
         }
         with meter.stage("reasoning"):
             signals = await self.manager.reason(
@@ -531,7 +540,7 @@ class Orchestrator:
             reasoning_context = {
                 "status": status,
                 "plan_result": plan_result,
-                "profile": self.profile.model_dump(mode="json"),
+                "profile": self._profile_json,
                 "event": {
                     "event_type": "decision",
                     "timestamp": getattr(event, "timestamp", None),
@@ -727,6 +736,7 @@ class Orchestrator:
                 chosen = (signal, answer, verdict, source)
         trace = Trace(
             context=prepared.context,
+            context_dump=prepared.context_json,
             context_text=prepared.text,
             reasoning=services.trace,
             chart=prepared.chart,

@@ -76,6 +76,8 @@ class Trace:
     # (exits, invalidations that held, candles missing from the market).
     position: str | None = None
     account_notes: tuple[str, ...] = ()
+    # ``context.model_dump(mode="json")``, for a caller that has written it already.
+    context_dump: dict[str, Any] | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def reward_risk(self) -> float | None:
@@ -100,7 +102,8 @@ class Trace:
     def _json(self) -> dict[str, Any]:
         record: dict[str, Any] = {}
         if self.context is not None:
-            record["context"] = self.context.model_dump(mode="json")
+            dump = self.context_dump
+            record["context"] = dump if dump is not None else self.context.model_dump(mode="json")
         if self.chart is not None:
             record["chart"] = self.chart.to_json()
         record.update(self.reasoning.to_json())

@@ -7,6 +7,7 @@ reads ``n/a`` (``None`` in rows). Times are candle open times in UTC.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -44,6 +45,8 @@ def _column_decimals(unit: Unit, values: np.ndarray[Any, Any], reference_price: 
     return 2
 
 
+# A backtest's tool calls show the same candles cycle after cycle.
+@functools.lru_cache(maxsize=4096)
 def candle_time(ts_ms: int, timeframe_ms: int | None) -> str:
     """A candle's open time in UTC as a model reads it: ``2021-03-01T12:00Z``, or the date alone for
     daily and longer candles that open at midnight."""
