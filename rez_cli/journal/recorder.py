@@ -74,11 +74,15 @@ class _Inputs:
 
 @dataclass(frozen=True)
 class _Held:
-    """A batched backtest cycle's inputs as they came, held from its start to its end."""
+    """A batched backtest cycle's inputs as they came, and its row's first columns, held from its
+    start to its end."""
 
     candles: Mapping[str, Any]
     context: BaseModel | Mapping[str, Any]
     context_text: str | None
+    started: tuple[Any, ...]
+    """trace_id, run_id, symbol, exchange, simulated, mode, model, as_of_ms, started_ms, backtest_id."""
+    profile: BaseModel | Mapping[str, Any]
 
 
 class JsonRecord(Protocol):
@@ -146,6 +150,8 @@ class JournalRecorder:
         self._dictionaries: dict[str, tuple[Dictionary, int]] = {}
         # A backtest hands the same (frozen) profile to every cycle: stored once, its blob kept.
         self._profile: tuple[BaseModel, int | None] | None = None
+        # The held cycles whose row is written (a turn of theirs needed it before their end).
+        self._rows: set[str] = set()
 
     def cycle_started(
         self,
@@ -172,29 +178,19 @@ class JournalRecorder:
             codec.text(model),
         )
         if self.backtest_id is not None:
-            held = _Held(candles, context, context_text) if self._db.batching else None
-            inputs = None if held else self._packed_inputs(candles, _record_json(context), context_text)
-            with self._db.write() as db:
-                db.execute(
-                    "INSERT INTO cycles (trace_id, run_id, symbol, exchange, simulated, mode, model,"
-                    " as_of_ms, started_ms, backtest_id, profile_blob, inputs_blob)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        trace_id,
-                        self.run_id,
-                        *market,
-                        integer(as_of_ms),
-                        self._db.clock(),
-                        self.backtest_id,
-                        self._profile_blob(db, profile),
-                        None if inputs is None else self._put(db, inputs.text, "inputs"),
-                    ),
-                )
-            if held is not None:
-                self._held[trace_id] = held
+            started = (trace_id, self.run_id, *market, integer(as_of_ms), self._db.clock(), self.backtest_id)
+            if self._db.batching:
+                # Its row is written with its end (one write a cycle instead of two), or by the batch's
+                # end, or before a turn of it is.
+                self._held[trace_id] = _Held(candles, context, context_text, started, profile)
                 self._db.at_batch_end(self._write_held)
-            elif inputs is not None:
-                self._inputs[trace_id] = inputs
+                return
+            inputs = self._packed_inputs(candles, _record_json(context), context_text)
+            with self._db.write() as db:
+                # The profile's blob first, then the inputs': as they were always stored.
+                profile_blob = self._profile_blob(db, profile)
+                self._insert_started(db, started, profile_blob, self._put(db, inputs.text, "inputs"))
+            self._inputs[trace_id] = inputs
             return
         with self._db.write() as db:
             db.execute(
@@ -214,6 +210,25 @@ class JournalRecorder:
                     self.backtest_id,
                 ),
             )
+
+    @staticmethod
+    def _insert_started(
+        db: Connection, started: tuple[Any, ...], profile_blob: int | None, inputs_blob: int | None
+    ) -> None:
+        """Insert a backtest cycle's row as its start knows it (``_Held.started``)."""
+        db.execute(
+            "INSERT INTO cycles (trace_id, run_id, symbol, exchange, simulated, mode, model,"
+            " as_of_ms, started_ms, backtest_id, profile_blob, inputs_blob)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*started, profile_blob, inputs_blob),
+        )
+
+    def _insert_held_row(self, db: Connection, trace_id: str) -> None:
+        """Write the row of a held cycle now, for a write that needs it before the cycle's end."""
+        held = self._held.get(trace_id)
+        if held is not None and trace_id not in self._rows:
+            self._insert_started(db, held.started, self._profile_blob(db, held.profile), None)
+            self._rows.add(trace_id)
 
     def _profile_blob(self, db: Connection, profile: BaseModel | Mapping[str, Any]) -> int | None:
         if self._profile is not None and self._profile[0] is profile:
@@ -265,11 +280,14 @@ class JournalRecorder:
         for trace_id, held in list(self._held.items()):
             inputs = self._held_inputs(held, None, None)
             with self._db.write() as db:
-                db.execute(
-                    "UPDATE cycles SET inputs_blob = ? WHERE trace_id = ?",
-                    (self._put(db, inputs.text, "inputs"), trace_id),
-                )
+                if trace_id in self._rows:
+                    blob_id = self._put(db, inputs.text, "inputs")
+                    db.execute("UPDATE cycles SET inputs_blob = ? WHERE trace_id = ?", (blob_id, trace_id))
+                else:
+                    profile_blob = self._profile_blob(db, held.profile)
+                    self._insert_started(db, held.started, profile_blob, self._put(db, inputs.text, "inputs"))
             del self._held[trace_id]
+            self._rows.discard(trace_id)
             self._inputs[trace_id] = inputs
 
     def _put(self, db: Connection, text: str, kind: str | None) -> int:
@@ -297,6 +315,7 @@ class JournalRecorder:
     def turn_recorded(self, trace_id: str, turn: JsonRecord | Mapping[str, Any]) -> None:
         """Insert one model turn and its tool calls."""
         with self._db.write() as db:
+            self._insert_held_row(db, trace_id)
             self._insert_turn(db, trace_id, _record_json(turn))
         self._turned.add(trace_id)
 
@@ -341,6 +360,14 @@ class JournalRecorder:
             )
         now = self._db.clock()
         with self._db.write() as db:
+            # A held cycle's inputs; its row too, unless a turn of it needed the row before.
+            held_blob: tuple[int, ...] = ()
+            if held is not None and inputs is not None:
+                if trace_id in self._rows:
+                    held_blob = (self._put(db, inputs.text, "inputs"),)
+                else:
+                    profile_blob = self._profile_blob(db, held.profile)
+                    self._insert_started(db, held.started, profile_blob, self._put(db, inputs.text, "inputs"))
             # A cycle this recorder started has its row; one that ended before it started does not.
             if (
                 inputs is None
@@ -374,7 +401,6 @@ class JournalRecorder:
             self._turned.discard(trace_id)
             # Inputs before record: the order the blobs were stored in when the inputs were written
             # at the cycle's start.
-            held_blob = () if held is None or inputs is None else (self._put(db, inputs.text, "inputs"),)
             packed = () if record_text is None else (self._put(db, record_text, "record"),)
             db.execute(
                 "UPDATE cycles SET finished_ms = ?, status = ?, action = ?, error = ?, source = ?,"
@@ -409,6 +435,7 @@ class JournalRecorder:
                         (trace_id, verdict_idx, seq, rule, int(passed), detail),
                     )
         self._held.pop(trace_id, None)
+        self._rows.discard(trace_id)
 
     def _record_text(
         self,

@@ -134,6 +134,31 @@ def test_a_batched_backtest_stopped_mid_cycle_keeps_that_cycle_incomplete_with_i
     assert reread.get_cycle(started[0][1])["trace"] == inline.get_cycle(started[0][1])["trace"]
 
 
+def test_a_batched_backtest_cycle_is_written_once_at_its_end_or_when_a_turn_needs_its_row(
+    backtest_calls: list[Call], tmp_path: Path
+) -> None:
+    """Batched, a backtest cycle's row waits for its end (one write a cycle), unless a turn of it is
+    recorded first; either way it reads back as the cycle kept in columns does."""
+    from tests.journal.test_store import make_turn
+
+    packed, inline = Journal(tmp_path / "packed.sqlite"), Journal(tmp_path / "inline.sqlite")
+    (_, first, started), (_, _, finished) = backtest_calls[:2]
+    recorders = {
+        journal: journal.recorder(None, backtest_id=backtest_id)
+        for journal, backtest_id in ((packed, "bt-test"), (inline, None))
+    }
+    for journal, recorder in recorders.items():
+        with journal.batched():
+            recorder.cycle_started(first, **started)
+            if journal is packed:
+                assert packed.list_cycles(limit=None) == []  # its own connection sees no row yet
+            recorder.turn_recorded(first, make_turn(1))
+            recorder.cycle_finished(first, **finished)
+    stored, expected = packed.get_cycle(first), inline.get_cycle(first)
+    assert without(stored, WHEN_AND_WHERE) == without(expected, WHEN_AND_WHERE)
+    assert stored["turn_count"] == 1
+
+
 def test_a_backtest_cycle_takes_a_few_kilobytes(backtest_calls: list[Call], tmp_path: Path) -> None:
     packed, inline = tmp_path / "packed.sqlite", tmp_path / "inline.sqlite"
     for path, backtest_id in ((packed, "bt-test"), (inline, None)):

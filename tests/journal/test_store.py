@@ -592,7 +592,9 @@ def test_backtest_cycles_never_reach_live_memory(tmp_path: Path) -> None:
 
 
 def _start(journal: Journal, trace_id: str, run_id: int) -> None:
-    journal.recorder(run_id, backtest_id="bt").cycle_started(
+    """A live cycle's start: its row is written at once, in a batch too (a batched backtest cycle's
+    waits for the cycle's end)."""
+    journal.recorder(run_id).cycle_started(
         trace_id,
         symbol="BTC/USDT",
         exchange="sim",
