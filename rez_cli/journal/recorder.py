@@ -3,9 +3,9 @@
 Write-as-you-go (simonw/llm's log, made crash-safe): every call of the recorder is its own committed
 transaction (or a savepoint of a batch, see ``Journal.batched``), so a run killed mid-cycle leaves
 the cycle row with ``finished_ms`` NULL and every turn recorded so far. Readers show such a cycle
-with the status ``incomplete``. In a batch a backtest cycle's inputs wait for its end, to be written
-with its record (its trace's JSON holds the context's text then): the batch's end writes those of a
-cycle that never got there, so an interrupted cycle reads back as it did.
+with the status ``incomplete``. In a batch a backtest cycle's row and inputs wait for its end, to be
+written with its record in one write (its trace's JSON holds the context's text then): the batch's
+end writes those of a cycle that never got there, so an interrupted cycle reads back as it did.
 """
 
 from __future__ import annotations
@@ -168,7 +168,10 @@ class JournalRecorder:
         context: BaseModel | Mapping[str, Any],
         context_text: str,
     ) -> None:
-        """Insert the cycle row with its inputs; ``finished_ms`` stays NULL until ``cycle_finished``."""
+        """Insert the cycle row with its inputs; ``finished_ms`` stays NULL until ``cycle_finished``.
+
+        A backtest cycle in a batch (``Journal.batched``) is held instead, and written at its end.
+        """
         codec = self._codec
         market = (
             codec.text(symbol),
