@@ -114,18 +114,25 @@ class ToolRegistry:
             return result(
                 False, ToolOutput(f"Error: unknown tool {name!r}; available: {', '.join(self._tools)}")
             )
-        try:
-            raw = json.loads(arguments or "{}")
-            parsed = tool.arguments.model_validate(raw)
-        except json.JSONDecodeError as error:
-            return result(False, ToolOutput(f"Error: arguments are not valid JSON ({error.msg})"))
-        except ValidationError as error:  # before ValueError, which pydantic's error subclasses
-            first = error.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "arguments"
-            return result(False, ToolOutput(f"Error: {where}: {first['msg']}"))
-        except (ValueError, RecursionError):  # a 5,000-digit integer, nesting deeper than Python's stack
-            return result(False, ToolOutput("Error: arguments are not usable JSON (too large or too deep)"))
-        key = (name, parsed.model_dump_json())
+        known = _parsed(tool.arguments, arguments)
+        if known is None:
+            try:
+                raw = json.loads(arguments or "{}")
+                parsed = tool.arguments.model_validate(raw)
+            except json.JSONDecodeError as error:
+                return result(False, ToolOutput(f"Error: arguments are not valid JSON ({error.msg})"))
+            except ValidationError as error:  # before ValueError, which pydantic's error subclasses
+                first = error.errors()[0]
+                where = ".".join(str(part) for part in first["loc"]) or "arguments"
+                return result(False, ToolOutput(f"Error: {where}: {first['msg']}"))
+            except (ValueError, RecursionError):  # a 5,000-digit integer, nesting deeper than Python's stack
+                return result(
+                    False, ToolOutput("Error: arguments are not usable JSON (too large or too deep)")
+                )
+            known = (parsed, parsed.model_dump_json())
+            _remember_parsed(tool.arguments, arguments, known)
+        parsed = known[0]
+        key = (name, known[1])
         pending = self._memo.get(key)
         cached = pending is not None
         try:
@@ -167,6 +174,25 @@ class ToolRegistry:
         return output
 
 
+# Arguments as parsed, by the text a call gave them in: a backtest's rules mode makes the same three
+# calls every cycle, and a model repeats its own. Only models that are frozen are kept, since every
+# call with that text is then handed the same one.
+_PARSED: dict[tuple[type[BaseModel], str], tuple[BaseModel, str]] = {}
+_PARSED_KEPT = 256
+
+
+def _parsed(model: type[BaseModel], arguments: str) -> tuple[BaseModel, str] | None:
+    return _PARSED.get((model, arguments))
+
+
+def _remember_parsed(model: type[BaseModel], arguments: str, known: tuple[BaseModel, str]) -> None:
+    if not model.model_config.get("frozen") or len(arguments) > 1024:
+        return
+    if len(_PARSED) >= _PARSED_KEPT:  # the texts come from a model: keep this bounded
+        _PARSED.clear()
+    _PARSED[(model, arguments)] = known
+
+
 def _settle_from(outcome: asyncio.Future[ToolOutput], run: asyncio.Future[ToolOutput]) -> None:
     """Give ``outcome`` the result, failure or cancellation of ``run`` once it ends."""
 
@@ -185,9 +211,10 @@ def _settle_from(outcome: asyncio.Future[ToolOutput], run: asyncio.Future[ToolOu
 
 
 class FetchIndicatorArgs(BaseModel):
-    """Arguments of ``fetch_indicator``."""
+    """Arguments of ``fetch_indicator`` (frozen: calls with the same text share one; nothing changes
+    its ``params``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     indicator: Annotated[str, Field(description="Indicator name, one of the allowed list.")]
     timeframe: Annotated[str, Field(description="Candle interval, e.g. 5m, 15m, 1h, 4h, 1d.")]
@@ -209,12 +236,33 @@ def _settings_text(params: BaseModel) -> str:
     return json.dumps(params.model_dump(), separators=(",", ":"))
 
 
+# The indicator each arguments object names, by its identity (the object is held with it): calls
+# with the same text share their arguments (see _PARSED), so each is validated once.
+_INDICATORS: dict[int, tuple[FetchIndicatorArgs, str, BaseModel, str]] = {}
+
+
+def _indicator_of(args: FetchIndicatorArgs) -> tuple[str, BaseModel, str]:
+    """The indicator's name, its validated parameters, and those as a call's answer names them.
+
+    Raises:
+        IndicatorError: an unknown indicator or parameters it does not take (the model can fix both).
+    """
+    found = _INDICATORS.get(id(args))
+    if found is None or found[0] is not args:
+        name = args.indicator.strip().lower()
+        params = indicators.validate_params(name, args.params)
+        if len(_INDICATORS) >= _PARSED_KEPT:
+            _INDICATORS.clear()
+        found = (args, name, params, _settings_text(params))
+        _INDICATORS[id(args)] = found
+    return found[1], found[2], found[3]
+
+
 def fetch_indicator_tool(view: MarketView) -> Tool:
     """``fetch_indicator`` over the cycle's market view (the same candles, cut at the same moment)."""
 
     async def run(args: FetchIndicatorArgs) -> ToolOutput:
-        name = args.indicator.strip().lower()
-        params = indicators.validate_params(name, args.params)
+        name, params, settings = _indicator_of(args)
         step_ms = timeframe_ms(args.timeframe)
         frame = await view.frame(args.timeframe)
         memo = view.memo
@@ -222,7 +270,6 @@ def fetch_indicator_tool(view: MarketView) -> Tool:
             # pandas-ta can take a while: off the event loop. Often it is known already: the context
             # computes EMA, RSI and ATR, and a backtest's history remembers earlier cycles' windows.
             await asyncio.to_thread(memo.values, frame, args.timeframe, name, params)
-        settings = _settings_text(params)
 
         def answer() -> tuple[str, list[dict[str, Any]]]:
             reference = float(memo.column(frame, "close")[-1])
