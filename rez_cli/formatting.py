@@ -72,7 +72,7 @@ def json_ready(value: Any) -> Any:
     return value
 
 
-def compact_json(value: Any) -> str | None:
+def compact_json(value: Any, *, own: bool = True) -> str | None:
     """``value`` as the journal and the trace write JSON: compact, UTF-8 as it is, finite numbers
     only; None when it holds NaN or an infinity, or something JSON has no word for.
 
@@ -81,12 +81,14 @@ def compact_json(value: Any) -> str | None:
     which read back as the same ones. pydantic-core's serializer writes it about ten times as fast
     (a backtest writes a few kilobytes of floats every cycle); ``json`` still decides every case it
     would not answer alike.
-    Meant for Rez's own JSON-like values: a date or a set inside a dict or list is written as
-    pydantic writes it (an ISO string, a list) where ``json`` would refuse it.
+    Meant for Rez's own JSON-like values (``own``): a date, a set or a key that is not a string
+    inside a dict or list is written as pydantic writes it (an ISO string, a list, ``"None"``) where
+    ``json`` would refuse it or write ``"null"``. ``own=False``, for a value that may hold anything
+    (a plugin mode's payload), has ``json`` write it all.
     """
     from pydantic_core import to_json
 
-    if isinstance(value, dict | list):
+    if own and isinstance(value, dict | list):
         try:
             # "constants": a NaN or infinity comes out as a bare word this check finds.
             raw = to_json(value, inf_nan_mode="constants")

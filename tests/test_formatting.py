@@ -80,3 +80,11 @@ def test_compact_json_writes_text_as_it_is_and_no_nan_even_beside_its_name() -> 
     assert compact_json({"x": "NaN", "y": math.nan}) is None
     assert compact_json([-math.inf]) is None
     assert compact_json({"model said": "\ud800"}) == '{"model said":"\ud800"}'
+
+
+def test_compact_json_of_a_value_that_may_hold_anything_is_json_s_own() -> None:
+    """A plugin mode's payload: keys that are not strings, bytes and sets are json's to judge."""
+    assert compact_json({None: 1}, own=False) == '{"null":1}'
+    assert compact_json({"raw": b"x"}, own=False) is None
+    assert compact_json({"tags": {1, 2}}, own=False) is None
+    assert compact_json({"ok": [1.5, "é"]}, own=False) == '{"ok":[1.5,"é"]}'

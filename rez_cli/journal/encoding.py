@@ -84,7 +84,7 @@ class Codec:
         # Fast path: most values are plain finite JSON with no secret in them. Walking every value in
         # Python first cost more than the SQLite write; the walk now runs only when it is needed.
         if text is None:
-            text = compact_json(value)
+            text = compact_json(value, own=False)
         if text is not None and not self.redactor.touches(text):
             return text
         return json.dumps(self.clean(value), ensure_ascii=False, allow_nan=False, separators=(",", ":"))

@@ -454,7 +454,7 @@ class JournalRecorder:
             shared = self._shared_text(trace, trace_text, inputs)
             if shared is not None:
                 trace_text, shares = shared
-                decision_json, signals_json = compact_json(decision), compact_json(signals)
+                decision_json, signals_json = compact_json(decision), compact_json(signals, own=False)
                 if decision_json is not None and signals_json is not None:
                     written = (
                         f'{{"decision":{decision_json},"trace":{trace_text},"signals":{signals_json},'
