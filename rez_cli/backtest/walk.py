@@ -123,7 +123,7 @@ class StrategyRun:
     curve_ms: list[int]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class BacktestReport:
     """Everything a backtest found; ``to_json`` is what ``--json`` prints."""
 
@@ -151,6 +151,14 @@ class BacktestReport:
     warnings: list[str]
     journal: Path
     run_id: int
+
+    def __repr__(self) -> str:
+        # Short: asyncio writes the repr of a finished task's result as it closes its loop (to name
+        # its Ctrl-C handler), and the whole of 10,000 cycles took 0.3 s to write.
+        return (
+            f"BacktestReport(backtest_id={self.backtest_id!r}, symbol={self.symbol!r}, "
+            f"mode={self.mode!r}, decisions={len(self.strategy.decisions)}, stopped={self.stopped!r})"
+        )
 
     @property
     def complete(self) -> bool:
