@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel
 
 from rez_cli import indicators
 from rez_cli.clock import iso
@@ -77,6 +78,12 @@ def snapshot(
     ).model_copy()
 
 
+@lru_cache(maxsize=8)
+def _length_params(name: str, length: int) -> BaseModel:
+    """An indicator's validated parameters, once: the memo knows a frozen model by itself."""
+    return indicators.validate_params(name, {"length": length})
+
+
 def _snapshot(
     frame: pd.DataFrame, timeframe: str, memo: indicators.IndicatorMemo | None
 ) -> TimeframeSnapshot:
@@ -91,7 +98,7 @@ def _snapshot(
         array = memo.array(frame)
 
         def indicator(name: str, length: int) -> np.ndarray[Any, np.dtype[np.float64]]:
-            return memo.values(frame, timeframe, name, {"length": length})[name]
+            return memo.values(frame, timeframe, name, _length_params(name, length))[name]
 
     at = _columns_of(frame)
     step_ms = timeframe_ms(timeframe)

@@ -109,6 +109,7 @@ class IndicatorMemo:
         # Values of whole histories by (history, label): each holds its history, whose id it is keyed by.
         self._across: dict[Hashable, tuple[Rows, Any]] = {}
         self._lock = threading.RLock()
+        self._last_window: _Window | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -116,15 +117,21 @@ class IndicatorMemo:
     # -- windows ----------------------------------------------------------------------------------
 
     def _window(self, frame: pd.DataFrame) -> _Window:
+        # A cycle asks about one frame several times in a row (a snapshot's three indicators, a tool
+        # call's look-ups): the last one is already the most recently used.
+        last = self._last_window
+        if last is not None and last.frame is frame:
+            return last
         with self._lock:
             window = self._windows.get(id(frame))
             if window is not None and window.frame is frame:
                 self._windows.move_to_end(id(frame))
-                return window
-            window = _Window(frame)
-            self._windows[id(frame)] = window
-            while len(self._windows) > self.frames:
-                self._windows.popitem(last=False)
+            else:
+                window = _Window(frame)
+                self._windows[id(frame)] = window
+                while len(self._windows) > self.frames:
+                    self._windows.popitem(last=False)
+            self._last_window = window
             return window
 
     def _array(self, window: _Window) -> Rows:
@@ -180,11 +187,20 @@ class IndicatorMemo:
     def _validated(
         self, name: str, params: Mapping[str, Any] | BaseModel | None
     ) -> tuple[specs.IndicatorSpec[Any], BaseModel, tuple[Any, ...]]:
+        raw: Hashable = None
         if isinstance(params, BaseModel):
+            # Parameter models are frozen: one validated before is its own key.
+            raw = (name, params)
+            found = self._params.get(raw)
+            if found is not None:
+                return found
             spec = specs.spec_for(name)
             model = specs.validate_params(spec.name, params)
-            return spec, model, tuple(model.model_dump().items())
-        raw: Hashable = None
+            found = (spec, model, tuple(model.model_dump().items()))
+            if len(self._params) >= 1024:
+                self._params.clear()
+            self._params[raw] = found
+            return found
         if params is None or isinstance(params, Mapping):
             try:
                 # Types too: 1, 1.0 and True are equal keys, but not necessarily equally valid.
