@@ -211,9 +211,10 @@ def _settle_from(outcome: asyncio.Future[ToolOutput], run: asyncio.Future[ToolOu
 
 
 class FetchIndicatorArgs(BaseModel):
-    """Arguments of ``fetch_indicator`` (frozen: calls with the same text share one; nothing changes
-    its ``params``)."""
+    """Arguments of ``fetch_indicator``."""
 
+    # The docstring above is the schema's description the model reads. Frozen: calls with the same
+    # text share one (see _PARSED), and nothing changes its params.
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     indicator: Annotated[str, Field(description="Indicator name, one of the allowed list.")]

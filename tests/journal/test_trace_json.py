@@ -10,15 +10,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rez_cli.cycle.trace import Trace
+from rez_cli.formatting import compact_json
 from rez_cli.market.snapshot import Context
 from rez_cli.reasoning.trace import ReasoningTrace
 
 
 def _compact(value: Any) -> str | None:
+    """The journal's JSON writer, held to json's reading of it: the same values, or None for NaN."""
+    written = compact_json(value)
     try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        expected = json.dumps(value, allow_nan=False)
     except ValueError:
+        assert written is None
         return None
+    assert written is not None
+    assert json.dumps(json.loads(written)) == expected
+    return written
 
 
 @given(
