@@ -142,7 +142,8 @@ class LLMSettings(_Section):
     # SmolLM2 and most current small models were trained on 8k; Rez's prompt, a few tool turns and an
     # answer fit in it, and the KV cache (memory) grows with it.
     gguf_context: Annotated[int, Field(ge=512, le=1_048_576)] = 8192
-    # None: one core fewer than the machine has (see local_model.default_threads).
+    # None: one core fewer than the machine has generating, every core reading the prompt (see
+    # local_model.default_threads and default_prompt_threads); a number is used for both.
     gguf_threads: Annotated[int, Field(ge=1, le=1024)] | None = None
 
 

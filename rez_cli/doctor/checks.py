@@ -829,5 +829,11 @@ def check_gguf(settings: Settings, reason: str) -> Check:
         "model",
         "ok",
         f"{served.model} ({reason}): loaded in {served.load_s:.1f} s "
-        f"({served.threads} thread{'s' if served.threads > 1 else ''}, context {served.n_ctx})",
+        f"({_threads_text(served.threads, served.prompt_threads)}, context {served.n_ctx})",
     )
+
+
+def _threads_text(threads: int, prompt_threads: int) -> str:
+    """``2 threads``, or ``1 thread, 2 reading the prompt`` when the prompt gets more."""
+    text = f"{threads} thread{'s' if threads > 1 else ''}"
+    return text + (f", {prompt_threads} reading the prompt" if prompt_threads > threads else "")

@@ -72,3 +72,7 @@ def test_doctor_loads_the_file(
     assert result.exit_code == 0, result
     [line] = [line for line in result.stdout.splitlines() if "model" in line.split()[:2]]
     assert f"{gguf.stem} (served from {gguf} by llama.cpp (embedded)): loaded in" in line
+    threads, prompt = local_model.default_threads(), local_model.default_prompt_threads()
+    assert f"({threads} thread" in line
+    # With a core to spare, the prompt is read on every core, and doctor says so.
+    assert (f", {prompt} reading the prompt" in line) == (prompt > threads)

@@ -43,6 +43,8 @@ from typing import Any, NoReturn
 import platformdirs
 import pytest
 
+from rez_cli.llm.local_model import default_prompt_threads
+
 __all__ = [
     "GGUF_MEMBER",
     "GGUF_SHA256",
@@ -201,6 +203,15 @@ def _threads() -> int:
     return max(1, min(available - 1, 4))
 
 
+def _batch_threads() -> int:
+    """Threads for reading a prompt: every core, as Rez's own server gives it (the test waits on
+    its request meanwhile)."""
+    configured = os.environ.get("REZ_TEST_LLAMA_THREADS", "").strip()
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
+    return max(1, min(default_prompt_threads(), 4))
+
+
 @contextlib.contextmanager
 def _python_keeps_signals() -> Iterator[None]:
     """Give SIGINT and SIGTERM back to Python if llama.cpp's server took them.
@@ -247,7 +258,7 @@ def start_llama_server(gguf: Path) -> Iterator[LlamaServer]:
     params.n_predict = N_PREDICT
     params.n_parallel = 1
     params.cpuparams.n_threads = _threads()
-    params.cpuparams_batch.n_threads = _threads()
+    params.cpuparams_batch.n_threads = _batch_threads()
     params.sampling.seed = SEED
     # llama.cpp's INFO lines would flood every failing test's captured stderr.
     params.verbosity = 0
