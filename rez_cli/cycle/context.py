@@ -102,12 +102,16 @@ def _snapshot(
 
     at = _columns_of(frame)
     step_ms = timeframe_ms(timeframe)
-    last_close = float(array[-1, at.close]) if len(array) else math.nan
+    last_close = float(array[-1, at.close])
     # Kept as the model reads them, to the instrument's decimals: a journal stores thousands of
     # contexts, and rounded numbers it has just seen in the text compress to almost nothing.
     places = model_decimals(last_close)
     found = _Shown.of_history(frame, at, step_ms, memo) if memo is not None else None
-    shown, start = found if found is not None else (_Shown(array, at, step_ms), 0)
+    if found is None or found[1] == 0:
+        # Not cut from a history, or cut short by its start: each such window has a size of its own,
+        # and tables of the whole history for every size would cost more than the window alone.
+        found = (_Shown(array, at, step_ms), 0)
+    shown, start = found
     fields = shown.window(start, len(array), places)
     ema = indicator("ema", 20)
     ema_now = _last(ema)
