@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -189,13 +190,13 @@ class JournalRecorder:
                 self._db.at_batch_end(self._write_held)
                 return
             inputs = self._packed_inputs(candles, _record_json(context), context_text)
-            with self._db.write() as db:
+            with self._write() as db:
                 # The profile's blob first, then the inputs': as they were always stored.
                 profile_blob = self._profile_blob(db, profile)
                 self._insert_started(db, started, profile_blob, self._put(db, inputs.text, "inputs"))
             self._inputs[trace_id] = inputs
             return
-        with self._db.write() as db:
+        with self._write() as db:
             db.execute(
                 "INSERT INTO cycles (trace_id, run_id, symbol, exchange, simulated, mode, model, profile,"
                 " as_of_ms, candles, context, context_text, started_ms, backtest_id)"
@@ -214,6 +215,19 @@ class JournalRecorder:
                 ),
             )
 
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One write (``Database.write``). When it fails, SQLite undoes what it stored and may give
+        the ids of its blobs to the next ones: the profile's blob and the chain of dictionaries this
+        recorder remembers are forgotten, so that no later row or blob points at one of those ids."""
+        try:
+            with self._db.write() as db:
+                yield db
+        except BaseException:
+            self._profile = None
+            self._dictionaries.clear()
+            raise
+
     @staticmethod
     def _insert_started(
         db: Connection, started: tuple[Any, ...], profile_blob: int | None, inputs_blob: int | None
@@ -226,12 +240,14 @@ class JournalRecorder:
             (*started, profile_blob, inputs_blob),
         )
 
-    def _insert_held_row(self, db: Connection, trace_id: str) -> None:
-        """Write the row of a held cycle now, for a write that needs it before the cycle's end."""
+    def _insert_held_row(self, db: Connection, trace_id: str) -> bool:
+        """Write the row of a held cycle now, for a write that needs it before the cycle's end;
+        whether it did (the caller notes it in ``_rows`` once that write is committed)."""
         held = self._held.get(trace_id)
-        if held is not None and trace_id not in self._rows:
-            self._insert_started(db, held.started, self._profile_blob(db, held.profile), None)
-            self._rows.add(trace_id)
+        if held is None or trace_id in self._rows:
+            return False
+        self._insert_started(db, held.started, self._profile_blob(db, held.profile), None)
+        return True
 
     def _profile_blob(self, db: Connection, profile: BaseModel | Mapping[str, Any]) -> int | None:
         if self._profile is not None and self._profile[0] is profile:
@@ -282,7 +298,7 @@ class JournalRecorder:
         """Write the inputs of the cycles started in a batch that is ending without their end."""
         for trace_id, held in list(self._held.items()):
             inputs = self._held_inputs(held, None, None)
-            with self._db.write() as db:
+            with self._write() as db:
                 if trace_id in self._rows:
                     blob_id = self._put(db, inputs.text, "inputs")
                     db.execute("UPDATE cycles SET inputs_blob = ? WHERE trace_id = ?", (blob_id, trace_id))
@@ -317,9 +333,12 @@ class JournalRecorder:
 
     def turn_recorded(self, trace_id: str, turn: JsonRecord | Mapping[str, Any]) -> None:
         """Insert one model turn and its tool calls."""
-        with self._db.write() as db:
-            self._insert_held_row(db, trace_id)
+        with self._write() as db:
+            wrote_row = self._insert_held_row(db, trace_id)
             self._insert_turn(db, trace_id, _record_json(turn))
+        # Only now: a write that failed took the row with it.
+        if wrote_row:
+            self._rows.add(trace_id)
         self._turned.add(trace_id)
 
     def cycle_finished(
@@ -362,7 +381,7 @@ class JournalRecorder:
                 codec.json(usage),
             )
         now = self._db.clock()
-        with self._db.write() as db:
+        with self._write() as db:
             # A held cycle's inputs; its row too, unless a turn of it needed the row before.
             held_blob: tuple[int, ...] = ()
             if held is not None and inputs is not None:

@@ -159,6 +159,22 @@ def test_a_batched_backtest_cycle_is_written_once_at_its_end_or_when_a_turn_need
     assert stored["turn_count"] == 1
 
 
+def test_a_turn_that_fails_to_be_written_takes_the_held_row_with_it_and_the_end_writes_it(
+    backtest_calls: list[Call], tmp_path: Path
+) -> None:
+    packed, inline = Journal(tmp_path / "packed.sqlite"), Journal(tmp_path / "inline.sqlite")
+    (_, first, started), (_, _, finished) = backtest_calls[:2]
+    replay(backtest_calls[:2], inline, None)
+    recorder = packed.recorder(None, backtest_id="bt-test")
+    with packed.batched():
+        recorder.cycle_started(first, **started)
+        with pytest.raises(AttributeError):  # a tool call that is not a mapping, after the row's insert
+            recorder.turn_recorded(first, {"index": 1, "content": "x", "tool_calls": [5]})
+        recorder.cycle_finished(first, **finished)
+    stored, expected = packed.get_cycle(first), inline.get_cycle(first)
+    assert without(stored, WHEN_AND_WHERE) == without(expected, WHEN_AND_WHERE)
+
+
 def test_a_backtest_cycle_takes_a_few_kilobytes(backtest_calls: list[Call], tmp_path: Path) -> None:
     packed, inline = tmp_path / "packed.sqlite", tmp_path / "inline.sqlite"
     for path, backtest_id in ((packed, "bt-test"), (inline, None)):
