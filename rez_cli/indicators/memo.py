@@ -189,17 +189,21 @@ class IndicatorMemo:
     ) -> tuple[specs.IndicatorSpec[Any], BaseModel, tuple[Any, ...]]:
         raw: Hashable = None
         if isinstance(params, BaseModel):
-            # Parameter models are frozen: one validated before is its own key.
-            raw = (name, params)
-            found = self._params.get(raw)
+            # Parameter models are frozen: one validated before is its own key (when it hashes).
+            try:
+                raw = (name, params)
+                found = self._params.get(raw)
+            except TypeError:
+                raw, found = None, None
             if found is not None:
                 return found
             spec = specs.spec_for(name)
             model = specs.validate_params(spec.name, params)
             found = (spec, model, tuple(model.model_dump().items()))
-            if len(self._params) >= 1024:
-                self._params.clear()
-            self._params[raw] = found
+            if raw is not None:
+                if len(self._params) >= 1024:
+                    self._params.clear()
+                self._params[raw] = found
             return found
         if params is None or isinstance(params, Mapping):
             try:
