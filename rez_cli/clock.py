@@ -19,7 +19,7 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-# A backtest writes the same few moments into every cycle's text (as of, the last decision's time).
+# A backtest writes each moment twice: as one cycle's as-of, then as the decision the next recalls.
 @functools.lru_cache(maxsize=1024)
 def iso(ts_ms: int) -> str:
     """A millisecond timestamp as compact ISO 8601 UTC, for messages; the number itself past year 9999."""

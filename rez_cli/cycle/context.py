@@ -166,7 +166,7 @@ class _Shown:
     """
 
     def __init__(self, array: np.ndarray[Any, np.dtype[np.float64]], at: _Columns, step_ms: int) -> None:
-        self._array, self._at, self._step_ms = array, at, step_ms
+        self._array, self._at = array, at
         opens = array[:, at.timestamp]  # as float64: exact for any time in milliseconds
         self._opens: list[int] = [int(value) for value in opens.tolist()]
         # As market.candles.find_gaps counts them: consecutive candles more than one interval apart.

@@ -188,33 +188,17 @@ class IndicatorMemo:
         self, name: str, params: Mapping[str, Any] | BaseModel | None
     ) -> tuple[specs.IndicatorSpec[Any], BaseModel, tuple[Any, ...]]:
         raw: Hashable = None
-        if isinstance(params, BaseModel):
-            # Parameter models are frozen: one validated before is its own key (when it hashes).
-            try:
+        try:
+            if isinstance(params, BaseModel):
+                # Parameter models are frozen: one validated before is its own key.
                 raw = (name, params)
-                found = self._params.get(raw)
-            except TypeError:
-                raw, found = None, None
-            if found is not None:
-                return found
-            spec = specs.spec_for(name)
-            model = specs.validate_params(spec.name, params)
-            found = (spec, model, tuple(model.model_dump().items()))
-            if raw is not None:
-                if len(self._params) >= 1024:
-                    self._params.clear()
-                self._params[raw] = found
-            return found
-        if params is None or isinstance(params, Mapping):
-            try:
+            elif params is None or isinstance(params, Mapping):
                 # Types too: 1, 1.0 and True are equal keys, but not necessarily equally valid.
-                raw = (
-                    name,
-                    tuple(sorted((key, type(value), value) for key, value in (params or {}).items())),
-                )
-                hash(raw)
-            except TypeError:  # a list or dict among the values: validation will say what is wrong
-                raw = None
+                items = (params or {}).items()
+                raw = (name, tuple(sorted((key, type(value), value) for key, value in items)))
+            hash(raw)
+        except TypeError:  # a list or dict among the values, keys that do not sort: validation says
+            raw = None
         found = self._params.get(raw) if raw is not None else None
         if found is None:
             spec = specs.spec_for(name)

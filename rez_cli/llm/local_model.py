@@ -59,9 +59,10 @@ class LocalModel:
     base_url: str
     n_ctx: int
     threads: int
+    """Threads generating."""
+    prompt_threads: int
+    """Threads reading a prompt."""
     load_s: float
-    prompt_threads: int = 0
-    """Threads reading a prompt (0: as many as ``threads``)."""
 
 
 def _size(count: float) -> str:
@@ -232,8 +233,8 @@ def serve_gguf(
         base_url=f"{address}/v1",
         n_ctx=n_ctx,
         threads=threads,
-        load_s=time.monotonic() - started,
         prompt_threads=prompt_threads,
+        load_s=time.monotonic() - started,
     )
     try:
         yield served

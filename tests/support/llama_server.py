@@ -43,7 +43,7 @@ from typing import Any, NoReturn
 import platformdirs
 import pytest
 
-from rez_cli.llm.local_model import default_prompt_threads
+from rez_cli.llm.local_model import default_prompt_threads, default_threads
 
 __all__ = [
     "GGUF_MEMBER",
@@ -190,26 +190,21 @@ def cached_gguf() -> Path:
     return target
 
 
-def _threads() -> int:
+def _configured_threads() -> int | None:
     configured = os.environ.get("REZ_TEST_LLAMA_THREADS", "").strip()
-    if configured.isdigit() and int(configured) > 0:
-        return int(configured)
-    try:
-        available = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS and Windows have no sched_getaffinity
-        available = os.cpu_count() or 1
-    # One core stays with pytest and Rez. llama.cpp's threads spin at their barriers, so on a busy
-    # 2-core machine 2 threads generated 5 tokens/s where 1 thread generated 31.
-    return max(1, min(available - 1, 4))
+    return int(configured) if configured.isdigit() and int(configured) > 0 else None
+
+
+def _threads() -> int:
+    """Threads generating, as Rez's own server sets them (one core stays with pytest and Rez), at
+    most 4."""
+    return _configured_threads() or min(default_threads(), 4)
 
 
 def _batch_threads() -> int:
-    """Threads for reading a prompt: every core, as Rez's own server gives it (the test waits on
-    its request meanwhile)."""
-    configured = os.environ.get("REZ_TEST_LLAMA_THREADS", "").strip()
-    if configured.isdigit() and int(configured) > 0:
-        return int(configured)
-    return max(1, min(default_prompt_threads(), 4))
+    """Threads reading a prompt: every core, as Rez's own server gives it (the test waits on its
+    request meanwhile), at most 4."""
+    return _configured_threads() or min(default_prompt_threads(), 4)
 
 
 @contextlib.contextmanager
