@@ -14,8 +14,13 @@ the tool calls reuse the context's EMA, RSI and ATR, and a 4h window serves four
 ``tests/backtest/test_shared_indicators.py`` holds every cycle's inputs and decision equal to those of
 a walk that recomputes everything with pandas-ta.
 
-Reported: wall time, candles per second, the mean time of each stage of a cycle (its own meter), the
-memo's hit rate, and the journal's writes (timed around the recorder's calls, which the cycle's
+Without a model, the walk reads each moment's market (context, text, the rules mode's tool answers)
+in a second process ahead of the cycles (``rez_cli/backtest/ahead.py``): two cores work on one
+backtest.
+
+Reported: wall time, candles per second, the mean time of each stage of a cycle (its own meter, the
+stages read ahead included), how many cycles were read ahead, the walk's own memo's hit rate, and the
+journal's writes (timed around the recorder's calls, which the cycle's
 meter does not see: they are not the backtest's to speed up, see ``rez_cli/journal``).
 
 Then the naive loop: at each step, every indicator of the same cycle (the context's EMA 20, RSI 14 and
@@ -60,6 +65,7 @@ class Measured:
     memo_hits: int
     memo_misses: int
     setup_s: float
+    read_ahead: int
 
 
 @contextmanager
@@ -145,6 +151,7 @@ def run(candles: int, every: int) -> Measured:
         memo_hits=memo.hits,
         memo_misses=memo.misses,
         setup_s=(first_cycle[0] - started) if first_cycle else 0.0,
+        read_ahead=report.read_ahead,
     )
 
 
@@ -219,10 +226,14 @@ def main() -> int:
     by_cost = sorted(measured.stages_ms.items(), key=lambda item: -item[1])
     shown = ", ".join(f"{stage} {ms:.2f}" for stage, ms in by_cost)
     print(f"  inside a cycle (ms, as the cycle's own meter measured it): {shown}")
+    print(
+        f"  markets read ahead in a second process: {measured.read_ahead:,} of {cycles:,} cycles "
+        "(their context stages are timed there)"
+    )
     looked_up = measured.memo_hits + measured.memo_misses
     print(
-        f"  indicator memo: {measured.memo_hits:,} of {looked_up:,} look-ups answered from a window "
-        f"computed before ({measured.memo_hits / max(looked_up, 1):.0%})"
+        f"  indicator memo of the walk's own process: {measured.memo_hits:,} of {looked_up:,} look-ups "
+        f"answered from a window computed before ({measured.memo_hits / max(looked_up, 1):.0%})"
     )
     journal_ms = measured.journal_s / cycles * 1000
     print(

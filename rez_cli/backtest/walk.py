@@ -35,6 +35,7 @@ from rez_cli.account.fills import (
     Trade,
 )
 from rez_cli.account.watch import FrameWatch, condition_of
+from rez_cli.backtest.ahead import MarketsAhead
 from rez_cli.backtest.history import HistorySource
 from rez_cli.backtest.metrics import Metrics, compute_metrics
 from rez_cli.clock import iso
@@ -50,7 +51,7 @@ from rez_cli.llm.cache import CachingLLM, ResponseCache, default_cache_path
 from rez_cli.llm.client import LLMClient, LLMNotConfigured
 from rez_cli.market.candles import parse_time
 from rez_cli.market.source import MarketSource
-from rez_cli.reasoning.registry import OFFLINE_MODE
+from rez_cli.reasoning.registry import OFFLINE_MODE, find_mode
 from rez_cli.timeframes import timeframe_ms
 
 # Without --from, a backtest covers the 30 days before its end: --to (or now), or the last candle of
@@ -76,6 +77,8 @@ class BacktestRequest:
     ``fills``: the profile is where a user sets it. ``moments`` (a tape's) are the moments cycles
     stand at instead of a cycle every ``every`` candles: the span starts at the candle of the first
     one, and a moment without a whole candle after it before ``end_ms`` is skipped with a notice.
+    ``ahead``: a walk without a model reads its markets in a second process ahead of its cycles
+    (``backtest.ahead``; the same decisions and journal either way); False reads each in its cycle.
     """
 
     symbol: str
@@ -98,6 +101,7 @@ class BacktestRequest:
     baselines: bool = True
     training_cutoff_ms: int | None = None
     moments: Sequence[int] | None = None
+    ahead: bool = True
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,8 @@ class BacktestReport:
     warnings: list[str]
     journal: Path
     run_id: int
+    read_ahead: int = 0
+    """The strategy's cycles whose market was read ahead in a second process (``backtest.ahead``)."""
 
     def __repr__(self) -> str:
         # Short: asyncio writes the repr of a finished task's result as it closes its loop (to name
@@ -383,6 +389,7 @@ class _Walk:
     rows: list[tuple[dict[str, Any], OrderState | None]] = field(default_factory=list)
     stopped: str | None = None
     stop_ms: int = 0
+    read_ahead: int = 0
 
 
 async def _walk(
@@ -701,6 +708,13 @@ async def _run_backtest(
             account = new_account()
             memory = WalkMemory(account)
             book = WalkBook(account, profile)
+            # Without a model a cycle is mostly the reading of its market: read ahead on another core.
+            spec = find_mode(mode_)
+            ahead = (
+                MarketsAhead.start(history, settings, walk_times, spec.tool_calls if spec else None)
+                if llm_ is None and request.ahead
+                else None
+            )
             orchestrator = Orchestrator(
                 settings,
                 profile,
@@ -715,23 +729,30 @@ async def _run_backtest(
                 # Nothing draws a backtest cycle's chart; leaving it out keeps it out of the journal.
                 chart=False,
                 book=book,
+                ahead=ahead,
             )
-            return await _walk(
-                orchestrator,
-                account,
-                book,
-                memory,
-                symbol=request.symbol,
-                mode=mode_,
-                times=walk_times,
-                end_ms=end,
-                correlation_id=tag,
-                phase=phase,
-                llm=llm_,
-                on_progress=on_progress,
-                on_cycle=on_cycle,
-                history=history,
-            )
+            try:
+                walked = await _walk(
+                    orchestrator,
+                    account,
+                    book,
+                    memory,
+                    symbol=request.symbol,
+                    mode=mode_,
+                    times=walk_times,
+                    end_ms=end,
+                    correlation_id=tag,
+                    phase=phase,
+                    llm=llm_,
+                    on_progress=on_progress,
+                    on_cycle=on_cycle,
+                    history=history,
+                )
+            finally:
+                if ahead is not None:
+                    ahead.close()
+            walked.read_ahead = ahead.received if ahead is not None else 0
+            return walked
 
         # Thousands of rules cycles in a row: commit in batches (and whatever is pending on Ctrl-C).
         # A model's cycles are slow anyway, and a batch must not hold the lock across model calls.
@@ -792,6 +813,7 @@ async def _run_backtest(
         warnings=warnings,
         journal=journal.path,
         run_id=run_id,
+        read_ahead=main.read_ahead,
     )
 
 

@@ -17,7 +17,6 @@ Two kinds of event:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import math
@@ -59,7 +58,7 @@ from rez_cli.market.view import MarketView
 from rez_cli.reasoning.manager import AdvisorySignal, MemoryAccessor, ReasoningManager
 from rez_cli.reasoning.modes import CycleServices, llm_endpoint, opening
 from rez_cli.reasoning.registry import OFFLINE_MODE, registered_modes
-from rez_cli.reasoning.tools import ToolRegistry, fetch_indicator_tool
+from rez_cli.reasoning.tools import ToolKey, ToolOutput, ToolRegistry, fetch_indicator_tool
 from rez_cli.reasoning.trace import ReasoningTrace, TurnRecord
 from rez_cli.redact import active
 from rez_cli.symbols import normalize_symbol
@@ -96,8 +95,52 @@ class DryRun:
 
 
 @dataclass(frozen=True)
+class MarketMoment:
+    """What a cycle reads of its market at its moment: the context, as a model and as JSON, its text,
+    the candles' fingerprints, and the answers of tool calls made on that market already.
+
+    It depends on the market and the moment alone, never on an account or a model, so a backtest
+    may prepare it ahead of its walk (``backtest.ahead``); ``timings_ms``: the stages spent on it
+    there, which the cycle's meter adds to its own.
+    """
+
+    context: Context
+    context_json: dict[str, Any]
+    text: str
+    candles: dict[str, dict[str, Any]]
+    answers: Mapping[ToolKey, ToolOutput] = field(default_factory=dict)
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+
+
+MarketAhead = Callable[[str, int], MarketMoment | None]
+"""A market prepared before the cycle, by symbol and moment, or None to read it in the cycle."""
+
+
+async def read_market(
+    view: MarketView, settings: Settings, meter: Meter
+) -> tuple[dict[str, pd.DataFrame], MarketMoment]:
+    """The frames of the context's timeframes and the moment they make, read through ``view``.
+
+    Raises:
+        DataError, ExchangeError: from the view's source.
+    """
+    frames, context = await view_context(
+        view, list(settings.market.context_timeframes), settings.market.timeframe, meter
+    )
+    with meter.stage("context"):
+        text = context_text(context)
+    candles = {
+        timeframe: candles_fingerprint(frame, timeframe, view.memo) for timeframe, frame in frames.items()
+    }
+    # Written once for the modes' payload and the trace (neither changes it: the manager hands modes
+    # a copy).
+    return frames, MarketMoment(context, context.model_dump(mode="json"), text, candles)
+
+
+@dataclass(frozen=True)
 class _Prepared:
     context: Context
+    context_json: dict[str, Any]
     text: str
     tools: ToolRegistry
     candles: dict[str, dict[str, Any]]
@@ -106,12 +149,6 @@ class _Prepared:
     position: PositionView | None = None
     position_text: str | None = None
     account_notes: tuple[str, ...] = ()
-
-    @functools.cached_property
-    def context_json(self) -> dict[str, Any]:
-        """The context as JSON, written once for the modes' payload and the trace (neither changes it:
-        the manager hands modes a copy)."""
-        return self.context.model_dump(mode="json")
 
 
 CHART_CANDLES = 100
@@ -332,7 +369,9 @@ class Orchestrator:
     ``memo``: indicator results shared by every cycle, only for a source whose candles never change
     (a backtest's ``HistorySource``); by default each cycle has its own. ``chart``: keep the primary
     timeframe's closes and EMA in the trace (``Trace.chart``, for ``rez decide --chart``); a
-    backtest, which draws no chart, turns it off.
+    backtest, which draws no chart, turns it off. ``ahead``: the market of a ``decide`` event with an
+    ``as_of``, when it was prepared before the cycle (a backtest's second process, see
+    ``backtest.ahead``); a moment it does not hold is read in the cycle as usual.
 
     Raises:
         ConfigError: no settings or profile were given, and Rez's own cannot be read.
@@ -356,6 +395,7 @@ class Orchestrator:
         memo: IndicatorMemo | None = None,
         chart: bool = True,
         book: Book | None = None,
+        ahead: MarketAhead | None = None,
     ) -> None:
         if settings is None:
             settings = load_settings().value
@@ -387,6 +427,7 @@ class Orchestrator:
         self.memo = memo
         self.chart = chart
         self.book = book
+        self.ahead = ahead
         self._redactor = active().extended(secrets_of(settings))
 
     async def handle_event(self, event: Event) -> EventResult:
@@ -630,27 +671,29 @@ class Orchestrator:
             until_ms=int(as_of) if as_of is not None else None,
             memo=self.memo,
         )
-        frames, context = await view_context(
-            view, list(self.settings.market.context_timeframes), self.settings.market.timeframe, meter
-        )
-        with meter.stage("context"):
-            text = context_text(context)
-        registry = ToolRegistry()
-        registry.register(fetch_indicator_tool(view))
-        candles = {
-            timeframe: candles_fingerprint(frame, timeframe, view.memo) for timeframe, frame in frames.items()
-        }
         primary = self.settings.market.timeframe
+        market = self.ahead(symbol, int(as_of)) if self.ahead is not None and as_of is not None else None
+        if market is None:
+            frames, market = await read_market(view, self.settings, meter)
+            chart_frame = frames[primary] if self.chart else None
+        else:
+            for stage, ms in market.timings_ms.items():
+                meter.timings_ms[stage] = round(meter.timings_ms.get(stage, 0.0) + ms, 3)
+            chart_frame = await view.frame(primary) if self.chart else None
+        registry = ToolRegistry(market.answers)
+        registry.register(fetch_indicator_tool(view))
+        context = market.context
         position = (
             self.book.view(symbol, context.as_of, context.last_price) if self.book is not None else None
         )
         return _Prepared(
             context,
-            text,
+            market.context_json,
+            market.text,
             registry,
-            candles,
+            dict(market.candles),
             self._memory_text(symbol, context.as_of),
-            chart_series(frames[primary], primary, view.memo) if self.chart else None,
+            chart_series(chart_frame, primary, view.memo) if chart_frame is not None else None,
             position,
             position_text(position) if position is not None else None,
             self.book.notes(symbol) if self.book is not None else (),

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from rez_cli.reasoning.registry import register_mode
 
 if TYPE_CHECKING:
+    from rez_cli.market.snapshot import Context
     from rez_cli.reasoning.manager import ReasoningMode
 
 
@@ -26,5 +27,11 @@ def _rules() -> ReasoningMode:
     return rules_mode
 
 
+def _rules_tool_calls(context: Context) -> tuple[tuple[str, str], ...]:
+    from rez_cli.reasoning.modes import rules_tool_calls
+
+    return rules_tool_calls(context)
+
+
 register_mode("react", _react, needs_model=True, help="the model reasons with tools")
-register_mode("rules", _rules, needs_model=False, help="deterministic baseline")
+register_mode("rules", _rules, needs_model=False, help="deterministic baseline", tool_calls=_rules_tool_calls)

@@ -371,6 +371,17 @@ def _levels(price: float, stop_offset: float, reward_risk: float) -> tuple[float
     return entry, stop, target
 
 
+def _rules_timeframes(context: Context) -> tuple[str, str, str]:
+    """The trend's (slowest), the momentum's (fastest) and the primary timeframe."""
+    timeframes = list(context.timeframes)
+    return timeframes[-1], timeframes[0], context.primary_timeframe
+
+
+def rules_tool_calls(context: Context) -> tuple[tuple[str, str], ...]:
+    """The calls a rules cycle makes on ``context`` whatever else it holds: (tool, arguments' JSON)."""
+    return tuple(("fetch_indicator", arguments) for _, arguments in _rules_calls(*_rules_timeframes(context)))
+
+
 @functools.lru_cache(maxsize=16)
 def _rules_calls(slow: str, fast: str, primary: str) -> tuple[tuple[str, str], ...]:
     """The rules mode's three calls and their arguments' JSON, the same every cycle of a backtest."""
@@ -387,8 +398,7 @@ async def rules_mode(payload: dict[str, Any], context: Any, timeout_ms: int) -> 
     services = _services(context)
     trace = services.trace
     trace.mode = "rules"
-    timeframes = list(services.context.timeframes)
-    slow, fast, primary = timeframes[-1], timeframes[0], services.context.primary_timeframe
+    slow, fast, primary = _rules_timeframes(services.context)
     try:
         results = [
             await services.tools.call(call_id, "fetch_indicator", arguments)

@@ -8,7 +8,9 @@ contract, with the cycle's ``CycleServices`` as its context) and one registratio
 From then on ``rez decide --mode contrarian`` and ``rez backtest --mode contrarian`` run it, and
 ``--help`` lists it. ``factory`` is called when a cycle is set up, so that listing the modes (for
 ``--help``) imports none of their code. ``needs_model``: the mode asks a model, so a cycle of it
-gets the configured model client (and a ``--max-cost`` check).
+gets the configured model client (and a ``--max-cost`` check). ``tool_calls``, for a mode that
+always makes the same calls on a given context: those calls, as (tool, arguments' JSON); a backtest
+answers them ahead of its walk, in a second process, along with the context.
 
 Rez's own modes register themselves the same way, in ``reasoning.builtin_modes``.
 """
@@ -16,14 +18,18 @@ Rez's own modes register themselves the same way, in ``reasoning.builtin_modes``
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rez_cli.errors import UsageError
 
 if TYPE_CHECKING:
+    from rez_cli.market.snapshot import Context
     from rez_cli.reasoning.manager import ReasoningMode
+
+ToolCalls = Callable[["Context"], Sequence[tuple[str, str]]]
+"""The calls a mode makes on a context whatever else its cycle holds: (tool, arguments' JSON)."""
 
 __all__ = [
     "MODEL_MODE",
@@ -43,6 +49,7 @@ class ModeSpec:
     factory: Callable[[], ReasoningMode]
     needs_model: bool
     help: str
+    tool_calls: ToolCalls | None = None
 
 
 # The modes a cycle runs when none is asked for: with a model configured, and without one.
@@ -61,7 +68,14 @@ def _load_builtins() -> None:
         importlib.import_module("rez_cli.reasoning.builtin_modes")
 
 
-def register_mode(name: str, factory: Callable[[], ReasoningMode], *, needs_model: bool, help: str) -> None:
+def register_mode(
+    name: str,
+    factory: Callable[[], ReasoningMode],
+    *,
+    needs_model: bool,
+    help: str,
+    tool_calls: ToolCalls | None = None,
+) -> None:
     """Add a mode, or replace the one of that name.
 
     Raises:
@@ -71,7 +85,7 @@ def register_mode(name: str, factory: Callable[[], ReasoningMode], *, needs_mode
     if not name or any(char.isspace() or char == "," for char in name):
         raise ValueError(f"a mode's name is one word, got {name!r}")
     _load_builtins()
-    _modes[name] = ModeSpec(name, factory, needs_model, help)
+    _modes[name] = ModeSpec(name, factory, needs_model, help, tool_calls)
 
 
 def unregister_mode(name: str) -> None:

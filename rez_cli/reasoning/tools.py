@@ -13,7 +13,7 @@ import asyncio
 import functools
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -69,12 +69,22 @@ class Tool:
         }
 
 
-class ToolRegistry:
-    """The tools of one cycle; also remembers the calls already answered."""
+ToolKey = tuple[str, str]
+"""A call as the registry knows it: the tool's name and its arguments' JSON as parsed."""
 
-    def __init__(self) -> None:
+
+class ToolRegistry:
+    """The tools of one cycle; also remembers the calls already answered.
+
+    ``answered``: outputs worked out before the cycle by the same tools on the same market (a
+    backtest prepares them ahead of its walk, ``backtest.ahead``), by ``answers``'s keys. A call
+    they hold is answered from them as if its tool had just run.
+    """
+
+    def __init__(self, answered: Mapping[ToolKey, ToolOutput] | None = None) -> None:
         self._tools: dict[str, Tool] = {}
-        self._memo: dict[tuple[str, str], asyncio.Future[ToolOutput]] = {}
+        self._memo: dict[ToolKey, asyncio.Future[ToolOutput]] = {}
+        self._answered = answered or {}
         self.calls: list[ToolResult] = []
 
     def register(self, tool: Tool) -> None:
@@ -137,7 +147,10 @@ class ToolRegistry:
         cached = pending is not None
         try:
             if pending is None:
-                output = await self._first(key, lambda: tool.run(parsed))
+                ready = self._answered.get(key)
+                output = await self._first(
+                    key, (lambda: tool.run(parsed)) if ready is None else _ready(ready)
+                )
             else:
                 # Shielded: a caller cancelled while waiting must not cancel the answer others share.
                 output = await asyncio.shield(pending)
@@ -145,7 +158,15 @@ class ToolRegistry:
             return result(False, ToolOutput(f"Error: {error.one_line()}"), cached)
         return result(True, output, cached)
 
-    async def _first(self, key: tuple[str, str], start: Callable[[], Awaitable[ToolOutput]]) -> ToolOutput:
+    def answers(self) -> dict[ToolKey, ToolOutput]:
+        """The outputs of the calls that succeeded so far, by key (for another registry's ``answered``)."""
+        return {
+            key: outcome.result()
+            for key, outcome in self._memo.items()
+            if outcome.done() and not outcome.cancelled() and outcome.exception() is None
+        }
+
+    async def _first(self, key: ToolKey, start: Callable[[], Awaitable[ToolOutput]]) -> ToolOutput:
         """The first call of its kind runs the tool in the caller's own task and leaves the outcome for
         identical calls, those already waiting included.
 
@@ -172,6 +193,13 @@ class ToolRegistry:
             raise
         outcome.set_result(output)
         return output
+
+
+def _ready(output: ToolOutput) -> Callable[[], Awaitable[ToolOutput]]:
+    async def answer() -> ToolOutput:
+        return output
+
+    return answer
 
 
 # Arguments as parsed, by the text a call gave them in: a backtest's rules mode makes the same three

@@ -1,0 +1,223 @@
+"""A backtest's markets, read in a second process ahead of its walk.
+
+Most of a rules cycle's time goes to what does not depend on its account: its moment's context, the
+context's text, the candles' fingerprints and the indicator calls its mode makes on any context. The
+walk cannot start a cycle before the one before it has settled, but those can be read for every
+moment beforehand. ``MarketsAhead`` forks a process that reads them in the walk's order, from its copy
+of the loaded history and with the cycle's own code (``cycle.orchestrator.read_market``,
+``ToolRegistry``), and hands each to its cycle: the walk runs on one core, the markets on another.
+
+Only where a market is read changes. Each is still read from the candles closed by its own moment, cut
+as the cycle would cut them, with the same indicator code, so a cycle gets the very values it would
+have computed (``tests/backtest/test_ahead.py`` compares whole journals). A moment the process could
+not read (its candles break a rule, say), and every moment once the process is gone, is read by the
+cycle itself, which then fails as it would have failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import signal
+import sys
+import warnings
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+from typing import Any
+
+from rez_cli.backtest.history import HistorySource
+from rez_cli.config.settings import Settings
+from rez_cli.cycle.orchestrator import MarketMoment, read_market
+from rez_cli.errors import DataError
+from rez_cli.llm.meter import Meter
+from rez_cli.market.view import MarketView
+from rez_cli.reasoning.registry import ToolCalls
+from rez_cli.reasoning.tools import ToolRegistry, fetch_indicator_tool
+
+__all__ = ["MIN_MOMENTS", "MarketsAhead"]
+
+# Fewer moments than this are read by the walk itself: forking would cost more than it saves.
+MIN_MOMENTS = 32
+# Moments sent together: one message per moment costs more than the pickling of it.
+CHUNK = 16
+
+Prepared = list[tuple[int, MarketMoment | None]]
+
+
+class MarketsAhead:
+    """The markets of one walk's moments, read by a forked process; call it as the orchestrator's
+    ``ahead`` (``MarketAhead``).
+
+    Use ``start``, which returns None where no process can be forked (not Linux, too few moments), and
+    ``close`` once the walk is over (or use it as a context manager).
+    """
+
+    def __init__(self, connection: Connection, process: Any, symbol: str, moments: Sequence[int]) -> None:
+        self._connection: Connection | None = connection
+        self._process = process
+        self._symbol = symbol
+        self._to_come = set(moments)
+        self._ready: dict[int, MarketMoment | None] = {}
+        self.received = 0
+        """Moments whose market came from the process."""
+
+    @classmethod
+    def start(
+        cls,
+        history: HistorySource,
+        settings: Settings,
+        moments: Sequence[int],
+        tool_calls: ToolCalls | None,
+    ) -> MarketsAhead | None:
+        """Fork the process reading ``history``'s markets at ``moments``, in that order.
+
+        ``tool_calls``: the calls the walk's mode makes on any context, answered there too. The
+        timeframes of the context must be loaded already: the process reads nothing from the
+        history's source (its connections are the walk's).
+        """
+        if sys.platform != "linux" or len(moments) < MIN_MOMENTS:
+            # Elsewhere fork is missing or unsafe (macOS's frameworks), and spawning a process
+            # imports pandas anew: a second or more.
+            return None
+        context = multiprocessing.get_context("fork")
+        reader, writer = context.Pipe(duplex=False)
+        process = context.Process(
+            target=_read_all,
+            args=(writer, history, settings, list(moments), tool_calls),
+            name="rez-markets-ahead",
+            daemon=True,
+        )
+        with warnings.catch_warnings():
+            # Python 3.12 warns about forking a process that has threads. The walk's are the event
+            # loop's idle executor workers; the child uses neither them nor any lock they hold, and
+            # leaves through os._exit without running the parent's exit handlers.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            try:
+                process.start()
+            except OSError:
+                reader.close()
+                writer.close()
+                return None
+        writer.close()
+        return cls(reader, process, history.symbol, moments)
+
+    def __call__(self, symbol: str, moment: int) -> MarketMoment | None:
+        if symbol != self._symbol:
+            return None
+        while moment not in self._ready and moment in self._to_come and self._connection is not None:
+            self._receive()
+        market = self._ready.pop(moment, None)
+        if market is not None:
+            self.received += 1
+        return market
+
+    def _receive(self) -> None:
+        assert self._connection is not None
+        try:
+            prepared: Prepared = self._connection.recv()
+        except (EOFError, OSError, ValueError, TypeError, AttributeError, ImportError):
+            # The process is gone or sent what does not read: every moment left is the walk's.
+            self._stop()
+            return
+        for moment, market in prepared:
+            self._to_come.discard(moment)
+            self._ready[moment] = market
+
+    def _stop(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+        self._to_come.clear()
+
+    def close(self) -> None:
+        """Stop the process (it may be reading moments the walk will never reach) and wait for it."""
+        self._stop()
+        self._ready.clear()
+        process = self._process
+        if process.is_alive():
+            process.terminate()
+        process.join(5)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+    def __enter__(self) -> MarketsAhead:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+class _NoSource:
+    """The fork's stand-in for the history's source: the connections behind it are the walk's."""
+
+    def __init__(self, name: str, simulated: bool) -> None:
+        self.name = name
+        self.simulated = simulated
+
+    async def fetch(self, *_: Any, **__: Any) -> Any:
+        raise DataError("a timeframe that was not loaded before the fork is read by the walk itself")
+
+    async def close(self) -> None:
+        return None
+
+
+def _read_all(
+    writer: Connection,
+    history: HistorySource,
+    settings: Settings,
+    moments: list[int],
+    tool_calls: ToolCalls | None,
+) -> None:
+    # Ctrl-C is the walk's to handle: it stops this process when it closes.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    history.source = _NoSource(history.source.name, history.source.simulated)
+    try:
+        asyncio.run(_send_all(writer, history, settings, moments, tool_calls))
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the walk is over and closed its end
+    finally:
+        writer.close()
+
+
+async def _send_all(
+    writer: Connection,
+    history: HistorySource,
+    settings: Settings,
+    moments: list[int],
+    tool_calls: ToolCalls | None,
+) -> None:
+    chunk: Prepared = []
+    for moment in moments:
+        chunk.append((moment, await _read_one(history, settings, moment, tool_calls)))
+        if len(chunk) == CHUNK:
+            writer.send(chunk)
+            chunk = []
+    if chunk:
+        writer.send(chunk)
+
+
+async def _read_one(
+    history: HistorySource, settings: Settings, moment: int, tool_calls: ToolCalls | None
+) -> MarketMoment | None:
+    """The market at ``moment`` as a cycle reads it, or None for the cycle to read (and fail on)."""
+    meter = Meter()
+    view = MarketView(
+        history, history.symbol, limit=settings.market.candles, until_ms=moment, memo=history.memo
+    )
+    registry = ToolRegistry()
+    registry.register(fetch_indicator_tool(view))
+    try:
+        _, market = await read_market(view, settings, meter)
+        for name, arguments in tool_calls(market.context) if tool_calls is not None else ():
+            await registry.call("ahead", name, arguments)
+    except Exception:  # whatever it was, the cycle meets it again and reports it
+        return None
+    return MarketMoment(
+        market.context,
+        market.context_json,
+        market.text,
+        market.candles,
+        registry.answers(),
+        dict(meter.timings_ms),
+    )
