@@ -231,10 +231,11 @@ def main() -> int:
         "(their context stages are timed there)"
     )
     looked_up = measured.memo_hits + measured.memo_misses
-    print(
-        f"  indicator memo of the walk's own process: {measured.memo_hits:,} of {looked_up:,} look-ups "
-        f"answered from a window computed before ({measured.memo_hits / max(looked_up, 1):.0%})"
-    )
+    if looked_up:
+        print(
+            f"  indicator memo of the walk's own process: {measured.memo_hits:,} of {looked_up:,} "
+            f"look-ups answered from a window computed before ({measured.memo_hits / looked_up:.0%})"
+        )
     journal_ms = measured.journal_s / cycles * 1000
     print(
         f"  journal writes: {measured.journal_s:6.1f} s, {journal_ms:.2f} ms per cycle "

@@ -22,17 +22,22 @@ import signal
 import sys
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
+
+import pydantic_core
 
 from rez_cli.backtest.history import HistorySource
 from rez_cli.config.settings import Settings
 from rez_cli.cycle.orchestrator import MarketMoment, read_market
 from rez_cli.errors import DataError
+from rez_cli.formatting import compact_json
 from rez_cli.llm.meter import Meter
+from rez_cli.market.snapshot import Context
 from rez_cli.market.view import MarketView
 from rez_cli.reasoning.registry import ToolCalls
-from rez_cli.reasoning.tools import ToolRegistry, fetch_indicator_tool
+from rez_cli.reasoning.tools import ToolKey, ToolOutput, ToolRegistry, fetch_indicator_tool
 
 __all__ = ["MIN_MOMENTS", "MarketsAhead"]
 
@@ -41,7 +46,37 @@ MIN_MOMENTS = 32
 # Moments sent together: one message per moment costs more than the pickling of it.
 CHUNK = 16
 
-Prepared = list[tuple[int, MarketMoment | None]]
+
+@dataclass(frozen=True)
+class _Sent:
+    """A ``MarketMoment`` as it crosses the pipe: the context as its JSON text, which costs both sides
+    less than pickling the model and its dump, and which the trace then writes as it is."""
+
+    context_json_text: str
+    text: str
+    candles: dict[str, dict[str, Any]]
+    answers: dict[ToolKey, ToolOutput]
+    timings_ms: dict[str, float]
+
+    @classmethod
+    def of(cls, market: MarketMoment) -> _Sent | MarketMoment:
+        """What is sent for ``market``: itself where its context holds a number JSON cannot carry."""
+        written = compact_json(market.context_json)
+        if written is None:
+            return market
+        return cls(written, market.text, market.candles, dict(market.answers), dict(market.timings_ms))
+
+    def market(self) -> MarketMoment:
+        # The same values the sender dumped: JSON carries finite floats exactly, and a context
+        # validated from its own dump is equal to it.
+        dump = pydantic_core.from_json(self.context_json_text)
+        context = Context.model_validate(dump)
+        return MarketMoment(
+            context, dump, self.text, self.candles, self.answers, self.timings_ms, self.context_json_text
+        )
+
+
+Prepared = list[tuple[int, "_Sent | MarketMoment | None"]]
 
 
 class MarketsAhead:
@@ -119,9 +154,9 @@ class MarketsAhead:
             # The process is gone or sent what does not read: every moment left is the walk's.
             self._stop()
             return
-        for moment, market in prepared:
+        for moment, sent in prepared:
             self._to_come.discard(moment)
-            self._ready[moment] = market
+            self._ready[moment] = _market_of(sent)
 
     def _stop(self) -> None:
         if self._connection is not None:
@@ -146,6 +181,15 @@ class MarketsAhead:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def _market_of(sent: _Sent | MarketMoment | None) -> MarketMoment | None:
+    if not isinstance(sent, _Sent):
+        return sent
+    try:
+        return sent.market()
+    except Exception:  # it does not read back: the cycle reads its market itself
+        return None
 
 
 class _NoSource:
@@ -199,7 +243,7 @@ async def _send_all(
 
 async def _read_one(
     history: HistorySource, settings: Settings, moment: int, tool_calls: ToolCalls | None
-) -> MarketMoment | None:
+) -> _Sent | MarketMoment | None:
     """The market at ``moment`` as a cycle reads it, or None for the cycle to read (and fail on)."""
     meter = Meter()
     view = MarketView(
@@ -213,11 +257,13 @@ async def _read_one(
             await registry.call("ahead", name, arguments)
     except Exception:  # whatever it was, the cycle meets it again and reports it
         return None
-    return MarketMoment(
-        market.context,
-        market.context_json,
-        market.text,
-        market.candles,
-        registry.answers(),
-        dict(meter.timings_ms),
+    return _Sent.of(
+        MarketMoment(
+            market.context,
+            market.context_json,
+            market.text,
+            market.candles,
+            registry.answers(),
+            dict(meter.timings_ms),
+        )
     )

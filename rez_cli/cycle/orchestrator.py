@@ -110,6 +110,8 @@ class MarketMoment:
     candles: dict[str, dict[str, Any]]
     answers: Mapping[ToolKey, ToolOutput] = field(default_factory=dict)
     timings_ms: Mapping[str, float] = field(default_factory=dict)
+    context_json_text: str | None = None
+    """``context_json`` as the journal writes it (``compact_json``), when it was written already."""
 
 
 MarketAhead = Callable[[str, int], MarketMoment | None]
@@ -141,6 +143,7 @@ async def read_market(
 class _Prepared:
     context: Context
     context_json: dict[str, Any]
+    context_json_text: str | None
     text: str
     tools: ToolRegistry
     candles: dict[str, dict[str, Any]]
@@ -689,6 +692,7 @@ class Orchestrator:
         return _Prepared(
             context,
             market.context_json,
+            market.context_json_text,
             market.text,
             registry,
             dict(market.candles),
@@ -780,6 +784,7 @@ class Orchestrator:
         trace = Trace(
             context=prepared.context,
             context_dump=prepared.context_json,
+            context_dump_text=prepared.context_json_text,
             context_text=prepared.text,
             reasoning=services.trace,
             chart=prepared.chart,
@@ -941,7 +946,9 @@ class Orchestrator:
             or self._redactor.touches(json.dumps(summaries, ensure_ascii=False, default=repr))
         ):
             decision = redacted(decision, self._redactor)
-            trace = redacted(trace, self._redactor)
+            # Struck from the context's dump, which is then written again: not from its JSON text,
+            # where a secret may stand escaped.
+            trace = redacted(dataclasses.replace(trace, context_dump_text=None), self._redactor)
             signals = redacted(signals, self._redactor)
         if self.recorder is not None:
             self.recorder.cycle_finished(

@@ -76,8 +76,10 @@ class Trace:
     # (exits, invalidations that held, candles missing from the market).
     position: str | None = None
     account_notes: tuple[str, ...] = ()
-    # ``context.model_dump(mode="json")``, for a caller that has written it already.
+    # ``context.model_dump(mode="json")``, for a caller that has written it already, and that dump as
+    # the journal writes it (``compact_json``), for one that has that too.
     context_dump: dict[str, Any] | None = dataclasses.field(default=None, compare=False, repr=False)
+    context_dump_text: str | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def reward_risk(self) -> float | None:
@@ -133,7 +135,11 @@ class Trace:
 
     @cached_property
     def _context_json_text(self) -> str | None:
-        return compact_json(self._json["context"]) if "context" in self._json else None
+        if "context" not in self._json:
+            return None
+        if self.context_dump_text is not None and self.context_dump is not None:
+            return self.context_dump_text
+        return compact_json(self._json["context"])
 
 
 _Value = TypeVar("_Value")
