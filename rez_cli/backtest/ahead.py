@@ -213,13 +213,17 @@ def _read_all(
     moments: list[int],
     tool_calls: ToolCalls | None,
 ) -> None:
-    # Ctrl-C is the walk's to handle: it stops this process when it closes.
+    # Ctrl-C is the walk's to handle: it stops this process when it closes. The wake-up pipe of the
+    # walk's event loop is not this process's to write to.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.set_wakeup_fd(-1)
     history.source = _NoSource(history.source.name, history.source.simulated)
     try:
         asyncio.run(_send_all(writer, history, settings, moments, tool_calls))
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # the walk is over and closed its end
+    except Exception:
+        # The walk is over and closed its end, or this process failed: either way the walk reads what
+        # it still needs itself, and a traceback here would only reach the user's terminal.
+        pass
     finally:
         writer.close()
 

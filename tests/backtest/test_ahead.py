@@ -14,6 +14,9 @@ import json
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,9 @@ from rez_cli.cycle.orchestrator import EventResult
 from rez_cli.journal.store import Journal
 from tests.backtest.test_lookahead import DAY, QUARTER, decision, inputs, trace_json, write
 from tests.support.candles import START_MS, make_candles
+
+# Only Linux forks the second process (elsewhere every market is read in its cycle).
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="markets are read ahead on Linux only")
 
 DAYS = 24
 # What differs between two runs of the same cycles: ids, and times measured.
@@ -145,3 +151,47 @@ def test_no_process_is_left_behind(data_dir: Path, tmp_path: Path) -> None:
     report, cycles = backtest(data_dir, tmp_path / "ahead.db", ahead=True)
     assert report.read_ahead == len(cycles)
     assert multiprocessing.active_children() == []
+
+
+def test_ctrl_c_in_a_terminal_stops_both_processes_with_the_partial_result(tmp_path: Path) -> None:
+    # A terminal sends Ctrl-C's SIGINT to every process of the foreground group: the walk's and the
+    # one reading ahead. The walk keeps what it did; the other goes quietly.
+    rez = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rez_cli",
+            "backtest",
+            "BTC/USDT",
+            "--from",
+            "2021-01-01",
+            "--to",
+            "2022-06-01",
+            "--mode",
+            "rules",
+            "--exchange",
+            "sim",
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "REZ_HOME": str(tmp_path / "home")},
+    )
+    children = Path(f"/proc/{rez.pid}/task/{rez.pid}/children")
+    deadline = time.monotonic() + 60
+    # The walk is under way once its second process is there.
+    while rez.poll() is None and not children.read_text().split() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    helper = int(children.read_text().split()[0])
+    time.sleep(0.5)
+    os.killpg(rez.pid, signal.SIGINT)
+    stdout, stderr = rez.communicate(timeout=60)
+    assert rez.returncode == 130, stderr
+    report = json.loads(stdout)
+    assert report["stopped"] == "interrupted"
+    assert 0 < report["metrics"]["cycles"] < 12_000
+    assert "Traceback" not in stderr
+    # The helper was stopped and waited for, not left behind.
+    assert not Path(f"/proc/{helper}").exists()
