@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 from pydantic import BaseModel
@@ -90,3 +91,56 @@ def test_a_call_cancelled_before_its_answer_still_answers_the_next_one() -> None
     assert again.ok
     assert again.content == "n=4"
     assert again.cached
+
+
+def test_answers_handed_over_serve_another_registrys_calls_as_if_its_tool_ran() -> None:
+    # A backtest's second process answers the calls a mode always makes; the cycle's registry takes
+    # those answers under the same keys, whatever spelling of the arguments the mode uses.
+    ahead_runs, cycle_runs = [0], [0]
+    ahead = _registry(ahead_runs)
+
+    async def prepare() -> None:
+        await ahead.call("x", "count", '{"n": 4}')
+        with pytest.raises(ExchangeUnavailable):
+            await _failing(ahead).call("y", "count", '{"n": 5}')
+
+    asyncio.run(prepare())
+    answers = ahead.answers()
+    assert [output.text for output in answers.values()] == ["n=4"]
+
+    cycle = ToolRegistry(answers)
+    cycle.register(Tool("count", "counts", _Args, _counting(cycle_runs)))
+
+    async def calls() -> list[ToolResult]:
+        return [
+            await cycle.call("a", "count", '{"n":4}'),
+            await cycle.call("b", "count", '{"n": 4}'),
+            await cycle.call("c", "count", '{"n": 6}'),
+        ]
+
+    first, again, other = asyncio.run(calls())
+    # Answered as if just run (not "cached"); the same call again is the cycle's own memory; a call
+    # nobody answered runs the tool.
+    assert (first.ok, first.content, first.cached, first.rows) == (True, "n=4", False, [{"n": 4}])
+    assert (again.content, again.cached) == ("n=4", True)
+    assert other.content == "n=6"
+    assert cycle_runs[0] == 1
+    assert ahead_runs[0] == 1
+
+
+def _counting(runs: list[int]) -> Callable[[_Args], Awaitable[ToolOutput]]:
+    async def run(args: _Args) -> ToolOutput:
+        runs[0] += 1
+        return ToolOutput(f"n={args.n}", [{"n": args.n}])
+
+    return run
+
+
+def _failing(registry: ToolRegistry) -> ToolRegistry:
+    """The same registry with its tool failing from now on: a failed call is not an answer."""
+
+    async def run(args: _Args) -> ToolOutput:
+        raise ExchangeUnavailable("the exchange is down")
+
+    registry.register(Tool("count", "counts", _Args, run))
+    return registry
