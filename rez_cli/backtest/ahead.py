@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 import pydantic_core
@@ -76,18 +77,20 @@ class _Sent:
         )
 
 
-Prepared = list[tuple[int, "_Sent | MarketMoment | None"]]
+_Chunk = list[tuple[int, "_Sent | MarketMoment | None"]]
 
 
 class MarketsAhead:
     """The markets of one walk's moments, read by a forked process; call it as the orchestrator's
     ``ahead`` (``MarketAhead``).
 
-    Use ``start``, which returns None where no process can be forked (not Linux, too few moments), and
-    ``close`` once the walk is over (or use it as a context manager).
+    Use ``start``, which returns None where no process is forked (not Linux, too few moments), and
+    ``close`` once the walk is over.
     """
 
-    def __init__(self, connection: Connection, process: Any, symbol: str, moments: Sequence[int]) -> None:
+    def __init__(
+        self, connection: Connection, process: BaseProcess, symbol: str, moments: Sequence[int]
+    ) -> None:
         self._connection: Connection | None = connection
         self._process = process
         self._symbol = symbol
@@ -149,12 +152,13 @@ class MarketsAhead:
     def _receive(self) -> None:
         assert self._connection is not None
         try:
-            prepared: Prepared = self._connection.recv()
-        except (EOFError, OSError, ValueError, TypeError, AttributeError, ImportError):
-            # The process is gone or sent what does not read: every moment left is the walk's.
+            chunk: _Chunk = self._connection.recv()
+        except Exception:
+            # The process is gone (EOFError) or sent what does not unpickle: every moment left is the
+            # walk's to read.
             self._stop()
             return
-        for moment, sent in prepared:
+        for moment, sent in chunk:
             self._to_come.discard(moment)
             self._ready[moment] = _market_of(sent)
 
@@ -175,12 +179,6 @@ class MarketsAhead:
         if process.is_alive():
             process.kill()
             process.join()
-
-    def __enter__(self) -> MarketsAhead:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
 
 def _market_of(sent: _Sent | MarketMoment | None) -> MarketMoment | None:
@@ -235,7 +233,7 @@ async def _send_all(
     moments: list[int],
     tool_calls: ToolCalls | None,
 ) -> None:
-    chunk: Prepared = []
+    chunk: _Chunk = []
     for moment in moments:
         chunk.append((moment, await _read_one(history, settings, moment, tool_calls)))
         if len(chunk) == CHUNK:
