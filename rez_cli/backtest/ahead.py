@@ -17,6 +17,7 @@ cycle itself, which then fails as it would have failed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import signal
 import sys
@@ -46,6 +47,8 @@ __all__ = ["MIN_MOMENTS", "MarketsAhead"]
 MIN_MOMENTS = 32
 # Moments sent together: one message per moment costs more than the pickling of it.
 CHUNK = 16
+# The pipe's buffer: about a hundred moments of about 6 KB (Linux lets any process have 1 MiB).
+PIPE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,7 @@ class MarketsAhead:
             return None
         context = multiprocessing.get_context("fork")
         reader, writer = context.Pipe(duplex=False)
+        _widen(writer)
         process = context.Process(
             target=_read_all,
             args=(writer, history, settings, list(moments), tool_calls),
@@ -188,6 +192,16 @@ def _market_of(sent: _Sent | MarketMoment | None) -> MarketMoment | None:
         return sent.market()
     except Exception:  # it does not read back: the cycle reads its market itself
         return None
+
+
+def _widen(connection: Connection) -> None:
+    """Let the process run up to about a hundred moments ahead instead of ten (a pipe holds 64 KiB):
+    a few slower cycles on either side then stall neither."""
+    import fcntl  # Linux's, as the fork is: not importable everywhere this module is
+
+    # Above this system's limit for pipes, the default only stalls more often.
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(connection.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 
 class _NoSource:
