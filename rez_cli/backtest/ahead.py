@@ -230,31 +230,25 @@ def _read_all(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.set_wakeup_fd(-1)
     history.source = _NoSource(history.source.name, history.source.simulated)
+
+    async def send_all() -> None:
+        chunk: _Chunk = []
+        for moment in moments:
+            chunk.append((moment, await _read_one(history, settings, moment, tool_calls)))
+            if len(chunk) == CHUNK:
+                writer.send(chunk)
+                chunk = []
+        if chunk:
+            writer.send(chunk)
+
     try:
-        asyncio.run(_send_all(writer, history, settings, moments, tool_calls))
+        asyncio.run(send_all())
     except Exception:
         # The walk is over and closed its end, or this process failed: either way the walk reads what
         # it still needs itself, and a traceback here would only reach the user's terminal.
         pass
     finally:
         writer.close()
-
-
-async def _send_all(
-    writer: Connection,
-    history: HistorySource,
-    settings: Settings,
-    moments: list[int],
-    tool_calls: ToolCalls | None,
-) -> None:
-    chunk: _Chunk = []
-    for moment in moments:
-        chunk.append((moment, await _read_one(history, settings, moment, tool_calls)))
-        if len(chunk) == CHUNK:
-            writer.send(chunk)
-            chunk = []
-    if chunk:
-        writer.send(chunk)
 
 
 async def _read_one(
