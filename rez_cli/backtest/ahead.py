@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import multiprocessing
 import signal
 import sys
@@ -32,14 +33,14 @@ import pydantic_core
 
 from rez_cli.backtest.history import HistorySource
 from rez_cli.config.settings import Settings
+from rez_cli.cycle.context import market_view
 from rez_cli.cycle.orchestrator import MarketMoment, read_market
 from rez_cli.errors import DataError
 from rez_cli.formatting import compact_json
 from rez_cli.llm.meter import Meter
 from rez_cli.market.snapshot import Context
-from rez_cli.market.view import MarketView
 from rez_cli.reasoning.registry import ToolCalls
-from rez_cli.reasoning.tools import ToolKey, ToolOutput, ToolRegistry, fetch_indicator_tool
+from rez_cli.reasoning.tools import ToolKey, ToolOutput
 
 __all__ = ["MIN_MOMENTS", "MarketsAhead"]
 
@@ -256,24 +257,9 @@ async def _read_one(
 ) -> _Sent | MarketMoment | None:
     """The market at ``moment`` as a cycle reads it, or None for the cycle to read (and fail on)."""
     meter = Meter()
-    view = MarketView(
-        history, history.symbol, limit=settings.market.candles, until_ms=moment, memo=history.memo
-    )
-    registry = ToolRegistry()
-    registry.register(fetch_indicator_tool(view))
+    view = market_view(history, history.symbol, settings, moment, history.memo)
     try:
-        _, market = await read_market(view, settings, meter)
-        for name, arguments in tool_calls(market.context) if tool_calls is not None else ():
-            await registry.call("ahead", name, arguments)
+        _, market = await read_market(view, settings, meter, tool_calls)
     except Exception:  # whatever it was, the cycle meets it again and reports it
         return None
-    return _Sent.of(
-        MarketMoment(
-            market.context,
-            market.context_json,
-            market.text,
-            market.candles,
-            registry.answers(),
-            dict(meter.timings_ms),
-        )
-    )
+    return _Sent.of(dataclasses.replace(market, timings_ms=dict(meter.timings_ms)))

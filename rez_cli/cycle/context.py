@@ -34,7 +34,9 @@ from rez_cli.market.snapshot import Context, DayRange, RecentCandles, Swings, Ti
 from rez_cli.timeframes import timeframe_ms
 
 if TYPE_CHECKING:
+    from rez_cli.indicators import IndicatorMemo
     from rez_cli.llm.meter import Meter
+    from rez_cli.market.source import MarketSource
     from rez_cli.market.view import MarketView
 
 MAX_TEXT_CHARS = 6_000
@@ -485,6 +487,20 @@ def context_timeframes(requested: list[str], primary: str) -> list[str]:
     return sorted({*requested, primary}, key=timeframe_ms)
 
 
+def market_view(
+    source: MarketSource,
+    symbol: str,
+    settings: Settings,
+    until_ms: int | None,
+    memo: IndicatorMemo | None = None,
+) -> MarketView:
+    """The view a cycle reads its market through: ``[market] candles`` of each timeframe, cut at
+    ``until_ms`` (None: the latest)."""
+    from rez_cli.market.view import MarketView
+
+    return MarketView(source, symbol, limit=settings.market.candles, until_ms=until_ms, memo=memo)
+
+
 async def view_context(
     view: MarketView, timeframes: list[str], primary: str, meter: Meter | None = None
 ) -> tuple[dict[str, pd.DataFrame], Context]:
@@ -520,11 +536,11 @@ async def load_context(
     Raises:
         DataError, ExchangeError: the candles cannot be had; the message says why.
     """
-    from rez_cli.market.view import MarketView, open_source
+    from rez_cli.market.view import open_source
 
     source = open_source(settings, exchange=exchange, data=data, use_cache=use_cache, now_ms=as_of_ms)
     try:
-        view = MarketView(source, symbol, limit=settings.market.candles, until_ms=as_of_ms)
+        view = market_view(source, symbol, settings, as_of_ms)
         _, context = await view_context(view, timeframes, settings.market.timeframe)
     finally:
         await source.close()

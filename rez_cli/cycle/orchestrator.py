@@ -41,7 +41,7 @@ from rez_cli.config.settings import (
     secrets_of,
 )
 from rez_cli.cycle.choice import DEFAULT_MODEL, choose_model, default_mode
-from rez_cli.cycle.context import context_text, view_context
+from rez_cli.cycle.context import context_text, market_view, view_context
 from rez_cli.cycle.recording import CycleRecorder
 from rez_cli.cycle.trace import ChartSeries, Trace, VerdictRecord, redacted
 from rez_cli.decision.codes import Hold
@@ -57,7 +57,7 @@ from rez_cli.market.source import MarketSource
 from rez_cli.market.view import MarketView
 from rez_cli.reasoning.manager import AdvisorySignal, MemoryAccessor, ReasoningManager
 from rez_cli.reasoning.modes import CycleServices, llm_endpoint, opening
-from rez_cli.reasoning.registry import OFFLINE_MODE, registered_modes
+from rez_cli.reasoning.registry import OFFLINE_MODE, ToolCalls, registered_modes
 from rez_cli.reasoning.tools import ToolKey, ToolOutput, ToolRegistry, fetch_indicator_tool
 from rez_cli.reasoning.trace import ReasoningTrace, TurnRecord
 from rez_cli.redact import active
@@ -118,10 +118,18 @@ MarketAhead = Callable[[str, int], MarketMoment | None]
 """A market prepared before the cycle, by symbol and moment, or None to read it in the cycle."""
 
 
+def cycle_tools(view: MarketView, answered: Mapping[ToolKey, ToolOutput] | None = None) -> ToolRegistry:
+    """The tools a cycle offers on ``view`` (``ToolRegistry`` says what ``answered`` is)."""
+    registry = ToolRegistry(answered)
+    registry.register(fetch_indicator_tool(view))
+    return registry
+
+
 async def read_market(
-    view: MarketView, settings: Settings, meter: Meter
+    view: MarketView, settings: Settings, meter: Meter, tool_calls: ToolCalls | None = None
 ) -> tuple[dict[str, pd.DataFrame], MarketMoment]:
-    """The frames of the context's timeframes and the moment they make, read through ``view``.
+    """The frames of the context's timeframes and the moment they make, read through ``view``;
+    ``tool_calls``: calls of a mode's to answer on it too (``MarketMoment.answers``).
 
     Raises:
         DataError, ExchangeError: from the view's source.
@@ -134,9 +142,15 @@ async def read_market(
     candles = {
         timeframe: candles_fingerprint(frame, timeframe, view.memo) for timeframe, frame in frames.items()
     }
+    answers: dict[ToolKey, ToolOutput] = {}
+    if tool_calls is not None:
+        registry = cycle_tools(view)
+        for name, arguments in tool_calls(context):
+            await registry.call("ahead", name, arguments)
+        answers = registry.answers()
     # Written once for the modes' payload and the trace (neither changes it: the manager hands modes
     # a copy).
-    return frames, MarketMoment(context, context.model_dump(mode="json"), text, candles)
+    return frames, MarketMoment(context, context.model_dump(mode="json"), text, candles, answers)
 
 
 @dataclass(frozen=True)
@@ -667,12 +681,8 @@ class Orchestrator:
         )
 
     async def _prepare(self, symbol: str, as_of: Any, meter: Meter) -> _Prepared:
-        view = MarketView(
-            self.source,
-            symbol,
-            limit=self.settings.market.candles,
-            until_ms=int(as_of) if as_of is not None else None,
-            memo=self.memo,
+        view = market_view(
+            self.source, symbol, self.settings, int(as_of) if as_of is not None else None, self.memo
         )
         primary = self.settings.market.timeframe
         market = self.ahead(symbol, int(as_of)) if self.ahead is not None and as_of is not None else None
@@ -681,10 +691,9 @@ class Orchestrator:
             chart_frame = frames[primary] if self.chart else None
         else:
             for stage, ms in market.timings_ms.items():
-                meter.timings_ms[stage] = round(meter.timings_ms.get(stage, 0.0) + ms, 3)
+                meter.add_time(stage, ms)
             chart_frame = await view.frame(primary) if self.chart else None
-        registry = ToolRegistry(market.answers)
-        registry.register(fetch_indicator_tool(view))
+        registry = cycle_tools(view, market.answers)
         context = market.context
         position = (
             self.book.view(symbol, context.as_of, context.last_price) if self.book is not None else None
@@ -695,7 +704,7 @@ class Orchestrator:
             market.context_json_text,
             market.text,
             registry,
-            dict(market.candles),
+            market.candles,
             self._memory_text(symbol, context.as_of),
             chart_series(chart_frame, primary, view.memo) if chart_frame is not None else None,
             position,

@@ -90,8 +90,11 @@ class Meter:
         try:
             yield
         finally:
-            elapsed = (time.perf_counter() - started) * 1000
-            self.timings_ms[name] = round(self.timings_ms.get(name, 0.0) + elapsed, 3)
+            self.add_time(name, (time.perf_counter() - started) * 1000)
+
+    def add_time(self, name: str, ms: float) -> None:
+        """Add ``ms`` to the stage's total (time spent on the cycle's behalf elsewhere, too)."""
+        self.timings_ms[name] = round(self.timings_ms.get(name, 0.0) + ms, 3)
 
     def usage(self) -> Usage:
         return Usage(
